@@ -1,0 +1,176 @@
+"""The one consumer loop: micro-batches in, a handler, dead letters out, commit after.
+
+Delivery is at least once: offsets are committed only after a batch has been handled or
+dead-lettered, so a crash replays the batch and handlers must be idempotent.
+
+Errors a handler raises:
+- `TransientError`: the batch is retried after a backoff, nothing is committed.
+- any other exception: the batch is split and each event handled alone; an event that still
+  fails goes to `<topic>.dlq` with the error in its headers, and the loop moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from shared.events import UndecodableEvent, decode_event
+from shared.topics import dlq
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """A dependency is down (index, database, broker): retry the batch later, commit nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A decoded event with where it came from."""
+
+    event: object
+    record: ConsumerRecord
+
+
+Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+@dataclass
+class LoopStats:
+    handled: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        handler: Handler,
+        name: str,
+        max_records: int = 64,
+        poll_timeout_ms: int = 500,
+        retry_backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._handler = handler
+        self._name = name
+        self._max_records = max_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._retry_backoff = tuple(retry_backoff)
+        self._stopping = asyncio.Event()
+        self.stats = LoopStats()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and return from `run`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+                attempt = 0
+            except TransientError as exc:
+                delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
+                attempt += 1
+                self.stats.retries += 1
+                log.warning("%s: transient failure, retrying in %.1fs: %s", self._name, delay, exc)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def drain(self, idle_polls: int = 2) -> int:
+        """Burst mode for tests and tools: handle until `idle_polls` polls in a row bring nothing."""
+        total, idle = 0, 0
+        while idle < idle_polls:
+            count = await self.run_once()
+            total += count
+            idle = 0 if count else idle + 1
+        return total
+
+    async def run_once(self) -> int:
+        """Poll one batch, handle it, commit it; returns how many records it held."""
+        batches = await self._consumer.getmany(
+            timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+        )
+        records = [record for part in batches.values() for record in part]
+        if not records:
+            return 0
+        try:
+            await self._handle(records)
+        except TransientError:
+            self._rewind(batches)
+            raise
+        await self._consumer.commit()
+        self.stats.batches += 1
+        return len(records)
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
+        deliveries: list[Delivery] = []
+        for record in records:
+            try:
+                event = decode_event(record.value or b"")
+            except UndecodableEvent as exc:
+                await self._dead_letter(record, exc)
+                continue
+            if event is None:
+                self.stats.skipped += 1
+                continue
+            deliveries.append(Delivery(event, record))
+        if not deliveries:
+            return
+        try:
+            await self._handler(deliveries)
+        except TransientError:
+            raise
+        except Exception as exc:
+            if len(deliveries) == 1:
+                await self._dead_letter(deliveries[0].record, exc)
+                return
+            log.warning("%s: batch of %d failed, handling one by one", self._name, len(deliveries))
+            for delivery in deliveries:
+                try:
+                    await self._handler([delivery])
+                except TransientError:
+                    raise
+                except Exception as exc:
+                    await self._dead_letter(delivery.record, exc)
+                    continue
+                self.stats.handled += 1
+            return
+        self.stats.handled += len(deliveries)
+
+    async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        log.error("%s: dead-lettering %s[%d]@%d: %s", self._name, record.topic, record.partition, record.offset, reason)
+        headers = list(record.headers or ()) + [
+            ("error", reason.encode()),
+            ("error.type", type(exc).__name__.encode()),
+            ("error.trace", "".join(traceback.format_exception(exc))[-4000:].encode()),
+            ("original.topic", record.topic.encode()),
+            ("original.partition", str(record.partition).encode()),
+            ("original.offset", str(record.offset).encode()),
+            ("consumer", self._name.encode()),
+        ]
+        await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
+        self.stats.dead_lettered += 1
+        self.stats.errors.append(reason)
+
+    def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        for tp, part in batches.items():
+            if part:
+                self._consumer.seek(tp, part[0].offset)
+

@@ -1,0 +1,173 @@
+"""The event contract between ingest, matcher and notifier: one frozen model per event.
+
+Envelopes carry CloudEvents attributes (id, type, source, time, tenant) around `data`.
+Consumers ignore fields they do not know; producers only ever add fields.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class PostKind(StrEnum):
+    QUESTION = "question"
+    ANSWER = "answer"
+    COMMENT = "comment"
+
+
+class Post(_Frozen):
+    """A post as the matcher indexes it: the body is already plain text."""
+
+    id: str
+    tenant: str
+    thread_id: str
+    author_id: str
+    kind: PostKind
+    title: str | None = None
+    body: str
+    tags: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ("public",)
+    created_at: datetime
+    url: str | None = None
+    accepted: bool = False
+    score: int = 0
+    backfill: bool = False
+
+
+class PostRef(_Frozen):
+    post_id: str
+    thread_id: str
+
+
+class PersonRef(_Frozen):
+    person_id: str
+
+
+class Evidence(_Frozen):
+    """One of a candidate's past posts that matches the question: the "why you"."""
+
+    post_id: str
+    thread_id: str
+    kind: PostKind
+    title: str | None = None
+    snippet: str
+    url: str | None = None
+    similarity: float
+    accepted: bool = False
+    score: int = 0
+    created_at: datetime | None = None
+
+
+class Candidate(_Frozen):
+    person_id: str
+    score: float
+    evidence: tuple[Evidence, ...] = ()
+    # The parts the score is made of (e.g. similarity, votes, recency), for explanations.
+    parts: dict[str, float] = Field(default_factory=dict)
+
+
+class Question(_Frozen):
+    post_id: str
+    thread_id: str
+    author_id: str
+    title: str | None = None
+    excerpt: str
+    url: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+
+class Match(_Frozen):
+    question: Question
+    candidates: tuple[Candidate, ...]
+    # People already in the thread when it was ranked; never invited.
+    participants: tuple[str, ...] = ()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Envelope(_Frozen):
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str = "expertmatch"
+    time: datetime = Field(default_factory=_now)
+    tenant: str
+
+
+class PostUpserted(_Envelope):
+    type: Literal["post.upserted"] = "post.upserted"
+    data: Post
+
+
+class PostDeleted(_Envelope):
+    type: Literal["post.deleted"] = "post.deleted"
+    data: PostRef
+
+
+class PersonErased(_Envelope):
+    type: Literal["person.erased"] = "person.erased"
+    data: PersonRef
+
+
+class ExpertsMatched(_Envelope):
+    type: Literal["experts.matched"] = "experts.matched"
+    data: Match
+
+
+Event = Annotated[
+    PostUpserted | PostDeleted | PersonErased | ExpertsMatched,
+    Field(discriminator="type"),
+]
+
+KNOWN_TYPES = frozenset({"post.upserted", "post.deleted", "person.erased", "experts.matched"})
+
+_event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class _AnyEnvelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+
+
+class UndecodableEvent(ValueError):
+    """A message that is not a valid event: it goes to the dead-letter topic."""
+
+
+def decode_event(raw: bytes) -> Event | None:
+    """Parse a message value; None for a well-formed event of a type this version does not know."""
+    try:
+        kind = _AnyEnvelope.model_validate_json(raw).type
+        if kind not in KNOWN_TYPES:
+            return None
+        return _event_adapter.validate_json(raw)
+    except ValidationError as exc:
+        raise UndecodableEvent(str(exc)) from exc
+
+
+def encode_event(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def event_key(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched) -> bytes:
+    """The Kafka key: the thread for posts and matches (one thread stays ordered), else the person."""
+    match event:
+        case PostUpserted(data=post):
+            key = post.thread_id
+        case PostDeleted(data=ref):
+            key = ref.thread_id
+        case ExpertsMatched(data=match):
+            key = match.question.thread_id
+        case PersonErased(data=ref):
+            key = ref.person_id
+    return f"{event.tenant}/{key}".encode()

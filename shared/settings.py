@@ -1,0 +1,58 @@
+"""Settings every service reads; each service extends them with its own, under its own prefix.
+
+Nothing is read at import: `create_app(settings)` and `main()` build settings, tests pass them in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import DEFAULT_TOPICS_FILE
+
+
+def _env(name: str, **kwargs):
+    """A field read from one exact environment variable, whatever the service's prefix."""
+    return Field(validation_alias=AliasChoices(name), **kwargs)
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`key1:acme,key2:globex` -> {"key1": "acme", "key2": "globex"}."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, tenant = item.partition(":")
+        if not sep or not key.strip() or not tenant.strip():
+            raise ValueError(f"EXPERTMATCH_API_KEYS: {item!r} is not key:tenant")
+        if key.strip() in keys:
+            raise ValueError("EXPERTMATCH_API_KEYS: a key is listed twice")
+        keys[key.strip()] = tenant.strip()
+    return keys
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    api_keys: str = _env("EXPERTMATCH_API_KEYS", default="")
+    kafka_bootstrap_servers: str = _env("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
+    # Apache Kafka supports idempotent producers; the embedded broker refuses them.
+    kafka_idempotence: bool = _env("KAFKA_ENABLE_IDEMPOTENCE", default=False)
+    # Prepended to every topic name: lets tests and tenants of one broker stay apart.
+    kafka_topic_prefix: str = _env("KAFKA_TOPIC_PREFIX", default="")
+    kafka_topics_file: Path = _env("KAFKA_TOPICS_FILE", default=DEFAULT_TOPICS_FILE)
+    data_dir: Path = _env("EXPERTMATCH_DATA_DIR", default=Path(".expertmatch"))
+    log_level: str = _env("EXPERTMATCH_LOG_LEVEL", default="INFO")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: str) -> str:
+        parse_api_keys(value)
+        return value
+
+    @property
+    def tenants_by_key(self) -> dict[str, str]:
+        return parse_api_keys(self.api_keys)
+
+    def topic(self, name: str) -> str:
+        return self.kafka_topic_prefix + name

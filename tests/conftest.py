@@ -1,0 +1,67 @@
+"""Fixtures shared by every tier: a real broker, a real PostgreSQL, the Stack Exchange data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shared.embedded_broker import EmbeddedBroker
+from shared.settings import CommonSettings
+from tests.support.postgres import PostgresServer, find_pg_bin
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """One real Kafka-protocol broker per test session; tests keep apart by topic prefix."""
+    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log") as running:
+        yield running
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def common_settings(broker, topic_prefix, tmp_path) -> CommonSettings:
+    """Settings for one test: its own topics and data folder, two tenants."""
+    return CommonSettings(
+        api_keys="acme-key:acme,globex-key:globex",
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_topic_prefix=topic_prefix,
+        data_dir=tmp_path / "data",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database on the real server for each test."""
+    return postgres_server.create_database(f"t{uuid.uuid4().hex[:12]}")
+
+
+def shared_dataset(name: str) -> Path:
+    """A Stack Exchange dump from ../shared/data, or a skip that says why."""
+    path = SHARED_DATA / name / "Posts.xml.gz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the Stack Exchange data lives beside the repo in ../shared/data")
+    return path
