@@ -1,0 +1,109 @@
+"""The vector index the matcher needs, behind one small Protocol with two adapters.
+
+- `EdgeIndex` (index/edge.py): Qdrant Edge in-process, on disk; the embedded default.
+- `QdrantServerIndex` (index/server.py): a Qdrant server through `AsyncQdrantClient`.
+
+One point per contribution (a post), id = uuid5(tenant/post id), filtered by tenant on every call.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from shared.events import PostKind
+
+_NAMESPACE = uuid.UUID("6f1c9b7e-2d7a-4f0e-9a43-0c1d2e3f4a5b")
+
+
+def point_id(tenant: str, post_id: str) -> str:
+    """Stable point id for a post: re-indexing the same post overwrites it (idempotent)."""
+    return str(uuid.uuid5(_NAMESPACE, f"{tenant}/{post_id}"))
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """One post as indexed: its payload plus its vectors."""
+
+    tenant: str
+    post_id: str
+    thread_id: str
+    author_id: str
+    kind: PostKind
+    title: str | None
+    text: str  # the plain-text body, kept for evidence snippets
+    created_at: datetime
+    vector: Sequence[float]
+    tags: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ("public",)
+    accepted: bool = False
+    score: int = 0
+    # Sparse lexical vector (token id -> weight), optional: adapters that support it index it.
+    sparse: dict[int, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A contribution found by a search, with its similarity to the query (cosine, higher is closer)."""
+
+    post_id: str
+    thread_id: str
+    author_id: str
+    kind: PostKind
+    title: str | None
+    text: str
+    created_at: datetime
+    similarity: float
+    tags: tuple[str, ...] = ()
+    accepted: bool = False
+    score: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """What the index knows of a thread: its title and who has posted in it."""
+
+    thread_id: str
+    title: str | None
+    participants: frozenset[str] = field(default_factory=frozenset)
+
+
+class IndexUnavailable(Exception):
+    """The index did not answer: a transient failure, the caller retries."""
+
+
+class ExpertIndex(Protocol):
+    async def upsert(self, contributions: Sequence[Contribution]) -> None: ...
+
+    async def delete_post(self, tenant: str, post_id: str) -> None: ...
+
+    async def erase_person(self, tenant: str, person_id: str) -> int:
+        """Remove every contribution of a person; returns how many points went."""
+        ...
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Nearest contributions of one tenant, closest first.
+
+        `audiences`: only contributions visible to one of these (None: no audience filter).
+        """
+        ...
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo: ...
+
+    async def count(self, tenant: str) -> int: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
