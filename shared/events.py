@@ -45,7 +45,8 @@ class Post(_Frozen):
 
 class PostRef(_Frozen):
     post_id: str
-    thread_id: str
+    # Known when the caller says it: then the delete is keyed, and ordered, with its thread.
+    thread_id: str | None = None
 
 
 class PersonRef(_Frozen):
@@ -165,7 +166,7 @@ def event_key(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched)
         case PostUpserted(data=post):
             key = post.thread_id
         case PostDeleted(data=ref):
-            key = ref.thread_id
+            key = ref.thread_id or ref.post_id
         case ExpertsMatched(data=match):
             key = match.question.thread_id
         case PersonErased(data=ref):
