@@ -1,0 +1,285 @@
+"""EdgeIndex: the contributions in a Qdrant Edge shard on disk, in this process.
+
+The shard is used from one dedicated worker thread only; the event loop awaits it. Search is
+exact (no HNSW build on the serving path: `optimize()` holds the GIL for seconds to minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from qdrant_edge import (
+    CountRequest,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeSparseVectorParams,
+    EdgeVectorParams,
+    FieldCondition,
+    Filter,
+    IntegerIndexParams,
+    KeywordIndexParams,
+    MatchAny,
+    MatchValue,
+    Modifier,
+    Point,
+    Query,
+    QueryRequest,
+    ScrollRequest,
+    SparseVector,
+    UpdateOperation,
+)
+
+from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.payload import (
+    DENSE,
+    DIMENSIONS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    THREAD_FIELDS,
+    checked_sparse,
+    checked_vector,
+    thread_title,
+    to_hit,
+    to_payload,
+)
+
+T = TypeVar("T")
+
+_CONFIG_FILE = "edge_config.json"
+_SCROLL_PAGE = 256
+# Edge raises bare Exceptions; these message prefixes mean the request itself was wrong.
+_BAD_INPUT = ("Wrong input", "Bad input", "Bad request", "Vector dimension error", "Validation")
+
+
+class ShardLocked(IndexUnavailable):
+    """The shard is already open, in this process or another: its WAL is locked."""
+
+
+def _config(dimensions: int) -> EdgeConfig:
+    return EdgeConfig(
+        vectors={DENSE: EdgeVectorParams(size=dimensions, distance=Distance.Cosine)},
+        sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+    )
+
+
+def _field_indexes() -> dict[str, Any]:
+    # Only the tenant gets HNSW links: the others would multiply the cost of any index build.
+    indexes: dict[str, Any] = {"tenant": KeywordIndexParams(is_tenant=True)}
+    indexes.update({name: KeywordIndexParams(enable_hnsw=False) for name in KEYWORD_FIELDS})
+    indexes["created_ts"] = IntegerIndexParams(range=True, lookup=False, enable_hnsw=False)
+    return indexes
+
+
+def _open_shard(path: Path, dimensions: int) -> EdgeShard:
+    """Load the shard at `path`, or create it; then add any missing payload index."""
+    config = _config(dimensions)
+    try:
+        if (path / _CONFIG_FILE).exists():
+            shard = EdgeShard.load(str(path), config)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            shard = EdgeShard.create(str(path), config)
+    except Exception as exc:
+        if "WAL" in str(exc):
+            raise ShardLocked(
+                f"the index at {path} is already open (its WAL is locked): "
+                "one process, and one EdgeIndex in it, may hold a shard at a time"
+            ) from exc
+        raise
+    existing = set(shard.info().payload_schema)
+    for name, params in _field_indexes().items():
+        if name not in existing:
+            shard.update(UpdateOperation.create_field_index(name, params))
+    return shard
+
+
+def _translate(exc: Exception) -> Exception:
+    """Edge's bare Exception as a ValueError (bad request) or IndexUnavailable (the rest)."""
+    message = str(exc)
+    if isinstance(exc, (ValueError, TypeError)) or message.startswith(_BAD_INPUT):
+        return ValueError(message)
+    return IndexUnavailable(f"Qdrant Edge failed: {message}")
+
+
+def _search_filter(
+    tenant: str,
+    audiences: Sequence[str] | None,
+    exclude_authors: Sequence[str],
+    exclude_threads: Sequence[str],
+) -> Filter:
+    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant))]
+    if audiences is not None:
+        must.append(FieldCondition(key="audience", match=MatchAny(list(audiences))))
+    must_not: list[Any] = []
+    if exclude_authors:
+        must_not.append(FieldCondition(key="author_id", match=MatchAny(list(exclude_authors))))
+    if exclude_threads:
+        must_not.append(FieldCondition(key="thread_id", match=MatchAny(list(exclude_threads))))
+    return Filter(must=must, must_not=must_not or None)
+
+
+def _where(tenant: str, **fields: str) -> Filter:
+    conditions = [FieldCondition(key="tenant", match=MatchValue(tenant))]
+    conditions += [FieldCondition(key=key, match=MatchValue(value)) for key, value in fields.items()]
+    return Filter(must=conditions)
+
+
+class EdgeIndex:
+    """The ExpertIndex on a Qdrant Edge shard; open it with `await EdgeIndex.open(path)`."""
+
+    def __init__(self, shard: EdgeShard, executor: ThreadPoolExecutor, path: Path, dimensions: int):
+        self._shard: EdgeShard | None = shard
+        self._executor = executor
+        self.path = path
+        self.dimensions = dimensions
+
+    @classmethod
+    async def open(cls, path: Path, *, dimensions: int = DIMENSIONS) -> EdgeIndex:
+        """Open the shard at `path` (created if absent) in its own worker thread."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-shard")
+        try:
+            shard = await asyncio.get_running_loop().run_in_executor(
+                executor, _open_shard, Path(path), dimensions
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(shard, executor, Path(path), dimensions)
+
+    async def _run(self, call: Callable[[EdgeShard], T]) -> T:
+        """Run `call(shard)` on the shard's worker thread."""
+        shard = self._shard
+        if shard is None:
+            raise IndexUnavailable(f"the index at {self.path} is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call, shard)
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def _point(self, contribution: Contribution) -> Point:
+        vectors: dict[str, Any] = {DENSE: checked_vector(contribution.vector, self.dimensions)}
+        if contribution.sparse:
+            vectors[SPARSE] = SparseVector(*checked_sparse(contribution.sparse))
+        return Point(
+            id=point_id(contribution.tenant, contribution.post_id),
+            vector=vectors,
+            payload=to_payload(contribution),
+        )
+
+    async def upsert(self, contributions: Sequence[Contribution]) -> None:
+        """Index contributions; a post indexed again replaces its point."""
+        if not contributions:
+            return
+        operation = UpdateOperation.upsert_points([self._point(c) for c in contributions])
+        await self._run(lambda shard: shard.update(operation))
+
+    async def delete_post(self, tenant: str, post_id: str) -> None:
+        """Remove a post's point (nothing happens if it is not there)."""
+        operation = UpdateOperation.delete_points([point_id(tenant, post_id)])
+        await self._run(lambda shard: shard.update(operation))
+
+    async def erase_person(self, tenant: str, person_id: str) -> int:
+        """Remove every contribution of a person; returns how many points went."""
+        where = _where(tenant, author_id=person_id)
+
+        def erase(shard: EdgeShard) -> int:
+            removed = shard.count(CountRequest(exact=True, filter=where))
+            shard.update(UpdateOperation.delete_points_by_filter(where))
+            return removed
+
+        return await self._run(erase)
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Nearest contributions of one tenant by cosine similarity, closest first."""
+        query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        return await self._query(query, where, limit)
+
+    async def search_sparse(
+        self,
+        tenant: str,
+        sparse: Mapping[int, float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
+        query = Query.Nearest(SparseVector(*checked_sparse(sparse)), using=SPARSE)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        return await self._query(query, where, limit)
+
+    async def _query(self, query: Query, where: Filter, limit: int) -> list[Hit]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=True)
+        points = await self._run(lambda shard: shard.query(request))
+        return [to_hit(p.payload or {}, p.score) for p in points]
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
+        """The thread's title and everyone who has posted in it."""
+        where = _where(tenant, thread_id=thread_id)
+
+        def read(shard: EdgeShard) -> list[dict[str, Any]]:
+            payloads: list[dict[str, Any]] = []
+            offset = None
+            while True:
+                request = ScrollRequest(
+                    offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=THREAD_FIELDS
+                )
+                records, offset = shard.scroll(request)
+                payloads += [r.payload or {} for r in records]
+                if offset is None:
+                    return payloads
+
+        payloads = await self._run(read)
+        return ThreadInfo(
+            thread_id=thread_id,
+            title=thread_title(payloads),
+            participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
+        )
+
+    async def count(self, tenant: str) -> int:
+        """How many contributions a tenant has indexed."""
+        request = CountRequest(exact=True, filter=_where(tenant))
+        return await self._run(lambda shard: shard.count(request))
+
+    async def ready(self) -> bool:
+        """True when the shard is open and answers a count."""
+        try:
+            await self._run(lambda shard: shard.count(CountRequest(exact=True)))
+        except (IndexUnavailable, ValueError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Flush and close the shard after the calls already queued; idempotent."""
+        shard, self._shard = self._shard, None
+        if shard is None:
+            return
+
+        def flush_and_close() -> None:
+            shard.flush()
+            shard.close()
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, flush_and_close)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._executor.shutdown(wait=False)

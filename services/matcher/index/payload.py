@@ -1,0 +1,94 @@
+"""How a Contribution is stored as a point (payload, checked vectors) and read back as a Hit.
+
+Both adapters use this, so Edge and the server keep the same payload and the same answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from services.matcher.index.base import Contribution, Hit
+from shared.events import PostKind
+
+DENSE = "dense"
+SPARSE = "sparse"
+DIMENSIONS = 384
+# Keeps payloads small; an evidence snippet never needs more than the start of a post.
+TEXT_LIMIT = 2_000
+# Keyword fields the index filters on; `tenant` is the tenant (partition) index.
+KEYWORD_FIELDS = ("author_id", "thread_id", "post_id", "audience", "kind")
+# What `thread()` reads of each point in the thread.
+THREAD_FIELDS = ["author_id", "kind", "title"]
+
+
+def checked_vector(vector: Sequence[float], dimensions: int = DIMENSIONS) -> list[float]:
+    """The vector as a list of floats, or a ValueError saying what is wrong with it."""
+    values = [float(x) for x in vector]
+    if len(values) != dimensions:
+        raise ValueError(f"vector has {len(values)} dimensions, the index expects {dimensions}")
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("vector has a NaN or infinite component")
+    if not any(values):
+        # Cosine similarity is undefined for a zero vector.
+        raise ValueError("vector is all zeros")
+    return values
+
+
+def checked_sparse(sparse: Mapping[int, float]) -> tuple[list[int], list[float]]:
+    """Sorted indices and their values of a sparse vector, or a ValueError."""
+    if any(index < 0 for index in sparse):
+        raise ValueError("sparse vector has a negative index")
+    indices = sorted(sparse)
+    return indices, [float(sparse[i]) for i in indices]
+
+
+def _aware(moment: datetime) -> datetime:
+    # A naive time is taken as UTC, so stored times always compare and sort.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def to_payload(contribution: Contribution) -> dict[str, Any]:
+    """The payload stored with a contribution's point."""
+    created_at = _aware(contribution.created_at)
+    return {
+        "tenant": contribution.tenant,
+        "post_id": contribution.post_id,
+        "thread_id": contribution.thread_id,
+        "author_id": contribution.author_id,
+        "kind": PostKind(contribution.kind).value,
+        "title": contribution.title,
+        "text": contribution.text[:TEXT_LIMIT],
+        "tags": list(contribution.tags),
+        "audience": list(contribution.audience),
+        "created_at": created_at.isoformat(),
+        "created_ts": int(created_at.timestamp()),
+        "accepted": contribution.accepted,
+        "score": contribution.score,
+    }
+
+
+def to_hit(payload: Mapping[str, Any], similarity: float) -> Hit:
+    """A search result read back from a point's payload."""
+    return Hit(
+        post_id=payload["post_id"],
+        thread_id=payload["thread_id"],
+        author_id=payload["author_id"],
+        kind=PostKind(payload["kind"]),
+        title=payload.get("title"),
+        text=payload.get("text", ""),
+        created_at=_aware(datetime.fromisoformat(payload["created_at"])),
+        similarity=float(similarity),
+        tags=tuple(payload.get("tags") or ()),
+        accepted=bool(payload.get("accepted", False)),
+        score=int(payload.get("score", 0)),
+    )
+
+
+def thread_title(payloads: Sequence[Mapping[str, Any]]) -> str | None:
+    """The thread's title: the question's, else any title present."""
+    titles = [(p.get("kind") == PostKind.QUESTION.value, p.get("title")) for p in payloads]
+    ranked = sorted((t for t in titles if t[1]), key=lambda t: not t[0])
+    return ranked[0][1] if ranked else None
