@@ -1,0 +1,255 @@
+"""QdrantServerIndex: the contributions in one collection of a Qdrant server (AsyncQdrantClient).
+
+Tests run the same calls against qdrant-client's local mode (`location=":memory:"`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.payload import (
+    DENSE,
+    DIMENSIONS,
+    KEYWORD_FIELDS,
+    SPARSE,
+    THREAD_FIELDS,
+    checked_sparse,
+    checked_vector,
+    thread_title,
+    to_hit,
+    to_payload,
+)
+
+DEFAULT_COLLECTION = "contributions"
+_SCROLL_PAGE = 256
+
+
+@contextmanager
+def _unavailable_on_failure(collection: str) -> Iterator[None]:
+    """Connection errors, timeouts and 5xx become IndexUnavailable; a 400 becomes ValueError."""
+    try:
+        yield
+    except (httpx.TransportError, ResponseHandlingException, TimeoutError, ConnectionError) as exc:
+        raise IndexUnavailable(f"Qdrant did not answer for {collection!r}: {exc}") from exc
+    except UnexpectedResponse as exc:
+        if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+            raise IndexUnavailable(f"Qdrant failed for {collection!r}: {exc}") from exc
+        if exc.status_code == 400:
+            raise ValueError(f"Qdrant refused the request for {collection!r}: {exc}") from exc
+        raise
+
+
+def _field_indexes() -> dict[str, models.PayloadSchemaParams]:
+    keyword = models.KeywordIndexType.KEYWORD
+    # Only the tenant gets HNSW links: per-author or per-thread graphs would cost more than they give.
+    indexes: dict[str, models.PayloadSchemaParams] = {
+        "tenant": models.KeywordIndexParams(type=keyword, is_tenant=True)
+    }
+    indexes.update(
+        {name: models.KeywordIndexParams(type=keyword, enable_hnsw=False) for name in KEYWORD_FIELDS}
+    )
+    indexes["created_ts"] = models.IntegerIndexParams(
+        type=models.IntegerIndexType.INTEGER, range=True, lookup=False, enable_hnsw=False
+    )
+    return indexes
+
+
+def _search_filter(
+    tenant: str,
+    audiences: Sequence[str] | None,
+    exclude_authors: Sequence[str],
+    exclude_threads: Sequence[str],
+) -> models.Filter:
+    must: list[models.Condition] = [models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))]
+    if audiences is not None:
+        must.append(models.FieldCondition(key="audience", match=models.MatchAny(any=list(audiences))))
+    must_not: list[models.Condition] = []
+    if exclude_authors:
+        must_not.append(models.FieldCondition(key="author_id", match=models.MatchAny(any=list(exclude_authors))))
+    if exclude_threads:
+        must_not.append(models.FieldCondition(key="thread_id", match=models.MatchAny(any=list(exclude_threads))))
+    return models.Filter(must=must, must_not=must_not or None)
+
+
+def _where(tenant: str, **fields: str) -> models.Filter:
+    conditions: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in {"tenant": tenant, **fields}.items()
+    ]
+    return models.Filter(must=conditions)
+
+
+class QdrantServerIndex:
+    """The ExpertIndex on a Qdrant collection; open it with `await QdrantServerIndex.open(client)`."""
+
+    def __init__(self, client: AsyncQdrantClient, collection: str, dimensions: int):
+        self._client = client
+        self._closed = False
+        self.collection = collection
+        self.dimensions = dimensions
+
+    @classmethod
+    async def open(
+        cls,
+        client: AsyncQdrantClient,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        dimensions: int = DIMENSIONS,
+    ) -> QdrantServerIndex:
+        """Use `collection` (created with its payload indexes if missing); the index owns `client`."""
+        index = cls(client, collection, dimensions)
+        with _unavailable_on_failure(collection):
+            await index._ensure_collection()
+        return index
+
+    async def _ensure_collection(self) -> None:
+        if not await self._client.collection_exists(self.collection):
+            try:
+                await self._client.create_collection(
+                    self.collection,
+                    vectors_config={DENSE: models.VectorParams(size=self.dimensions, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                    # Every search filters by tenant: per-tenant graphs, no global one.
+                    hnsw_config=models.HnswConfigDiff(payload_m=16, m=0),
+                )
+            except UnexpectedResponse as exc:
+                if exc.status_code != 409:  # another replica created it first
+                    raise
+        existing = (await self._client.get_collection(self.collection)).payload_schema
+        with warnings.catch_warnings():
+            # Local mode (tests) ignores payload indexes and says so on every call.
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            for name, params in _field_indexes().items():
+                if name not in existing:
+                    await self._client.create_payload_index(self.collection, name, params, wait=True)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IndexUnavailable(f"the index on {self.collection!r} is closed")
+
+    def _point(self, contribution: Contribution) -> models.PointStruct:
+        vectors: dict[str, Any] = {DENSE: checked_vector(contribution.vector, self.dimensions)}
+        if contribution.sparse:
+            indices, values = checked_sparse(contribution.sparse)
+            vectors[SPARSE] = models.SparseVector(indices=indices, values=values)
+        return models.PointStruct(
+            id=point_id(contribution.tenant, contribution.post_id),
+            vector=vectors,
+            payload=to_payload(contribution),
+        )
+
+    async def upsert(self, contributions: Sequence[Contribution]) -> None:
+        """Index contributions; a post indexed again replaces its point."""
+        if not contributions:
+            return
+        points = [self._point(c) for c in contributions]
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            await self._client.upsert(self.collection, points=points, wait=True)
+
+    async def delete_post(self, tenant: str, post_id: str) -> None:
+        """Remove a post's point (nothing happens if it is not there)."""
+        self._check_open()
+        selector = models.PointIdsList(points=[point_id(tenant, post_id)])
+        with _unavailable_on_failure(self.collection):
+            await self._client.delete(self.collection, points_selector=selector, wait=True)
+
+    async def erase_person(self, tenant: str, person_id: str) -> int:
+        """Remove every contribution of a person; returns how many points went."""
+        self._check_open()
+        where = _where(tenant, author_id=person_id)
+        with _unavailable_on_failure(self.collection):
+            removed = (await self._client.count(self.collection, count_filter=where, exact=True)).count
+            await self._client.delete(self.collection, points_selector=models.FilterSelector(filter=where), wait=True)
+        return removed
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Nearest contributions of one tenant by cosine similarity, closest first."""
+        query = checked_vector(vector, self.dimensions)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        return await self._query(query, DENSE, where, limit)
+
+    async def search_sparse(
+        self,
+        tenant: str,
+        sparse: Mapping[int, float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
+        indices, values = checked_sparse(sparse)
+        query = models.SparseVector(indices=indices, values=values)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        return await self._query(query, SPARSE, where, limit)
+
+    async def _query(self, query: Any, using: str, where: models.Filter, limit: int) -> list[Hit]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            response = await self._client.query_points(
+                self.collection, query=query, using=using, query_filter=where, limit=limit, with_payload=True
+            )
+        return [to_hit(p.payload or {}, p.score) for p in response.points]
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
+        """The thread's title and everyone who has posted in it."""
+        self._check_open()
+        where = _where(tenant, thread_id=thread_id)
+        payloads: list[dict[str, Any]] = []
+        offset = None
+        with _unavailable_on_failure(self.collection):
+            while True:
+                records, offset = await self._client.scroll(
+                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=THREAD_FIELDS
+                )
+                payloads += [r.payload or {} for r in records]
+                if offset is None:
+                    break
+        return ThreadInfo(
+            thread_id=thread_id,
+            title=thread_title(payloads),
+            participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
+        )
+
+    async def count(self, tenant: str) -> int:
+        """How many contributions a tenant has indexed."""
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            return (await self._client.count(self.collection, count_filter=_where(tenant), exact=True)).count
+
+    async def ready(self) -> bool:
+        """True when the collection answers a count."""
+        try:
+            self._check_open()
+            with _unavailable_on_failure(self.collection):
+                await self._client.count(self.collection, exact=False)
+        except (IndexUnavailable, ValueError, UnexpectedResponse):
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Close the client; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
