@@ -1,0 +1,125 @@
+"""The delivery worker: sends due webhooks, signed, and decides what each answer means.
+
+`run()` is the lifespan task; `deliver_due()` is its burst mode (send what is due, then return),
+which tests await instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from services.notifier.models import DeliveryAttempt, DeliveryState
+from services.notifier.retry import next_attempt_at
+from services.notifier.signing import webhook_headers
+from services.notifier.store import deliveries
+from services.notifier.store.database import Database
+from services.notifier.store.deliveries import DueDelivery, Outcome
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide(
+    *, attempts: int, status: int | None, retry_after: str | None, now: datetime, schedule: Sequence[float]
+) -> Outcome:
+    """The outcome of the `attempts`-th attempt, given the answer's status (None: no answer)."""
+    if status is not None and 200 <= status < 300:
+        return Outcome(DeliveryState.DELIVERED)
+    if status == 410:
+        return Outcome(DeliveryState.FAILED, disable_reason="endpoint answered 410 Gone")
+    retry_at = next_attempt_at(attempts=attempts, now=now, schedule=schedule, status=status, retry_after=retry_after)
+    if retry_at is None:
+        return Outcome(DeliveryState.FAILED)
+    return Outcome(DeliveryState.PENDING, next_attempt_at=retry_at)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        client: httpx.AsyncClient,
+        schedule: Sequence[float],
+        total_timeout: float,
+        batch_size: int = 20,
+        poll_interval: float = 1.0,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._schedule = tuple(schedule)
+        self._total_timeout = total_timeout
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._clock = clock
+        # A claim outlives the slowest attempt, so a crashed sender's delivery comes back later.
+        self._lease = timedelta(seconds=total_timeout + 30)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def wake(self) -> None:
+        """New deliveries are waiting: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the attempts in hand and return from `run`."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.deliver_due()
+            except Exception:
+                # The database is away, say: the deliveries wait in it; try again next poll.
+                log.exception("delivery round failed; retrying in %.1fs", self._poll_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def deliver_due(self, now: datetime | None = None) -> int:
+        """Send every delivery due by `now` (default: the clock), batch after batch; returns how many."""
+        sent = 0
+        while not self._stopping.is_set():
+            due = await deliveries.claim_due(
+                self._db, now=now or self._clock(), limit=self._batch_size, lease=self._lease
+            )
+            if not due:
+                break
+            await asyncio.gather(*(self._attempt(item) for item in due))
+            sent += len(due)
+        return sent
+
+    async def _attempt(self, due: DueDelivery) -> None:
+        attempted_at = self._clock()
+        status, retry_after, error, started = None, None, None, time.perf_counter()
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                response = await self._client.post(
+                    due.url, content=due.payload, headers=webhook_headers(due.secret, due.message_id, due.payload)
+                )
+            status, retry_after = response.status_code, response.headers.get("retry-after")
+            if not response.is_success:
+                error = f"HTTP {status}"
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        outcome = decide(
+            attempts=due.attempts + 1, status=status, retry_after=retry_after, now=self._clock(), schedule=self._schedule
+        )
+        attempt = DeliveryAttempt(attempted_at=attempted_at, status_code=status, duration_ms=duration_ms, error=error)
+        await deliveries.record_attempt(self._db, due=due, attempt=attempt, outcome=outcome)
+        log.info("delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state)

@@ -1,0 +1,106 @@
+"""The notifier's tables: subscriptions, invitations, deliveries and their attempts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Aware UTC datetimes in and out; SQLite keeps no zone, so it stores naive UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeliveryState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200), index=True)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    secret: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    # Deleted by its tenant: hidden from the API, kept for its deliveries' history.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+    __table_args__ = (sa.UniqueConstraint("tenant", "thread_id", "person_id", name="uq_invitation_identity"),)
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    thread_id: Mapped[str] = mapped_column(sa.String(200))
+    person_id: Mapped[str] = mapped_column(sa.String(200))
+    question_post_id: Mapped[str] = mapped_column(sa.String(200))
+    question_title: Mapped[str | None] = mapped_column(sa.Text())
+    question_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    score: Mapped[float] = mapped_column(sa.Float())
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    parts: Mapped[dict[str, float]] = mapped_column(sa.JSON())
+    match_event_id: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "invitation_id", "type", name="uq_delivery_identity"),
+        sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    subscription_id: Mapped[str] = mapped_column(sa.ForeignKey("subscriptions.id"))
+    invitation_id: Mapped[str] = mapped_column(sa.ForeignKey("invitations.id"), index=True)
+    message_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    type: Mapped[str] = mapped_column(sa.String(100))
+    payload: Mapped[str] = mapped_column(sa.Text())
+    state: Mapped[str] = mapped_column(sa.String(20))
+    attempts: Mapped[int] = mapped_column(sa.Integer(), default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[int | None] = mapped_column(sa.Integer())
+    last_error: Mapped[str | None] = mapped_column(sa.Text())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(sa.ForeignKey("deliveries.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status_code: Mapped[int | None] = mapped_column(sa.Integer())
+    duration_ms: Mapped[int] = mapped_column(sa.Integer())
+    error: Mapped[str | None] = mapped_column(sa.Text())

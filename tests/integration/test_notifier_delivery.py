@@ -1,0 +1,175 @@
+"""Signed webhook delivery against a real HTTP receiver, with the retry schedule kept in the database."""
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from services.notifier.delivery import DeliveryWorker, utcnow
+from services.notifier.store import Database, deliveries, invitations, subscriptions
+from shared.embedded_broker import free_port
+from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def matched(*people: str, thread="t1") -> ExpertsMatched:
+    question = Question(post_id="q1", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
+    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8, accepted=True),)
+    candidates = tuple(Candidate(person_id=p, score=0.9, evidence=evidence) for p in people)
+    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    database = Database(url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+async def client():
+    async with httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(5.0, connect=2.0)) as http:
+        yield http
+
+
+def worker_for(db: Database, client: httpx.AsyncClient, schedule=(0.05, 0.05)) -> DeliveryWorker:
+    return DeliveryWorker(db=db, client=client, schedule=schedule, total_timeout=5.0)
+
+
+async def invite(db: Database, url: str, *people: str) -> tuple[str, list]:
+    """A subscription to `url` and invitations of `people`: returns the secret and their deliveries."""
+    subscription = await subscriptions.create(db, tenant="acme", url=url, description=None, now=utcnow())
+    await invitations.record_match(db, event=matched(*people), limit=3, now=utcnow())
+    views = await invitations.list_for(db, tenant="acme")
+    return subscription.secret, [d for v in views for d in v.deliveries]
+
+
+async def deliver_until_settled(worker: DeliveryWorker, db: Database, delivery_id: str, timeout: float = 10.0):
+    """Run the worker in bursts until the delivery is delivered or failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await worker.deliver_due()
+        found = await deliveries.get(db, delivery_id)
+        if found.state != "pending":
+            return found
+        assert time.monotonic() < deadline, f"delivery still pending after {timeout}s: {found.last_error}"
+        await asyncio.sleep(0.02)  # the next retry is due in 50 ms
+
+
+async def test_a_delivered_webhook_is_sent_once_and_verifies(db, receiver, client):
+    secret, (pending,) = await invite(db, receiver.url, "ann")
+    worker = worker_for(db, client)
+
+    assert await worker.deliver_due() == 1
+    assert await worker.deliver_due() == 0
+
+    (request,) = receiver.received()
+    body = Webhook(secret).verify(request.body, request.headers)
+    assert request.headers["webhook-id"] == pending.message_id and pending.message_id.startswith("msg_")
+    assert request.headers["content-type"] == "application/json"
+    assert body["type"] == "invitation.created" and body["data"]["person_id"] == "ann"
+    assert body["data"]["why"] == "You answered 'Vault' (accepted)."
+    done = await deliveries.get(db, pending.id)
+    assert (done.state, done.attempts, done.last_status) == ("delivered", 1, 200)
+    assert done.delivered_at is not None
+    (attempt,) = await deliveries.attempts_of(db, pending.id)
+    assert attempt.status_code == 200 and attempt.error is None and attempt.duration_ms >= 0
+
+
+async def test_failures_are_retried_with_the_same_message_and_bytes(db, receiver, client):
+    secret, (pending,) = await invite(db, receiver.url, "ann")
+    receiver.answer(500, 500)
+
+    done = await deliver_until_settled(worker_for(db, client), db, pending.id)
+
+    assert (done.state, done.attempts, done.last_status) == ("delivered", 3, 200)
+    requests = receiver.received()
+    assert len(requests) == 3
+    assert {r.headers["webhook-id"] for r in requests} == {pending.message_id}
+    assert len({r.body for r in requests}) == 1
+    for request in requests:
+        Webhook(secret).verify(request.body, request.headers)
+    attempts = await deliveries.attempts_of(db, pending.id)
+    assert [a.status_code for a in attempts] == [500, 500, 200]
+    assert attempts[0].error == "HTTP 500"
+
+
+async def test_a_delivery_fails_for_good_when_the_schedule_is_exhausted(db, receiver, client):
+    _, (pending,) = await invite(db, receiver.url, "ann")
+    receiver.answer(500, 502, 503, 200)
+
+    done = await deliver_until_settled(worker_for(db, client), db, pending.id)
+
+    assert (done.state, done.attempts, done.last_status, done.next_attempt_at) == ("failed", 3, 503, None)
+    assert len(receiver.received()) == 3
+
+
+async def test_410_disables_the_subscription_and_fails_its_deliveries(db, receiver, client):
+    _, pending = await invite(db, receiver.url, "ann", "bob")
+    receiver.answer(410)
+    worker = DeliveryWorker(db=db, client=client, schedule=(0.05,), total_timeout=5.0, batch_size=1)
+
+    await worker.deliver_due()
+
+    assert len(receiver.received()) == 1
+    states = [(await deliveries.get(db, d.id)).state for d in pending]
+    assert states == ["failed", "failed"]
+    (subscription,) = await subscriptions.list_for(db, tenant="acme")
+    assert subscription.disabled_at is not None and "410" in subscription.disabled_reason
+    # New matches queue nothing for the disabled endpoint.
+    await invitations.record_match(db, event=matched("cy"), limit=3, now=utcnow())
+    assert await worker.deliver_due() == 0
+
+
+async def test_retry_after_on_429_delays_the_next_attempt(db, receiver, client):
+    _, (pending,) = await invite(db, receiver.url, "ann")
+    receiver.answer(429, retry_after="2")
+    worker = worker_for(db, client)
+
+    await worker.deliver_due()
+    waiting = await deliveries.get(db, pending.id)
+    first = receiver.received()[0]
+    assert waiting.state == "pending" and waiting.last_status == 429
+    assert waiting.next_attempt_at >= utcnow() + timedelta(seconds=1.5)
+    assert await worker.deliver_due() == 0
+
+    assert await worker.deliver_due(now=utcnow() + timedelta(seconds=3)) == 1
+    assert (await deliveries.get(db, pending.id)).state == "delivered"
+    assert receiver.received()[1].headers["webhook-id"] == first.headers["webhook-id"]
+
+
+async def test_redirects_are_not_followed(db, receiver, client):
+    _, (pending,) = await invite(db, receiver.url, "ann")
+    receiver.redirect(receiver.url.replace("/hooks", "/elsewhere"))
+
+    await worker_for(db, client).deliver_due()
+
+    assert [r.path for r in receiver.received()] == ["/hooks"]
+    found = await deliveries.get(db, pending.id)
+    assert (found.state, found.last_status, found.last_error) == ("pending", 307, "HTTP 307")
+
+
+async def test_an_endpoint_that_does_not_answer_is_retried(db, client):
+    _, (pending,) = await invite(db, f"http://127.0.0.1:{free_port()}/hooks", "ann")
+
+    await worker_for(db, client).deliver_due()
+
+    found = await deliveries.get(db, pending.id)
+    assert (found.state, found.attempts, found.last_status) == ("pending", 1, None)
+    assert "ConnectError" in found.last_error
+    body = json.loads((await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[0].payload)
+    assert body["data"]["person_id"] == "ann"

@@ -1,0 +1,141 @@
+"""The notifier's store on SQLite and on a real PostgreSQL: migrations, invitations, the delivery queue."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from services.notifier.consumer import matches_handler
+from services.notifier.models import Invitation
+from services.notifier.store import Database, deliveries, invitations, subscriptions
+from shared.consumer import Delivery, TransientError
+from shared.embedded_broker import free_port
+from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def matched(*people: str, thread="t1", asker="asker", participants=(), tenant="acme") -> ExpertsMatched:
+    """A match whose candidates are `people`, best first."""
+    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Rotate Vault?", excerpt="How?")
+    candidates = tuple(
+        Candidate(
+            person_id=person,
+            score=1.0 - rank / 10,
+            evidence=(Evidence(post_id=f"{person}-p", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),),
+        )
+        for rank, person in enumerate(people)
+    )
+    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=participants))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    database = Database(url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def test_migrations_create_the_tables_and_run_again_harmlessly(db):
+    await db.migrate()
+    async with db.engine.connect() as connection:
+        tables = await connection.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+    assert {"subscriptions", "invitations", "deliveries", "delivery_attempts", "alembic_version"} <= tables
+
+
+async def test_a_match_invites_the_best_three_with_one_delivery_per_active_subscription(db):
+    first = await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    second = await subscriptions.create(db, tenant="acme", url="http://b/hook", description=None, now=NOW)
+    await subscriptions.create(db, tenant="globex", url="http://g/hook", description=None, now=NOW)
+    await subscriptions.delete(db, tenant="acme", subscription_id=second.id, now=NOW)
+    event = matched("asker", "ann", "part", "bob", "cy", "dee", participants=("part",))
+
+    created = await invitations.record_match(db, event=event, limit=3, now=NOW)
+
+    assert [i.person_id for i in created] == ["ann", "bob", "cy"]
+    views = await invitations.list_for(db, tenant="acme", thread_id="t1")
+    assert {v.invitation.person_id for v in views} == {"ann", "bob", "cy"}
+    assert all([d.subscription_id for d in v.deliveries] == [first.id] for v in views)
+    assert await invitations.list_for(db, tenant="globex") == []
+
+
+async def test_handling_the_same_match_again_invites_nobody_new(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    event = matched("ann", "bob")
+    await invitations.record_match(db, event=event, limit=3, now=NOW)
+    assert await invitations.record_match(db, event=event, limit=3, now=NOW) == []
+    # A later match of the same thread fills the thread up to the limit, no further.
+    later = await invitations.record_match(db, event=matched("bob", "cy", "dee"), limit=3, now=NOW)
+    assert [i.person_id for i in later] == ["cy"]
+    views = await invitations.list_for(db, tenant="acme")
+    assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
+    assert sum(len(v.deliveries) for v in views) == 3
+
+
+async def test_the_database_refuses_a_second_invitation_of_a_person_to_a_thread(db):
+    await invitations.record_match(db, event=matched("ann"), limit=3, now=NOW)
+    duplicate = Invitation(
+        id="inv_dup", tenant="acme", thread_id="t1", person_id="ann", question_post_id="q", score=1.0,
+        evidence=[], parts={}, match_event_id="e", created_at=NOW,
+    )
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as session:
+            session.add(duplicate)
+
+
+async def test_claiming_takes_due_deliveries_once_until_their_lease_ends(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    await invitations.record_match(db, event=matched("ann", "bob"), limit=3, now=NOW)
+    lease = timedelta(seconds=30)
+
+    assert await deliveries.claim_due(db, now=NOW - timedelta(seconds=1), limit=10, lease=lease) == []
+    claimed = await deliveries.claim_due(db, now=NOW, limit=10, lease=lease)
+    assert len(claimed) == 2 and claimed[0].payload.startswith(b'{"type":"invitation.created"')
+    assert await deliveries.claim_due(db, now=NOW + timedelta(seconds=29), limit=10, lease=lease) == []
+    again = await deliveries.claim_due(db, now=NOW + timedelta(seconds=31), limit=10, lease=lease)
+    assert {d.message_id for d in again} == {d.message_id for d in claimed}
+
+
+async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgres_url):
+    replicas = [Database(postgres_url), Database(postgres_url)]
+    await replicas[0].migrate()
+    await subscriptions.create(replicas[0], tenant="acme", url="http://a/hook", description=None, now=NOW)
+    for thread in range(20):
+        await invitations.record_match(replicas[0], event=matched("ann", "bob", thread=f"t{thread}"), limit=3, now=NOW)
+
+    claimed: list[str] = []
+    for _ in range(10):
+        rounds = await asyncio.gather(
+            *(deliveries.claim_due(db, now=NOW, limit=3, lease=timedelta(minutes=1)) for db in replicas for _ in range(2))
+        )
+        claimed += [d.id for found in rounds for d in found]
+    for db in replicas:
+        await db.close()
+    assert len(claimed) == 40
+    assert len(set(claimed)) == 40
+
+
+async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    wakes = []
+    handle = matches_handler(db, limit=3, on_invited=lambda: wakes.append(1), clock=lambda: NOW)
+    event = matched("ann", "bob", "cy", "dee")
+    await handle([Delivery(event, None), Delivery(event, None)])
+    await handle([Delivery(event, None)])
+    views = await invitations.list_for(db, tenant="acme")
+    assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
+    assert len(wakes) == 1
+
+
+async def test_an_unreachable_database_is_a_transient_error():
+    db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/absent")
+    handle = matches_handler(db, limit=3, on_invited=lambda: None)
+    with pytest.raises(TransientError, match="database unavailable"):
+        await handle([Delivery(matched("ann"), None)])
+    await db.close()

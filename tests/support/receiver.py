@@ -1,0 +1,98 @@
+"""A real HTTP webhook receiver for tests: records every request and answers failures on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the receiver saw it."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.time() when it arrived
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    retry_after: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class Receiver:
+    """Answers the queued `answers` in order, then 200; `url` is where to send webhooks."""
+
+    answers: list[Answer] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start the receiver first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/hooks"
+
+    def answer(self, *statuses: int, retry_after: str | None = None) -> None:
+        """Queue answers for the next requests (Retry-After on each of them if given)."""
+        with self._lock:
+            self.answers.extend(Answer(status, retry_after) for status in statuses)
+
+    def redirect(self, location: str, status: int = 307) -> None:
+        """Queue a redirect for the next request."""
+        with self._lock:
+            self.answers.append(Answer(status, location=location))
+
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self.requests)
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until at least `count` requests have arrived, or fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.received()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver got {len(self.received())} requests, expected {count}")
+            await asyncio.sleep(0.02)
+        return self.received()
+
+    def _next_answer(self, request: Received) -> Answer:
+        with self._lock:
+            self.requests.append(request)
+            return self.answers.pop(0) if self.answers else Answer(200)
+
+    def __enter__(self) -> "Receiver":
+        receiver = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
+                self.send_response(answer.status)
+                if answer.retry_after is not None:
+                    self.send_header("retry-after", answer.retry_after)
+                if answer.location is not None:
+                    self.send_header("location", answer.location)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="webhook-receiver", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
