@@ -41,8 +41,8 @@ def make_consumer(settings: CommonSettings, *topics: str, group_id: str, **overr
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_interval_ms=600_000,
-        session_timeout_ms=30_000,
-        heartbeat_interval_ms=3_000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 5),
     )
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

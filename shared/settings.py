@@ -40,6 +40,9 @@ class CommonSettings(BaseSettings):
     kafka_idempotence: bool = _env("KAFKA_ENABLE_IDEMPOTENCE", default=False)
     # Prepended to every topic name: lets tests and tenants of one broker stay apart.
     kafka_topic_prefix: str = _env("KAFKA_TOPIC_PREFIX", default="")
+    # A new group member waits about half of this before its first records: keep it short where
+    # consumers start often (tests, the embedded default), longer where pauses are likely.
+    kafka_session_timeout_ms: int = _env("KAFKA_SESSION_TIMEOUT_MS", default=10_000, ge=1_000)
     kafka_topics_file: Path = _env("KAFKA_TOPICS_FILE", default=DEFAULT_TOPICS_FILE)
     data_dir: Path = _env("EXPERTMATCH_DATA_DIR", default=Path(".expertmatch"))
     log_level: str = _env("EXPERTMATCH_LOG_LEVEL", default="INFO")

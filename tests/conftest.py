@@ -39,6 +39,7 @@ def common_settings(broker, topic_prefix, tmp_path) -> CommonSettings:
         api_keys="acme-key:acme,globex-key:globex",
         kafka_bootstrap_servers=broker.bootstrap_servers,
         kafka_topic_prefix=topic_prefix,
+        kafka_session_timeout_ms=3_000,
         data_dir=tmp_path / "data",
     )
 

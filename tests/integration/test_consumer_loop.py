@@ -1,0 +1,145 @@
+"""The shared consumer loop against the real broker: commits, dead letters, retries, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.consumer import ConsumerLoop, TransientError
+from shared.events import Post, PostKind, PostUpserted, encode_event
+from shared.kafka import ensure_topics, make_consumer, make_producer, publish
+from shared.topics import POSTS, dlq
+
+pytestmark = pytest.mark.integration
+
+
+def _post(n: int) -> PostUpserted:
+    return PostUpserted(
+        tenant="acme",
+        data=Post(
+            id=f"p{n}", tenant="acme", thread_id=f"t{n % 3}", author_id="u1",
+            kind=PostKind.ANSWER, body=f"body {n}", created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+    )
+
+
+async def _read_all(settings, topic: str, expect: int, timeout: float = 20.0):
+    consumer = make_consumer(settings, topic, group_id=settings.topic("reader"))
+    await consumer.start()
+    got = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            got.extend(r for part in batch.values() for r in part)
+    finally:
+        await consumer.stop()
+    return got
+
+
+@pytest.fixture
+async def kafka(common_settings):
+    await ensure_topics(common_settings)
+    producer = make_producer(common_settings)
+    await producer.start()
+    yield common_settings, producer
+    await producer.stop()
+
+
+async def _loop(settings, producer, handler, group="worker"):
+    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic(group))
+    await consumer.start()
+    return consumer, ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test")
+
+
+async def test_handles_in_batches_and_commits_so_a_restart_does_not_replay(kafka):
+    settings, producer = kafka
+    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(10)])
+    seen: list[str] = []
+
+    async def handler(deliveries):
+        seen.extend(d.event.data.id for d in deliveries)
+
+    consumer, loop = await _loop(settings, producer, handler)
+    assert await loop.drain() == 10
+    await consumer.stop()
+    assert sorted(seen) == sorted(f"p{n}" for n in range(10))
+
+    consumer, loop = await _loop(settings, producer, handler)
+    assert await loop.drain() == 0, "committed offsets must not be handled again"
+    await consumer.stop()
+
+
+async def test_poison_messages_go_to_the_dlq_with_the_error_and_the_rest_is_handled(kafka):
+    settings, producer = kafka
+    topic = settings.topic(POSTS)
+    await publish(producer, topic, [_post(1)])
+    await producer.send_and_wait(topic, b"{not json", key=b"acme/t1")
+    await publish(producer, topic, [_post(2), _post(3)])
+    seen: list[str] = []
+
+    async def handler(deliveries):
+        for delivery in deliveries:
+            if delivery.event.data.id == "p3":
+                raise ValueError("p3 cannot be handled")
+        seen.extend(d.event.data.id for d in deliveries)
+
+    consumer, loop = await _loop(settings, producer, handler)
+    await loop.drain()
+    await consumer.stop()
+
+    assert sorted(seen) == ["p1", "p2"]
+    dead = await _read_all(settings, dlq(topic), expect=2)
+    assert len(dead) == 2
+    errors = {dict(r.headers)["error.type"].decode() for r in dead}
+    assert errors == {"UndecodableEvent", "ValueError"}
+    assert any(r.value == b"{not json" for r in dead)
+    assert all(dict(r.headers)["original.topic"].decode() == topic for r in dead)
+
+
+async def test_unknown_event_types_are_skipped_not_dead_lettered(kafka):
+    settings, producer = kafka
+    topic = settings.topic(POSTS)
+    await producer.send_and_wait(topic, b'{"type": "post.liked", "tenant": "acme", "data": {}}')
+    await publish(producer, topic, [_post(1)])
+    seen: list[str] = []
+
+    async def handler(deliveries):
+        seen.extend(d.event.data.id for d in deliveries)
+
+    consumer, loop = await _loop(settings, producer, handler)
+    await loop.drain()
+    await consumer.stop()
+    assert seen == ["p1"]
+    assert loop.stats.skipped == 1 and loop.stats.dead_lettered == 0
+
+
+async def test_a_transient_failure_retries_the_batch_without_losing_it(kafka):
+    settings, producer = kafka
+    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(4)])
+    calls = 0
+    seen: list[str] = []
+
+    async def handler(deliveries):
+        nonlocal calls
+        calls += 1
+        if calls <= 2:
+            raise TransientError("index is down")
+        seen.extend(d.event.data.id for d in deliveries)
+
+    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("worker"))
+    await consumer.start()
+    loop = ConsumerLoop(
+        consumer=consumer, producer=producer, handler=handler, name="test", retry_backoff=(0.01,)
+    )
+    task = asyncio.create_task(loop.run())
+    deadline = asyncio.get_running_loop().time() + 20
+    while len(seen) < 4 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    loop.stop()
+    await asyncio.wait_for(task, 10)
+    await consumer.stop()
+    assert sorted(seen) == ["p0", "p1", "p2", "p3"]
+    assert loop.stats.retries == 2 and loop.stats.dead_lettered == 0
