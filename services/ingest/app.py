@@ -1,0 +1,52 @@
+"""The ingest service: create_app(settings) wires the producer, the routes and the health checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.ingest.limits import RequestSizeLimit
+from services.ingest.publisher import KafkaPublisher, Publisher
+from services.ingest.routes import router
+from services.ingest.settings import IngestSettings
+from shared.health import health_router
+from shared.kafka import broker_answers, ensure_topics, make_producer
+from shared.topics import POSTS
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) -> FastAPI:
+    """The app; tests pass a fake `publisher` to run without a broker."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.tenants_by_key = settings.tenants_by_key
+        if publisher is not None:
+            app.state.publisher = publisher
+            app.state.readiness = {}
+            yield
+            return
+        await ensure_topics(settings)
+        # No point retrying a send longer than the client waits for its answer.
+        producer = make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
+        await producer.start()
+        try:
+            topic = settings.topic(POSTS)
+            app.state.publisher = KafkaPublisher(producer, topic, timeout_s=settings.publish_timeout_s)
+            app.state.readiness = {"broker": lambda: broker_answers(settings)}
+            log.info("ingest ready: publishing to %s", topic)
+            yield
+        finally:
+            # Flushes whatever is in flight before closing.
+            await producer.stop()
+
+    app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(router)
+    app.include_router(health_router())
+    return app

@@ -1,0 +1,101 @@
+"""The ingest API: posts in, events on the posts topic, 202 only once the broker has them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from services.ingest.publisher import BrokerUnavailable, Publisher
+from services.ingest.schemas import Accepted, BatchAccepted, PostBatchIn, PostIn
+from services.ingest.settings import IngestSettings
+from shared.events import PostDeleted, PostRef, PostUpserted
+from shared.auth import TenantDep
+from shared.kafka import AnyEvent
+
+SOURCE = "expertmatch/ingest"
+
+router = APIRouter(prefix="/v1/posts", tags=["posts"])
+
+
+def _publisher(request: Request) -> Publisher:
+    return request.app.state.publisher
+
+
+def _settings(request: Request) -> IngestSettings:
+    return request.app.state.settings
+
+
+PublisherDep = Annotated[Publisher, Depends(_publisher)]
+SettingsDep = Annotated[IngestSettings, Depends(_settings)]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep) -> Accepted:
+    """Accept one post; answers once it is on the posts topic."""
+    _check_body_size(post, settings.max_body_bytes, loc=("body", "body"))
+    event = _upserted(post, tenant, received_at=datetime.now(UTC))
+    await _publish(publisher, [event])
+    return Accepted(id=post.id)
+
+
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED)
+async def upsert_posts(
+    batch: PostBatchIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep
+) -> BatchAccepted:
+    """Accept many posts: all are checked before any is sent, so a bad one sends nothing."""
+    if len(batch.posts) > settings.max_batch:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=[_error(("body", "posts"), f"a batch holds at most {settings.max_batch} posts; "
+                           f"this one has {len(batch.posts)}: split it", "too_long")],
+        )
+    for index, post in enumerate(batch.posts):
+        _check_body_size(post, settings.max_body_bytes, loc=("body", "posts", index, "body"))
+    received_at = datetime.now(UTC)
+    events = [_upserted(post, tenant, received_at=received_at) for post in batch.posts]
+    await _publish(publisher, events)
+    return BatchAccepted(accepted=len(events), ids=[post.id for post in batch.posts])
+
+
+@router.delete("/{post_id}", status_code=status.HTTP_202_ACCEPTED)
+async def delete_post(
+    post_id: str,
+    tenant: TenantDep,
+    publisher: PublisherDep,
+    thread_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Accepted:
+    """Forget a post; with `thread_id` the delete is ordered after the thread's earlier posts."""
+    event = PostDeleted(tenant=tenant, source=SOURCE, data=PostRef(post_id=post_id, thread_id=thread_id))
+    await _publish(publisher, [event])
+    return Accepted(id=post_id)
+
+
+def _upserted(post: PostIn, tenant: str, *, received_at: datetime) -> PostUpserted:
+    return PostUpserted(tenant=tenant, source=SOURCE, data=post.to_post(tenant=tenant, received_at=received_at))
+
+
+def _check_body_size(post: PostIn, limit: int, *, loc: tuple) -> None:
+    size = len(post.body.encode())
+    if size > limit:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=[_error(loc, f"body is {size} bytes; the limit is {limit} bytes", "too_large")],
+        )
+
+
+def _error(loc: tuple, msg: str, kind: str) -> dict:
+    # The same shape as FastAPI's validation errors, so clients read every error one way.
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+async def _publish(publisher: Publisher, events: list[AnyEvent]) -> None:
+    try:
+        await publisher.publish(events)
+    except BrokerUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"posts cannot be stored right now ({exc}); retry later, the same ids are safe to resend",
+            headers={"Retry-After": "5"},
+        ) from exc

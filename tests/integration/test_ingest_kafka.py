@@ -1,0 +1,179 @@
+"""Ingest against a real broker: what a client posts is what lands on the posts topic."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from asgi_lifespan import LifespanManager
+
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings
+from shared.embedded_broker import EmbeddedBroker
+from shared.events import PostDeleted, PostUpserted, decode_event
+from shared.kafka import make_consumer
+from shared.topics import POSTS
+
+pytestmark = pytest.mark.integration
+
+ACME = {"Authorization": "Bearer acme-key"}
+
+
+@pytest.fixture
+def settings(common_settings) -> IngestSettings:
+    return IngestSettings(**common_settings.model_dump(), max_body_bytes=2_000)
+
+
+@pytest.fixture
+async def client(settings):
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            yield http
+
+
+async def _posts_partitions(consumer, settings: IngestSettings) -> list[TopicPartition]:
+    topic = settings.topic(POSTS)
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def read_topic(settings: IngestSettings, count: int, timeout: float = 10.0) -> list:
+    """Read `count` records from the start of the posts topic, or fail at the deadline."""
+    # No consumer group: assigning partitions directly skips the group join's delay.
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    records = []
+    try:
+        consumer.assign(await _posts_partitions(consumer, settings))
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            records.extend(record for batch in batches.values() for record in batch)
+    finally:
+        await consumer.stop()
+    assert len(records) == count, f"expected {count} records on the topic, found {len(records)}"
+    return records
+
+
+async def topic_size(settings: IngestSettings) -> int:
+    """How many records the posts topic holds in all, from its end offsets."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(await _posts_partitions(consumer, settings))
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def a_post(**overrides) -> dict:
+    post = {
+        "id": "p1",
+        "thread_id": "t1",
+        "author_id": "maya",
+        "kind": "question",
+        "title": "Kafka lag on the orders consumer",
+        "body": "<p>Lag is at <b>40k</b> since the deploy.</p>",
+        "tags": ["kafka", "on-call"],
+    }
+    post.update(overrides)
+    return post
+
+
+async def test_a_post_lands_on_the_topic_with_the_tenant_of_the_key(client, settings):
+    response = await client.post("/v1/posts", json=a_post(), headers=ACME)
+    assert response.status_code == 202
+
+    [record] = await read_topic(settings, 1)
+    event = decode_event(record.value)
+    assert isinstance(event, PostUpserted)
+    assert record.key == b"acme/t1"
+    assert event.tenant == "acme" and event.data.tenant == "acme"
+    assert event.data.body == "Lag is at 40k since the deploy."
+    assert event.data.tags == ("kafka", "on-call")
+
+
+async def test_another_key_is_another_tenant(client, settings):
+    response = await client.post("/v1/posts", json=a_post(), headers={"Authorization": "Bearer globex-key"})
+    assert response.status_code == 202
+
+    [record] = await read_topic(settings, 1)
+    assert record.key == b"globex/t1"
+    assert decode_event(record.value).data.tenant == "globex"
+
+
+async def test_a_batch_lands_whole(client, settings):
+    posts = [a_post(id="q"), a_post(id="a1", kind="answer", body="Restart it."), a_post(id="c1", kind="comment")]
+
+    response = await client.post("/v1/posts/batch", json={"posts": posts}, headers=ACME)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 3, "ids": ["q", "a1", "c1"]}
+
+    records = await read_topic(settings, 3)
+    # One thread, one key, one partition: the order of the batch is kept.
+    assert [decode_event(r.value).data.id for r in records] == ["q", "a1", "c1"]
+
+
+async def test_a_delete_is_published_keyed_by_its_thread(client, settings):
+    response = await client.delete("/v1/posts/a1", params={"thread_id": "t1"}, headers=ACME)
+    assert response.status_code == 202
+
+    [record] = await read_topic(settings, 1)
+    event = decode_event(record.value)
+    assert isinstance(event, PostDeleted)
+    assert record.key == b"acme/t1"
+    assert event.data.post_id == "a1"
+
+
+async def test_refused_requests_put_nothing_on_the_topic(client, settings):
+    refused = [
+        await client.post("/v1/posts", json=a_post()),
+        await client.post("/v1/posts", json=a_post(), headers={"Authorization": "Bearer wrong"}),
+        await client.post("/v1/posts", json=a_post(kind="rant"), headers=ACME),
+        await client.post("/v1/posts", json=a_post(body="z" * 2_001), headers=ACME),
+        await client.post(
+            "/v1/posts/batch", json={"posts": [a_post(id="ok"), a_post(id="", kind="answer")]}, headers=ACME
+        ),
+    ]
+
+    assert [r.status_code for r in refused] == [401, 401, 422, 413, 422]
+    assert ["body", "kind"] in [e["loc"] for e in refused[2].json()["detail"]]
+    assert ["body", "posts", 1, "id"] in [e["loc"] for e in refused[4].json()["detail"]]
+    assert await topic_size(settings) == 0
+
+
+async def test_readiness_says_the_broker_answers(client):
+    response = await client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "checks": {"broker": True}}
+
+
+async def test_a_broker_that_went_away_is_a_503(common_settings, tmp_path):
+    own = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    fields = common_settings.model_dump() | {"kafka_bootstrap_servers": own.bootstrap_servers}
+    settings = IngestSettings(**fields, publish_timeout_s=2)
+    try:
+        app = create_app(settings)
+        async with LifespanManager(app, shutdown_timeout=30) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+                assert (await http.post("/v1/posts", json=a_post(), headers=ACME)).status_code == 202
+                own.stop()
+
+                response = await http.post("/v1/posts", json=a_post(id="p2"), headers=ACME)
+                ready = await http.get("/readyz")
+    finally:
+        own.stop()
+
+    assert response.status_code == 503
+    assert "retry" in response.json()["detail"]
+    assert ready.status_code == 503
