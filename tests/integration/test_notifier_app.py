@@ -1,0 +1,155 @@
+"""The notifier as its users see it: the HTTP API, and matches from the broker becoming webhooks."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from standardwebhooks.webhooks import Webhook
+
+from services.notifier.app import create_app
+from services.notifier.delivery import utcnow
+from services.notifier.settings import NotifierSettings
+from services.notifier.store import Database, invitations
+from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from shared.kafka import make_producer, publish
+from shared.topics import MATCHES
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+ACME = {"authorization": "Bearer acme-key"}
+GLOBEX = {"authorization": "Bearer globex-key"}
+
+
+def notifier_settings(common_settings, **overrides) -> NotifierSettings:
+    return NotifierSettings(**common_settings.model_dump(), **{"retry_schedule": "0.05,0.05", **overrides})
+
+
+@pytest.fixture
+async def api(common_settings):
+    async with LifespanManager(create_app(notifier_settings(common_settings, consume=False))) as manager:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as client:
+            yield client
+
+
+async def test_requests_without_a_known_key_are_refused(api):
+    assert (await api.get("/v1/subscriptions")).status_code == 401
+    assert (await api.get("/v1/invitations", headers={"authorization": "Bearer nope"})).status_code == 401
+    assert (await api.post("/v1/subscriptions", json={"url": "https://x/h"})).status_code == 401
+
+
+async def test_a_subscription_shows_its_secret_once(api):
+    created = await api.post("/v1/subscriptions", json={"url": "https://intra.example/hooks", "description": "intranet"}, headers=ACME)
+    assert created.status_code == 201
+    body = created.json()
+    assert body["secret"].startswith("whsec_") and body["url"] == "https://intra.example/hooks"
+    assert body["description"] == "intranet" and body["id"].startswith("sub_")
+
+    listed = (await api.get("/v1/subscriptions", headers=ACME)).json()
+    assert [s["id"] for s in listed] == [body["id"]]
+    assert "secret" not in listed[0]
+    one = (await api.get(f"/v1/subscriptions/{body['id']}", headers=ACME)).json()
+    assert "secret" not in one and one["url"] == body["url"]
+
+
+async def test_a_bad_url_is_refused_naming_the_field(api):
+    answer = await api.post("/v1/subscriptions", json={"url": "ftp://x/y"}, headers=ACME)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "url"]
+    assert (await api.get("/v1/subscriptions", headers=ACME)).json() == []
+
+
+async def test_tenants_never_see_each_others_subscriptions(api):
+    acme = (await api.post("/v1/subscriptions", json={"url": "https://a/h"}, headers=ACME)).json()
+    assert (await api.get("/v1/subscriptions", headers=GLOBEX)).json() == []
+    assert (await api.get(f"/v1/subscriptions/{acme['id']}", headers=GLOBEX)).status_code == 404
+    assert (await api.delete(f"/v1/subscriptions/{acme['id']}", headers=GLOBEX)).status_code == 404
+
+    assert (await api.delete(f"/v1/subscriptions/{acme['id']}", headers=ACME)).status_code == 204
+    assert (await api.get(f"/v1/subscriptions/{acme['id']}", headers=ACME)).status_code == 404
+    assert (await api.get("/v1/subscriptions", headers=ACME)).json() == []
+    assert (await api.delete(f"/v1/subscriptions/{acme['id']}", headers=ACME)).status_code == 404
+
+
+def matched(*people: str, tenant="acme", thread="t1") -> ExpertsMatched:
+    question = Question(post_id="q1", thread_id=thread, author_id="asker", title="How do we rotate the Vault token?", excerpt="…")
+    evidence = (Evidence(post_id="p9", thread_id="t0", kind=PostKind.ANSWER, title="Vault token rotation", snippet="use", similarity=0.9, accepted=True),)
+    candidates = tuple(Candidate(person_id=p, score=1 - i / 10, evidence=evidence) for i, p in enumerate(people))
+    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=("bob",)))
+
+
+async def until(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (result := await condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(common_settings):
+    settings = notifier_settings(common_settings)
+    with Receiver() as receiver:
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as api:
+                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()["secret"]
+                event = matched("asker", "ann", "bob", "cy", "dee", "eve")
+                producer = make_producer(settings)
+                await producer.start()
+                try:
+                    await publish(producer, settings.topic(MATCHES), [event, event])
+                    await publish(producer, settings.topic(MATCHES), [matched("zed", tenant="globex")])
+                finally:
+                    await producer.stop()
+
+                await until(lambda: _handled(app, 3), what="the three matches to be handled")
+
+                async def all_delivered():
+                    found = (await api.get("/v1/invitations?thread_id=t1", headers=ACME)).json()
+                    states = [d["state"] for inv in found for d in inv["deliveries"]]
+                    return found if states and all(s == "delivered" for s in states) else None
+
+                invitations = await until(all_delivered, what="every invitation delivered")
+                ready = await api.get("/readyz")
+                acme_all = (await api.get("/v1/invitations", headers=ACME)).json()
+                globex_all = (await api.get("/v1/invitations", headers=GLOBEX)).json()
+
+    assert sorted(inv["person_id"] for inv in invitations) == ["ann", "cy", "dee"]
+    assert all(len(inv["deliveries"]) == 1 and inv["deliveries"][0]["attempts"] == 1 for inv in invitations)
+    assert sorted(inv["person_id"] for inv in acme_all) == ["ann", "cy", "dee"]
+    assert [(inv["person_id"], inv["deliveries"]) for inv in globex_all] == [("zed", [])]
+    payloads = [Webhook(secret).verify(r.body, r.headers)["data"] for r in receiver.received()]
+    assert sorted(p["person_id"] for p in payloads) == ["ann", "cy", "dee"]
+    assert payloads[0]["why"] == "You answered 'Vault token rotation' (accepted)."
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+
+
+async def _handled(app, count: int) -> bool:
+    return app.state.consumer_loop.stats.handled >= count
+
+
+async def test_a_delivery_queued_before_a_restart_is_sent_after_it(common_settings):
+    settings = notifier_settings(common_settings, consume=False)
+    with Receiver() as receiver:
+        receiver.answer(503)
+        async with LifespanManager(create_app(settings)) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://n") as api:
+                await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)
+        # Queued while the notifier is down, as a match handled just before a crash would be.
+        db = Database(settings.database_url)
+        await invitations.record_match(db, event=matched("ann"), limit=3, now=utcnow())
+        await db.close()
+
+        async with LifespanManager(create_app(settings)) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://n") as api:
+
+                async def delivered():
+                    found = (await api.get("/v1/invitations", headers=ACME)).json()
+                    return found if found[0]["deliveries"][0]["state"] == "delivered" else None
+
+                (invitation,) = await until(delivered, what="the queued delivery to be sent")
+    assert invitation["deliveries"][0]["attempts"] == 2
+    assert [r.headers["webhook-id"] for r in receiver.received()] == [invitation["deliveries"][0]["message_id"]] * 2
+
