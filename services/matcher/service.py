@@ -1,0 +1,235 @@
+"""What the matcher does with a batch of post events, and with a search: index, rank, publish."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.matcher.embedder import Embedder
+from services.matcher.index.base import Contribution, ExpertIndex, IndexUnavailable
+from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_experts
+from shared.consumer import Delivery, TransientError
+from shared.events import (
+    Candidate,
+    ExpertsMatched,
+    Match,
+    PersonErased,
+    Post,
+    PostDeleted,
+    PostKind,
+    PostUpserted,
+    Question,
+)
+from shared.text import snippet, to_plain_text
+
+Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
+
+# The model reads 256 word pieces (~1,000-1,500 characters of English); the rest is cut anyway.
+MAX_TEXT_CHARS = 2000
+_MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPolicy:
+    candidates: int = 10
+    search_depth: int = 200
+    evidence: int = 3
+    weights: Weights = DEFAULT_WEIGHTS
+
+
+def contribution_text(title: str | None, body: str) -> str:
+    """What gets embedded: the (thread) title first, so truncation never drops the topic."""
+    text = f"{title}\n{body}" if title else body
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    return text[:MAX_TEXT_CHARS].rsplit(" ", 1)[0]
+
+
+def visible_to(audience: Sequence[str]) -> list[str]:
+    """Evidence a question's readers may see: public posts and posts to the question's audience."""
+    return sorted({"public", *audience})
+
+
+@contextmanager
+def _index_call() -> Iterator[None]:
+    try:
+        yield
+    except IndexUnavailable as exc:
+        raise TransientError(f"index unavailable: {exc}") from exc
+
+
+class MatcherService:
+    """Keeps the index in step with the posts topic and finds experts for new questions."""
+
+    def __init__(
+        self,
+        *,
+        index: ExpertIndex,
+        embedder: Embedder,
+        publish: Publish,
+        policy: RankingPolicy = RankingPolicy(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._index = index
+        self._embedder = embedder
+        self._publish = publish
+        self._policy = policy
+        self._clock = clock
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
+        events = [d.event for d in deliveries]
+        upserts = [e for e in events if isinstance(e, PostUpserted)]
+        for event in upserts:
+            if event.data.tenant != event.tenant:
+                raise ValueError(f"post {event.data.id}: tenant {event.data.tenant!r} != envelope {event.tenant!r}")
+        titles = await self._thread_titles([e.data for e in upserts])
+        texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
+        vectors = await self._embedder.embed(texts)
+        contributions = {
+            id(event): _contribution(event.data, titles.get((event.tenant, event.data.thread_id)), vector)
+            for event, vector in zip(upserts, vectors, strict=True)
+        }
+        questions = await self._apply(events, contributions)
+        matches = [await self._match(event, contributions[id(event)]) for event in questions]
+        if matches:
+            await self._publish(matches)
+
+    async def search(
+        self,
+        *,
+        tenant: str,
+        text: str,
+        limit: int,
+        audience: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+    ) -> list[Candidate]:
+        """Who knows about `text`: the ranked people of one tenant, for readers of `audience`."""
+        [vector] = await self._embedder.embed([contribution_text(None, to_plain_text(text))])
+        return await self._rank(tenant, vector, audience=audience, exclude=exclude, limit=limit)
+
+    async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
+        """Each reply's thread title: from a root in the batch, else from the index."""
+        titles = {(p.tenant, p.thread_id): p.title for p in posts if p.kind is PostKind.QUESTION}
+        for post in posts:
+            key = (post.tenant, post.thread_id)
+            if key not in titles:
+                with _index_call():
+                    titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
+        return titles
+
+    async def _apply(self, events: Sequence[object], contributions: dict[int, Contribution]) -> list[PostUpserted]:
+        """Apply the batch to the index in order; returns the new questions still standing after it."""
+        questions: dict[tuple[str, str], PostUpserted] = {}
+        run: list[Contribution] = []
+        for event in events:
+            if isinstance(event, PostUpserted):
+                # Consecutive upserts go in one call; order only matters around deletes and erasures.
+                run.append(contributions[id(event)])
+                if event.data.kind is PostKind.QUESTION and not event.data.backfill:
+                    questions[(event.tenant, event.data.id)] = event
+                continue
+            await self._flush(run)
+            if isinstance(event, PostDeleted):
+                with _index_call():
+                    await self._index.delete_post(event.tenant, event.data.post_id)
+                questions.pop((event.tenant, event.data.post_id), None)
+            elif isinstance(event, PersonErased):
+                with _index_call():
+                    await self._index.erase_person(event.tenant, event.data.person_id)
+                questions = {k: q for k, q in questions.items() if q.data.author_id != event.data.person_id}
+        await self._flush(run)
+        return list(questions.values())
+
+    async def _flush(self, run: list[Contribution]) -> None:
+        if run:
+            with _index_call():
+                await self._index.upsert(list(run))
+            run.clear()
+
+    async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
+        post = event.data
+        with _index_call():
+            thread = await self._index.thread(post.tenant, post.thread_id)
+        participants = sorted({post.author_id, *thread.participants})
+        candidates = await self._rank(
+            post.tenant,
+            contribution.vector,
+            audience=post.audience,
+            exclude=participants,
+            limit=self._policy.candidates,
+            exclude_threads=(post.thread_id,),
+        )
+        return ExpertsMatched(
+            # The same upsert always yields the same match id: a replayed batch republishes, not duplicates.
+            id=uuid.uuid5(_MATCH_NAMESPACE, f"{event.tenant}/{event.id}"),
+            tenant=post.tenant,
+            data=Match(question=_question(post), candidates=tuple(candidates), participants=tuple(participants)),
+        )
+
+    async def _rank(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        audience: Sequence[str],
+        exclude: Sequence[str],
+        limit: int,
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Candidate]:
+        with _index_call():
+            hits = await self._index.search(
+                tenant,
+                vector,
+                limit=self._policy.search_depth,
+                audiences=visible_to(audience),
+                exclude_authors=exclude,
+                exclude_threads=exclude_threads,
+            )
+        return rank_experts(
+            hits,
+            now=self._clock(),
+            weights=self._policy.weights,
+            limit=limit,
+            evidence=self._policy.evidence,
+            exclude=set(exclude),
+        )
+
+
+def _plain(post: Post) -> str:
+    return to_plain_text(post.body)
+
+
+def _contribution(post: Post, thread_title: str | None, vector: Sequence[float]) -> Contribution:
+    return Contribution(
+        tenant=post.tenant,
+        post_id=post.id,
+        thread_id=post.thread_id,
+        author_id=post.author_id,
+        kind=post.kind,
+        # Replies carry their thread's title, so their evidence says what it was about.
+        title=post.title or thread_title,
+        text=_plain(post),
+        created_at=post.created_at,
+        vector=list(vector),
+        tags=post.tags,
+        audience=post.audience,
+        accepted=post.accepted,
+        score=post.score,
+    )
+
+
+def _question(post: Post) -> Question:
+    return Question(
+        post_id=post.id,
+        thread_id=post.thread_id,
+        author_id=post.author_id,
+        title=post.title,
+        excerpt=snippet(_plain(post)),
+        url=post.url,
+        tags=post.tags,
+        created_at=post.created_at,
+    )

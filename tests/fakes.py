@@ -1,0 +1,128 @@
+"""Fakes at expertmatch's own interfaces: an in-memory ExpertIndex and a deterministic embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Sequence
+
+from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from shared.events import PostKind
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class FakeEmbedder:
+    """Bag of hashed words, unit length: texts sharing words are close, the same text is identical."""
+
+    name = "fake-bag-of-words"
+
+    def __init__(self, dimension: int = 384) -> None:
+        self.dimension = dimension
+        self.calls: list[list[str]] = []
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        return [self.vector(text) for text in texts]
+
+    def vector(self, text: str) -> list[float]:
+        vector = [0.0] * self.dimension
+        for word in _WORD.findall(text.lower()):
+            slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
+            vector[slot % self.dimension] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+
+class InMemoryIndex:
+    """The ExpertIndex contract over a dict, exact cosine search; `available=False` simulates an outage."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, Contribution] = {}
+        self.available = True
+        self.closed = False
+
+    def _check(self) -> None:
+        if not self.available:
+            raise IndexUnavailable("in-memory index switched off")
+
+    async def upsert(self, contributions: Sequence[Contribution]) -> None:
+        self._check()
+        for c in contributions:
+            self.points[point_id(c.tenant, c.post_id)] = c
+
+    async def delete_post(self, tenant: str, post_id: str) -> None:
+        self._check()
+        self.points.pop(point_id(tenant, post_id), None)
+
+    async def erase_person(self, tenant: str, person_id: str) -> int:
+        self._check()
+        gone = [k for k, c in self.points.items() if c.tenant == tenant and c.author_id == person_id]
+        for key in gone:
+            del self.points[key]
+        return len(gone)
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+    ) -> list[Hit]:
+        self._check()
+        found = [
+            (_cosine(vector, c.vector), c)
+            for c in self.points.values()
+            if c.tenant == tenant
+            and (audiences is None or set(c.audience) & set(audiences))
+            and c.author_id not in exclude_authors
+            and c.thread_id not in exclude_threads
+        ]
+        found.sort(key=lambda pair: (-pair[0], pair[1].post_id))
+        return [_hit(c, similarity) for similarity, c in found[:limit]]
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
+        self._check()
+        posts = [c for c in self.points.values() if c.tenant == tenant and c.thread_id == thread_id]
+        root = next((c for c in posts if c.kind is PostKind.QUESTION), None)
+        return ThreadInfo(
+            thread_id=thread_id,
+            title=root.title if root else None,
+            participants=frozenset(c.author_id for c in posts),
+        )
+
+    async def count(self, tenant: str) -> int:
+        self._check()
+        return sum(1 for c in self.points.values() if c.tenant == tenant)
+
+    async def ready(self) -> bool:
+        return self.available
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _hit(c: Contribution, similarity: float) -> Hit:
+    return Hit(
+        post_id=c.post_id,
+        thread_id=c.thread_id,
+        author_id=c.author_id,
+        kind=c.kind,
+        title=c.title,
+        text=c.text,
+        created_at=c.created_at,
+        similarity=similarity,
+        tags=c.tags,
+        accepted=c.accepted,
+        score=c.score,
+    )

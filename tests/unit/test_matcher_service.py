@@ -1,0 +1,199 @@
+"""The matcher's batch handler and search, with an in-memory index, a fake embedder and a publish list."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.matcher.service import MAX_TEXT_CHARS, MatcherService, RankingPolicy, contribution_text
+from shared.consumer import Delivery, TransientError
+from shared.events import ExpertsMatched, PersonErased, PersonRef, Post, PostDeleted, PostKind, PostRef, PostUpserted
+from tests.fakes import FakeEmbedder, InMemoryIndex
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+_ids = itertools.count()
+
+
+def post(author: str, kind: PostKind, body: str, *, thread: str, title: str | None = None, tenant: str = "acme",
+         backfill: bool = False, audience: tuple[str, ...] = ("public",), post_id: str | None = None) -> PostUpserted:
+    data = Post(
+        id=post_id or f"p{next(_ids)}",
+        tenant=tenant,
+        thread_id=thread,
+        author_id=author,
+        kind=kind,
+        title=title,
+        body=body,
+        audience=audience,
+        created_at=NOW - timedelta(days=30),
+        backfill=backfill,
+    )
+    return PostUpserted(tenant=tenant, data=data)
+
+
+def question(author, title, body, *, thread, **kw):
+    return post(author, PostKind.QUESTION, body, thread=thread, title=title, **kw)
+
+
+def answer(author, body, *, thread, **kw):
+    return post(author, PostKind.ANSWER, body, thread=thread, **kw)
+
+
+def batch(*events) -> list[Delivery]:
+    return [Delivery(event, record=None) for event in events]
+
+
+class Published(list):
+    async def __call__(self, events) -> None:
+        self.extend(events)
+
+
+@pytest.fixture
+def index():
+    return InMemoryIndex()
+
+
+@pytest.fixture
+def embedder():
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def published():
+    return Published()
+
+
+@pytest.fixture
+def service(index, embedder, published):
+    return MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW)
+
+
+HISTORY = (
+    question("carol", "Kubernetes pods restart", "pods keep restarting with CrashLoopBackOff", thread="k1", backfill=True),
+    answer("kim", "check the liveness probe of the kubernetes pods and the container logs", thread="k1", backfill=True),
+    question("dave", "Kubernetes ingress", "ingress returns 502 for my kubernetes service", thread="k2", backfill=True),
+    answer("kim", "the kubernetes service port does not match the pods container port", thread="k2", backfill=True),
+    answer("pat", "the payroll export runs on the first of the month", thread="pay1", backfill=True),
+)
+
+
+async def test_backfill_is_indexed_in_one_embed_call_and_starts_no_match(service, index, embedder, published):
+    await service.handle(batch(*HISTORY))
+    assert await index.count("acme") == len(HISTORY)
+    assert len(embedder.calls) == 1 and len(embedder.calls[0]) == len(HISTORY)
+    assert published == []
+
+
+async def test_a_new_question_is_matched_with_the_expert_first(service, published):
+    await service.handle(batch(*HISTORY))
+    await service.handle(batch(question("erin", "Kubernetes pods", "my kubernetes pods restart, what to check?", thread="k3")))
+    [match] = published
+    assert isinstance(match, ExpertsMatched) and match.tenant == "acme"
+    assert match.data.question.thread_id == "k3" and match.data.question.author_id == "erin"
+    assert match.data.candidates[0].person_id == "kim"
+    assert match.data.candidates[0].evidence[0].thread_id in {"k1", "k2"}
+    assert len(match.data.candidates[0].evidence) == 2
+
+
+async def test_the_asker_and_thread_participants_are_never_candidates(service, published):
+    await service.handle(batch(*HISTORY))
+    # kim already answered in this thread before the question was (re)sent: kim is a participant.
+    reply = answer("kim", "kubernetes pods again", thread="k4")
+    ask = question("carol", "Kubernetes pods", "kubernetes pods restart again", thread="k4")
+    await service.handle(batch(reply, ask))
+    [match] = published
+    people = {c.person_id for c in match.data.candidates}
+    assert "carol" not in people and "kim" not in people
+    assert set(match.data.participants) == {"carol", "kim"}
+    assert people  # dave, who asked about kubernetes, is still found
+
+
+async def test_a_reply_is_embedded_with_its_thread_title(service, index, embedder):
+    await service.handle(batch(question("carol", "Kubernetes pods restart", "help", thread="k1")))
+    await service.handle(batch(answer("kim", "check the probe", thread="k1")))
+    assert embedder.calls[-1] == ["Kubernetes pods restart\ncheck the probe"]
+    await service.handle(batch(answer("kim", "a reply in a thread nobody knows", thread="zz")))
+    assert embedder.calls[-1] == ["a reply in a thread nobody knows"]
+
+
+async def test_a_reply_takes_the_title_of_a_root_later_in_the_same_batch(service, embedder):
+    reply = answer("kim", "check the probe", thread="k9")
+    root = question("carol", "Pods restart", "help", thread="k9", backfill=True)
+    await service.handle(batch(reply, root))
+    assert embedder.calls[0][0] == "Pods restart\ncheck the probe"
+
+
+async def test_evidence_respects_the_questions_audience(service, published):
+    secret = answer("sam", "kubernetes pods restart fix for the platform team", thread="s1", audience=("platform",), backfill=True)
+    public = answer("pat", "kubernetes pods restart fix", thread="s2", backfill=True)
+    await service.handle(batch(secret, public))
+    await service.handle(batch(question("erin", "Kubernetes pods restart", "fix?", thread="q1")))
+    await service.handle(batch(question("erin", "Kubernetes pods restart", "fix?", thread="q2", audience=("platform",))))
+    public_match, platform_match = published
+    assert [c.person_id for c in public_match.data.candidates] == ["pat"]
+    assert {c.person_id for c in platform_match.data.candidates} == {"sam", "pat"}
+
+
+async def test_delete_and_erasure_apply_in_batch_order(service, index, published):
+    first = answer("kim", "kubernetes pods", thread="k1", post_id="a1")
+    deleted = PostDeleted(tenant="acme", data=PostRef(post_id="a1", thread_id="k1"))
+    again = answer("kim", "kubernetes pods", thread="k1", post_id="a1")
+    await service.handle(batch(first, deleted, again))
+    assert await index.count("acme") == 1
+    erased = PersonErased(tenant="acme", data=PersonRef(person_id="kim"))
+    ask = question("kim", "Kubernetes", "kubernetes pods?", thread="k5")
+    await service.handle(batch(ask, erased))
+    assert await index.count("acme") == 0
+    assert published == []  # the erased person's question is gone before it is matched
+
+
+async def test_replaying_a_batch_republishes_the_same_match(service, index, published):
+    events = batch(*HISTORY, question("erin", "Kubernetes pods", "kubernetes pods restart", thread="k3"))
+    await service.handle(events)
+    await service.handle(events)
+    assert await index.count("acme") == len(HISTORY) + 1
+    assert len(published) == 2 and published[0].id == published[1].id
+    assert published[0].data == published[1].data
+
+
+async def test_tenants_never_see_each_others_people(service, published):
+    await service.handle(batch(*HISTORY))
+    await service.handle(batch(question("gil", "Kubernetes pods", "kubernetes pods restart", thread="g1", tenant="globex")))
+    [match] = published
+    assert match.tenant == "globex" and match.data.candidates == ()
+
+
+async def test_an_envelope_naming_another_tenant_than_its_post_is_refused(service, index):
+    forged = PostUpserted(tenant="globex", data=answer("kim", "x", thread="k1").data)
+    with pytest.raises(ValueError, match="tenant"):
+        await service.handle(batch(forged))
+    assert await index.count("acme") == 0 and await index.count("globex") == 0
+
+
+async def test_an_index_outage_is_transient(service, index):
+    index.available = False
+    with pytest.raises(TransientError):
+        await service.handle(batch(*HISTORY))
+
+
+async def test_search_ranks_the_tenants_people_and_honours_exclusions(service):
+    await service.handle(batch(*HISTORY))
+    experts = await service.search(tenant="acme", text="kubernetes pods restart", limit=5)
+    assert experts[0].person_id == "kim"
+    assert "kim" not in [e.person_id for e in await service.search(tenant="acme", text="kubernetes pods", limit=5, exclude=["kim"])]
+    assert await service.search(tenant="globex", text="kubernetes pods", limit=5) == []
+
+
+async def test_policy_limits_the_candidates(index, embedder, published):
+    service = MatcherService(index=index, embedder=embedder, publish=published, policy=RankingPolicy(candidates=1), clock=lambda: NOW)
+    await service.handle(batch(*HISTORY, question("erin", "Kubernetes pods", "kubernetes pods", thread="k3")))
+    assert len(published[0].data.candidates) == 1
+
+
+def test_long_texts_are_cut_at_a_word_and_keep_the_title():
+    text = contribution_text("Kubernetes", "word " * 5000)
+    assert text.startswith("Kubernetes\n") and len(text) <= MAX_TEXT_CHARS and text.endswith("word")
