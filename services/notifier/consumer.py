@@ -51,6 +51,10 @@ async def _record(db: Database, event: ExpertsMatched, *, limit: int, now: datet
             log.info("invitation race on thread %s; choosing again", event.data.question.thread_id)
         except _UNAVAILABLE as exc:
             raise TransientError(f"notifier database unavailable: {exc}") from exc
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the connection dropped mid-transaction
+                raise TransientError(f"notifier database connection lost: {exc}") from exc
+            raise
     raise AssertionError("unreachable")
 
 
