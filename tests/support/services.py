@@ -1,0 +1,110 @@
+"""The three services as real processes, as `expertmatch <service>` runs them, for e2e tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.embedded_broker import free_port
+
+SERVICES = ("ingest", "matcher", "notifier")
+
+
+@dataclass
+class ServiceProcesses:
+    """Starts ingest, matcher and notifier against a broker; `url(name)` is where each answers."""
+
+    bootstrap_servers: str
+    data_dir: Path
+    api_keys: str
+    topic_prefix: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
+    ports: dict[str, int] = field(default_factory=dict)
+    _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
+            KAFKA_TOPIC_PREFIX=self.topic_prefix,
+            KAFKA_SESSION_TIMEOUT_MS="3000",
+            EXPERTMATCH_API_KEYS=self.api_keys,
+            EXPERTMATCH_DATA_DIR=str(self.data_dir),
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+        )
+        for name in self.services:
+            env[f"{name.upper()}_PORT"] = str(self.ports[name])
+        env.update(self.extra_env)
+        return env
+
+    def start(self, ready_timeout: float = 120.0) -> "ServiceProcesses":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for name in self.services:
+            self.ports.setdefault(name, free_port())
+        env = self.env()
+        for name in self.services:
+            log = open(self.data_dir / f"{name}.log", "ab")
+            self._processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", name], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.services)
+        while pending:
+            for name in sorted(pending):
+                process = self._processes[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log(name)[-3000:]}")
+                try:
+                    if httpx.get(f"{self.url(name)}/readyz", timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in pending)
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {sorted(pending)}\n{logs}")
+            time.sleep(0.2)
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM each service (graceful: consumers commit what they did), kill if it hangs."""
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, process in self._processes.items():
+            try:
+                codes[name] = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes[name] = process.wait()
+        self._processes.clear()
+        return codes
+
+    def __enter__(self) -> "ServiceProcesses":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
