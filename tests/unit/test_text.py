@@ -1,0 +1,23 @@
+"""HTML bodies become readable plain text; plain text stays as it is."""
+
+import pytest
+
+from shared.text import snippet, to_plain_text
+
+pytestmark = pytest.mark.unit
+
+
+def test_html_becomes_text_with_blocks_on_their_own_lines_and_no_scripts():
+    html = "<p>Restart <b>ledgerd</b> &amp; check</p><pre>kubectl get pods</pre><script>alert(1)</script>"
+    assert to_plain_text(html) == "Restart ledgerd & check\nkubectl get pods"
+
+
+def test_plain_text_is_kept_and_tidied():
+    assert to_plain_text("  a  b \n\n\n c ") == "a b\n\nc"
+    assert to_plain_text("if x < 3 and y > 2") == "if x < 3 and y > 2"
+
+
+def test_snippet_cuts_at_a_word():
+    text = "word " * 100
+    cut = snippet(text, 22)
+    assert cut.endswith("…") and len(cut) <= 23 and "  " not in cut
