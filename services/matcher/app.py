@@ -1,0 +1,99 @@
+"""The matcher's HTTP app: "who knows about X" search and index stats; routes only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.matcher.bootstrap import Matcher, bootstrap
+from services.matcher.embedder import Embedder
+from services.matcher.index.base import ExpertIndex, IndexUnavailable
+from services.matcher.settings import MatcherSettings
+from shared.auth import TenantDep
+from shared.consumer import TransientError
+from shared.events import Candidate
+from shared.health import health_router
+
+log = logging.getLogger(__name__)
+
+
+class SearchRequest(BaseModel):
+    # Unknown fields are refused: a `tenant` in the body must fail loudly, the key names the tenant.
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20_000)
+    limit: int = Field(default=10, ge=1, le=50)
+    audience: list[str] | None = Field(default=None, max_length=100)
+    exclude: list[str] | None = Field(default=None, max_length=1000)
+
+    @field_validator("text")
+    @classmethod
+    def _has_words(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must contain more than white space")
+        return value
+
+
+class SearchResponse(BaseModel):
+    experts: list[Candidate]
+
+
+class IndexStats(BaseModel):
+    contributions: int
+
+
+def _matcher(request: Request) -> Matcher:
+    return request.app.state.matcher
+
+
+MatcherDep = Annotated[Matcher, Depends(_matcher)]
+
+
+def create_app(
+    settings: MatcherSettings, *, embedder: Embedder | None = None, index: ExpertIndex | None = None
+) -> FastAPI:
+    """The app; the model, index, producer and consumer start in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.tenants_by_key = settings.tenants_by_key
+        async with bootstrap(settings, embedder=embedder, index=index) as matcher:
+            app.state.matcher = matcher
+            app.state.readiness = matcher.readiness
+            task = asyncio.create_task(matcher.loop.run(), name="matcher-consumer") if matcher.loop else None
+            try:
+                yield
+            finally:
+                if task is not None:
+                    matcher.loop.stop()  # finishes and commits the batch in hand
+                    await task
+
+    app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    app.include_router(health_router())
+
+    @app.post("/v1/experts/search", response_model=SearchResponse)
+    async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
+        """The people of the caller's tenant whose posts best match the text."""
+        try:
+            experts = await matcher.service.search(
+                tenant=tenant, text=body.text, limit=body.limit, audience=body.audience or (), exclude=body.exclude or ()
+            )
+        except TransientError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from exc
+        return SearchResponse(experts=experts)
+
+    @app.get("/v1/index/stats", response_model=IndexStats)
+    async def index_stats(tenant: TenantDep, matcher: MatcherDep) -> IndexStats:
+        """How many contributions of the caller's tenant the index holds."""
+        try:
+            return IndexStats(contributions=await matcher.index.count(tenant))
+        except IndexUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}") from exc
+
+    return app

@@ -1,0 +1,103 @@
+"""The matcher's composition root: builds the model, index, producer, service and consumer loop."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiokafka.errors import KafkaError
+
+from services.matcher.consumer import posts_consumer
+from services.matcher.embedder import Embedder, SentenceEmbedder
+from services.matcher.index.base import ExpertIndex
+from services.matcher.ranking import Weights
+from services.matcher.service import MatcherService, RankingPolicy
+from services.matcher.settings import MatcherSettings
+from shared.consumer import ConsumerLoop, TransientError
+from shared.events import ExpertsMatched
+from shared.health import Check
+from shared.kafka import broker_answers, ensure_topics, make_producer, publish
+from shared.topics import MATCHES
+
+
+@dataclass
+class Matcher:
+    """Everything a running matcher holds; `loop` is None when it does not consume."""
+
+    service: MatcherService
+    index: ExpertIndex
+    embedder: Embedder
+    loop: ConsumerLoop | None
+    readiness: dict[str, Check] = field(default_factory=dict)
+
+
+async def open_configured_index(settings: MatcherSettings) -> ExpertIndex:
+    """The index the settings name: a Qdrant server at QDRANT_URL, else Qdrant Edge under data_dir."""
+    # Imported here: the adapters pull in their Qdrant packages only when one is opened.
+    from services.matcher.index import open_index
+
+    opened = open_index(qdrant_url=settings.qdrant_url, edge_path=settings.edge_path, collection=settings.collection)
+    return await opened if inspect.isawaitable(opened) else opened
+
+
+@asynccontextmanager
+async def bootstrap(
+    settings: MatcherSettings,
+    *,
+    embedder: Embedder | None = None,
+    index: ExpertIndex | None = None,
+) -> AsyncIterator[Matcher]:
+    """A running matcher; on exit everything closes in reverse order of opening."""
+    async with AsyncExitStack() as stack:
+        if embedder is None:
+            model = SentenceEmbedder(batch_size=settings.embed_batch_size)
+            model.start()  # loads in its thread while the rest starts
+            stack.callback(model.close)
+            embedder = model
+        if index is None:
+            index = await open_configured_index(settings)
+            stack.push_async_callback(index.close)
+        await ensure_topics(settings)
+        producer = make_producer(settings)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        service = MatcherService(
+            index=index, embedder=embedder, publish=_publisher(producer, settings.topic(MATCHES)), policy=_policy(settings)
+        )
+        loop = None
+        if settings.consume:
+            loop = await stack.enter_async_context(posts_consumer(settings, producer=producer, handler=service.handle))
+        yield Matcher(service=service, index=index, embedder=embedder, loop=loop, readiness=_readiness(settings, index, embedder))
+
+
+def _policy(settings: MatcherSettings) -> RankingPolicy:
+    return RankingPolicy(
+        candidates=settings.candidates,
+        search_depth=settings.search_depth,
+        evidence=settings.evidence,
+        weights=Weights(half_life_days=settings.recency_half_life_days),
+    )
+
+
+def _publisher(producer, topic: str):
+    async def publish_matches(events: Sequence[ExpertsMatched]) -> None:
+        try:
+            await publish(producer, topic, events)
+        except KafkaError as exc:
+            # The index already holds the batch; replaying it upserts the same points again.
+            raise TransientError(f"publishing matches failed: {exc}") from exc
+
+    return publish_matches
+
+
+def _readiness(settings: MatcherSettings, index: ExpertIndex, embedder: Embedder) -> dict[str, Check]:
+    async def broker() -> bool:
+        return await broker_answers(settings)
+
+    async def model() -> bool:
+        # An injected embedder without a load step is ready as soon as it is handed in.
+        return bool(getattr(embedder, "loaded", True))
+
+    return {"broker": broker, "index": index.ready, "model": model}
