@@ -1,0 +1,143 @@
+"""The matcher on the real broker and a real Qdrant Edge shard: posts in, matches and dead letters out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.matcher.bootstrap import bootstrap
+from services.matcher.index import EdgeIndex
+from services.matcher.settings import MatcherSettings
+from shared.events import (
+    ExpertsMatched,
+    Post,
+    PostDeleted,
+    PostKind,
+    PostRef,
+    PostUpserted,
+    decode_event,
+)
+from shared.kafka import make_consumer, make_producer, publish
+from shared.topics import MATCHES, POSTS, dlq
+from tests.fakes import FakeEmbedder
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+
+
+def upserted(post_id, author, kind, body, *, thread, title=None, backfill=False) -> PostUpserted:
+    return PostUpserted(
+        tenant="acme",
+        data=Post(
+            id=post_id, tenant="acme", thread_id=thread, author_id=author, kind=kind, title=title,
+            body=body, created_at=NOW - timedelta(days=20), backfill=backfill,
+        ),
+    )
+
+
+HISTORY = [
+    upserted("q1", "carol", PostKind.QUESTION, "pods keep restarting", thread="k1", title="Kubernetes pods restart", backfill=True),
+    upserted("a1", "kim", PostKind.ANSWER, "check the kubernetes liveness probe of the pods", thread="k1", backfill=True),
+    upserted("q2", "dave", PostKind.QUESTION, "ingress gives 502", thread="k2", title="Kubernetes ingress 502", backfill=True),
+    upserted("a2", "kim", PostKind.ANSWER, "the kubernetes service port must match the pods port", thread="k2", backfill=True),
+    upserted("c2", "lee", PostKind.COMMENT, "same kubernetes ingress problem here", thread="k2", backfill=True),
+    upserted("a3", "pat", PostKind.ANSWER, "payroll runs on the first of the month", thread="p1", backfill=True),
+]
+
+
+@pytest.fixture
+async def matcher(common_settings):
+    settings = MatcherSettings(**common_settings.model_dump(), batch_size=16)
+    index = await EdgeIndex.open(settings.edge_path)
+    try:
+        async with bootstrap(settings, embedder=FakeEmbedder(), index=index) as running:
+            yield settings, running
+    finally:
+        await index.close()
+
+
+@pytest.fixture
+async def producer(common_settings):
+    producer = make_producer(common_settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def handle_until(matcher, condition, timeout: float = 30.0) -> None:
+    """Drain the loop until `condition()` holds: joining the group may take a few polls."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "the matcher did not get there in time"
+        await matcher.loop.drain(idle_polls=1)
+
+
+async def read(settings, topic: str, expect: int, timeout: float = 20.0):
+    consumer = make_consumer(settings, topic, group_id=settings.topic("reader"))
+    await consumer.start()
+    got = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            got.extend(r for part in batch.values() for r in part)
+        # A little longer, so that a message too many would be seen too.
+        batch = await consumer.getmany(timeout_ms=500)
+        got.extend(r for part in batch.values() for r in part)
+    finally:
+        await consumer.stop()
+    return got
+
+
+def index_holds(matcher, count: int):
+    async def check() -> bool:
+        return await matcher.index.count("acme") == count
+
+    return check
+
+
+async def test_a_new_question_is_matched_and_backfill_is_not(matcher, producer):
+    settings, running = matcher
+    await publish(producer, settings.topic(POSTS), HISTORY)
+    await handle_until(running, index_holds(running, len(HISTORY)))
+
+    follow_up = upserted("a4", "dave", PostKind.ANSWER, "thanks, that fixed kubernetes", thread="k9")
+    ask = upserted("q9", "erin", PostKind.QUESTION, "my kubernetes pods restart", thread="k9", title="Kubernetes pods")
+    await publish(producer, settings.topic(POSTS), [follow_up, ask])
+    await handle_until(running, index_holds(running, len(HISTORY) + 2))
+
+    [record] = await read(settings, settings.topic(MATCHES), expect=1)
+    match = decode_event(record.value)
+    assert isinstance(match, ExpertsMatched) and match.tenant == "acme"
+    assert record.key == b"acme/k9"
+    assert match.data.question.post_id == "q9"
+    people = [c.person_id for c in match.data.candidates]
+    assert people[0] == "kim"
+    assert "erin" not in people and "dave" not in people  # the asker and a participant
+    assert {e.post_id for e in match.data.candidates[0].evidence} == {"a1", "a2"}
+
+
+async def test_a_malformed_message_is_dead_lettered_and_the_rest_handled(matcher, producer):
+    settings, running = matcher
+    await producer.send_and_wait(settings.topic(POSTS), b'{"type": "post.upserted", "tenant": "acme"}', key=b"acme/k1")
+    await publish(producer, settings.topic(POSTS), HISTORY[:2])
+    await handle_until(running, index_holds(running, 2))
+
+    [dead] = await read(settings, dlq(settings.topic(POSTS)), expect=1)
+    headers = dict(dead.headers)
+    assert b"data" in headers["error"]  # names the missing field
+    assert dead.value == b'{"type": "post.upserted", "tenant": "acme"}'
+
+
+async def test_a_delete_removes_the_post_from_search(matcher, producer):
+    settings, running = matcher
+    await publish(producer, settings.topic(POSTS), HISTORY)
+    await handle_until(running, index_holds(running, len(HISTORY)))
+    await publish(producer, settings.topic(POSTS), [PostDeleted(tenant="acme", data=PostRef(post_id="a3", thread_id="p1"))])
+    await handle_until(running, index_holds(running, len(HISTORY) - 1))
+
+    experts = await running.service.search(tenant="acme", text="payroll first of the month", limit=5)
+    assert "pat" not in [e.person_id for e in experts]
