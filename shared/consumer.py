@@ -5,6 +5,7 @@ dead-lettered, so a crash replays the batch and handlers must be idempotent.
 
 Errors a handler raises:
 - `TransientError`: the batch is retried after a backoff, nothing is committed.
+- `KafkaError` from the broker itself (fetch, commit, dead-letter send): treated the same way.
 - any other exception: the batch is split and each event handled alone; an event that still
   fails goes to `<topic>.dlq` with the error in its headers, and the loop moves on.
 """
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from shared.events import UndecodableEvent, decode_event
 from shared.topics import dlq
@@ -70,7 +72,13 @@ class ConsumerLoop:
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_backoff = tuple(retry_backoff)
         self._stopping = asyncio.Event()
+        self._running = False
         self.stats = LoopStats()
+
+    @property
+    def running(self) -> bool:
+        """True while `run` is looping: readiness reports a consumer that died."""
+        return self._running
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from `run`."""
@@ -78,19 +86,27 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         attempt = 0
-        while not self._stopping.is_set():
+        self._running = True
+        try:
+            while not self._stopping.is_set():
+                attempt = await self._run_guarded(attempt)
+        finally:
+            self._running = False
+
+    async def _run_guarded(self, attempt: int) -> int:
+        """One batch; on a transient failure, wait out the backoff. Returns the next attempt number."""
+        try:
+            await self.run_once()
+            return 0
+        except (TransientError, KafkaError) as exc:
+            delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
+            self.stats.retries += 1
+            log.warning("%s: transient failure, retrying in %.1fs: %r", self._name, delay, exc)
             try:
-                await self.run_once()
-                attempt = 0
-            except TransientError as exc:
-                delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
-                attempt += 1
-                self.stats.retries += 1
-                log.warning("%s: transient failure, retrying in %.1fs: %s", self._name, delay, exc)
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            return attempt + 1
 
     async def drain(self, idle_polls: int = 2) -> int:
         """Burst mode for tests and tools: handle until `idle_polls` polls in a row bring nothing."""
@@ -111,7 +127,7 @@ class ConsumerLoop:
             return 0
         try:
             await self._handle(records)
-        except TransientError:
+        except (TransientError, KafkaError):
             self._rewind(batches)
             raise
         await self._consumer.commit()
@@ -134,7 +150,7 @@ class ConsumerLoop:
             return
         try:
             await self._handler(deliveries)
-        except TransientError:
+        except (TransientError, KafkaError):
             raise
         except Exception as exc:
             if len(deliveries) == 1:
@@ -144,7 +160,7 @@ class ConsumerLoop:
             for delivery in deliveries:
                 try:
                     await self._handler([delivery])
-                except TransientError:
+                except (TransientError, KafkaError):
                     raise
                 except Exception as exc:
                     await self._dead_letter(delivery.record, exc)
