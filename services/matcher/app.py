@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -19,8 +18,6 @@ from shared.auth import TenantDep
 from shared.consumer import TransientError
 from shared.events import Candidate
 from shared.health import health_router
-
-log = logging.getLogger(__name__)
 
 
 class SearchRequest(BaseModel):
