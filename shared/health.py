@@ -36,3 +36,12 @@ def health_router(timeout: float = 3.0) -> APIRouter:
         return JSONResponse({"ready": ready, "checks": status}, status_code=200 if ready else 503)
 
     return router
+
+
+def running_check(loop) -> Check:
+    """A readiness check that fails once a consumer loop has stopped running."""
+
+    async def consumer() -> bool:
+        return loop.running
+
+    return consumer

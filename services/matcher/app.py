@@ -17,7 +17,7 @@ from services.matcher.settings import MatcherSettings
 from shared.auth import TenantDep
 from shared.consumer import TransientError
 from shared.events import Candidate
-from shared.health import health_router
+from shared.health import health_router, running_check
 
 
 class SearchRequest(BaseModel):
@@ -62,8 +62,11 @@ def create_app(
         app.state.tenants_by_key = settings.tenants_by_key
         async with bootstrap(settings, embedder=embedder, index=index) as matcher:
             app.state.matcher = matcher
-            app.state.readiness = matcher.readiness
-            task = asyncio.create_task(matcher.loop.run(), name="matcher-consumer") if matcher.loop else None
+            app.state.readiness = dict(matcher.readiness)
+            task = None
+            if matcher.loop is not None:
+                task = asyncio.create_task(matcher.loop.run(), name="matcher-consumer")
+                app.state.readiness["consumer"] = running_check(matcher.loop)
             try:
                 yield
             finally:

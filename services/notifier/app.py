@@ -16,7 +16,7 @@ from services.notifier.routes import invitations, subscriptions
 from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database
 from shared.consumer import ConsumerLoop
-from shared.health import health_router
+from shared.health import health_router, running_check
 from shared.kafka import broker_answers, ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def create_app(
             if settings.consume:
                 app.state.consumer_loop = await _start_consumer(stack, settings, db, worker, clock)
                 app.state.readiness["broker"] = lambda: broker_answers(settings)
+                app.state.readiness["consumer"] = running_check(app.state.consumer_loop)
             yield
 
     app = FastAPI(title="expertmatch notifier", lifespan=lifespan)

@@ -123,7 +123,7 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
     payloads = [Webhook(secret).verify(r.body, r.headers)["data"] for r in receiver.received()]
     assert sorted(p["person_id"] for p in payloads) == ["ann", "cy", "dee"]
     assert payloads[0]["why"] == "You answered 'Vault token rotation' (accepted)."
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True, "consumer": True}
 
 
 async def _handled(app, count: int) -> bool:
