@@ -232,10 +232,11 @@ def test_every_command_is_an_expertmatch_subcommand():
     parser = cli.build_parser()
     for name, service in expertmatch_services(load_compose()).items():
         command = service["command"]
+        argv = command if isinstance(command, list) else shlex.split(command)
         try:
-            parser.parse_args(command if isinstance(command, list) else shlex.split(command))
+            parser.parse_args(argv)
         except SystemExit:
-            pytest.fail(f"{name}: `expertmatch {command}` is not a command the CLI knows")
+            pytest.fail(f"{name}: `expertmatch {' '.join(argv)}` is not a command the CLI knows")
     with pytest.raises(SystemExit):
         parser.parse_args(["no-such-command"])
 
