@@ -109,7 +109,7 @@ class MatcherService:
     ) -> list[Candidate]:
         """Who knows about `text`: the ranked people of one tenant, for readers of `audience`."""
         [vector] = await self._embedder.embed([contribution_text(None, to_plain_text(text))])
-        return await self._rank(tenant, vector, audience=audience, exclude=exclude, limit=limit)
+        return await self._rank(tenant, vector, audience=audience, exclude=exclude, limit=limit, now=self._clock())
 
     async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
         """Each reply's thread title: from a root in the batch, else from the index."""
@@ -152,16 +152,14 @@ class MatcherService:
 
     async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
         post = event.data
-        with _index_call():
-            thread = await self._index.thread(post.tenant, post.thread_id)
-        participants = sorted({post.author_id, *thread.participants})
-        candidates = await self._rank(
-            post.tenant,
-            contribution.vector,
+        candidates, participants = await self.rank_question(
+            tenant=post.tenant,
+            vector=contribution.vector,
+            asker=post.author_id,
+            thread_id=post.thread_id,
             audience=post.audience,
-            exclude=participants,
+            now=post.created_at,
             limit=self._policy.candidates,
-            exclude_threads=(post.thread_id,),
         )
         return ExpertsMatched(
             # The same upsert always yields the same match id: a replayed batch republishes, not duplicates.
@@ -169,6 +167,35 @@ class MatcherService:
             tenant=post.tenant,
             data=Match(question=_question(post), candidates=tuple(candidates), participants=tuple(participants)),
         )
+
+    async def rank_question(
+        self,
+        *,
+        tenant: str,
+        vector: Sequence[float],
+        asker: str,
+        thread_id: str,
+        audience: Sequence[str],
+        now: datetime,
+        limit: int,
+    ) -> tuple[list[Candidate], list[str]]:
+        """The people to invite to a question, and the thread's participants (never candidates).
+
+        `now` is when the question was asked: recency is measured from then, live and in replays.
+        """
+        with _index_call():
+            thread = await self._index.thread(tenant, thread_id)
+        participants = sorted({asker, *thread.participants})
+        candidates = await self._rank(
+            tenant,
+            vector,
+            audience=audience,
+            exclude=participants,
+            limit=limit,
+            exclude_threads=(thread_id,),
+            now=now,
+        )
+        return candidates, participants
 
     async def _rank(
         self,
@@ -178,6 +205,7 @@ class MatcherService:
         audience: Sequence[str],
         exclude: Sequence[str],
         limit: int,
+        now: datetime,
         exclude_threads: Sequence[str] = (),
     ) -> list[Candidate]:
         with _index_call():
@@ -191,7 +219,7 @@ class MatcherService:
             )
         return rank_experts(
             hits,
-            now=self._clock(),
+            now=now,
             weights=self._policy.weights,
             limit=limit,
             evidence=self._policy.evidence,
