@@ -1,0 +1,162 @@
+"""`make bench`: the model's bare encode rate, the matcher's rate through Kafka, and post-to-webhook latency.
+
+All on the same real posts from ../shared/data, in one run, so the figures compare as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from services.matcher.embedder import SentenceEmbedder
+from services.matcher.service import contribution_text
+from shared.embedded_broker import EmbeddedBroker
+from shared.events import Post, PostKind, PostUpserted
+from shared.kafka import ensure_topics, make_producer, publish
+from shared.settings import CommonSettings
+from shared.stackexchange import DumpPost, read_dump
+from shared.text import to_plain_text
+from shared.topics import POSTS
+from tests.support.receiver import Receiver
+from tests.support.services import ServiceProcesses
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+TENANT, KEY = "bench", "bench-key"
+
+
+def _titles(posts: list[DumpPost]) -> dict[str, str | None]:
+    return {p.thread_id: p.title for p in posts if p.kind == "question"}
+
+
+def _texts(posts: list[DumpPost]) -> list[str]:
+    titles = _titles(posts)
+    return [contribution_text(titles.get(p.thread_id), to_plain_text(p.body)) for p in posts]
+
+
+def _event(post: DumpPost, *, backfill: bool) -> PostUpserted:
+    return PostUpserted(
+        tenant=TENANT,
+        data=Post(
+            id=post.id, tenant=TENANT, thread_id=post.thread_id, author_id=post.author_id,
+            kind=PostKind(post.kind), title=post.title, body=to_plain_text(post.body) or "(empty)",
+            tags=post.tags, created_at=post.created_at, accepted=post.accepted, score=post.score,
+            backfill=backfill,
+        ),
+    )
+
+
+def bare_encode_rate(texts: list[str], batch_size: int) -> float:
+    embedder = SentenceEmbedder(batch_size=batch_size)
+    embedder.load()
+    asyncio.run(embedder.embed(texts[:64]))  # warm up
+    started = time.perf_counter()
+    asyncio.run(embedder.embed(texts))
+    elapsed = time.perf_counter() - started
+    embedder.close()
+    return len(texts) / elapsed
+
+
+async def matcher_rate(settings: CommonSettings, matcher_url: str, posts: list[DumpPost]) -> float:
+    producer = make_producer(settings)
+    await producer.start()
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        started = time.perf_counter()
+        await publish(producer, settings.topic(POSTS), [_event(p, backfill=True) for p in posts])
+        await producer.stop()
+        while (await http.get(f"{matcher_url}/v1/index/stats")).json()["contributions"] < len(posts):
+            await asyncio.sleep(0.05)
+        return len(posts) / (time.perf_counter() - started)
+
+
+async def webhook_latency(system: ServiceProcesses, questions: list[DumpPost]) -> list[float]:
+    """Seconds from POST /v1/posts of a question to its first webhook at a real receiver."""
+    latencies = []
+    with Receiver() as receiver:
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
+            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", json={"url": receiver.url})
+            created.raise_for_status()
+            for question in questions:
+                body = _event(question, backfill=False).data.model_dump(mode="json", exclude={"tenant"})
+                body["id"] = body["thread_id"] = f"bench-{question.id}"
+                seen = len(receiver.received())
+                started = time.time()
+                answer = await http.post(f"{system.url('ingest')}/v1/posts", json=body)
+                answer.raise_for_status()
+                deadline = time.monotonic() + 30
+                while not _arrived(receiver, seen, body["thread_id"]):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no webhook for {body['thread_id']} in 30 s")
+                    await asyncio.sleep(0.002)
+                arrived = min(r.at for r in receiver.received()[seen:] if _thread(r) == body["thread_id"])
+                latencies.append(arrived - started)
+    return latencies
+
+
+def _thread(request) -> str:
+    return json.loads(request.body)["data"]["thread_id"]
+
+
+def _arrived(receiver: Receiver, seen: int, thread_id: str) -> bool:
+    return any(_thread(r) == thread_id for r in receiver.received()[seen:])
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="se-quantumcomputing")
+    parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
+    parser.add_argument("--questions", type=int, default=60, help="questions timed end to end")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+
+    path = DATA / args.dataset / "Posts.xml.gz"
+    if not path.exists():
+        print(f"skipped: {path} is absent (the Stack Exchange data lives in ../shared/data)")
+        return 0
+    dump = read_dump(path).posts
+    history = dump[: args.posts]
+    questions = [p for p in dump[args.posts:] if p.kind == "question"][: args.questions]
+    print(f"dataset {args.dataset}: {len(history)} history posts, {len(questions)} questions", flush=True)
+
+    encode = bare_encode_rate(_texts(history), args.batch_size)
+    print(f"bare encode: {encode:.1f} posts/s", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        prefix = f"bench{uuid.uuid4().hex[:6]}-"
+        settings = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers, kafka_topic_prefix=prefix)
+        asyncio.run(ensure_topics(settings))
+        system = ServiceProcesses(
+            bootstrap_servers=broker.bootstrap_servers, data_dir=Path(tmp), api_keys=f"{KEY}:{TENANT}",
+            topic_prefix=prefix, extra_env={"MATCHER_EMBED_BATCH_SIZE": str(args.batch_size)},
+        )
+        with system:
+            through_kafka = asyncio.run(matcher_rate(settings, system.url("matcher"), history))
+            print(f"matcher through Kafka: {through_kafka:.1f} posts/s", flush=True)
+            latencies = asyncio.run(webhook_latency(system, questions))
+
+    print()
+    print(f"| measure ({args.dataset}, {len(history)} posts, {len(questions)} questions) | value |")
+    print("|---|---|")
+    print(f"| bare batched encode (batch {args.batch_size}) | {encode:.1f} posts/s |")
+    print(f"| matcher through Kafka (publish -> indexed) | {through_kafka:.1f} posts/s |")
+    print(f"| ratio matcher / bare encode | {through_kafka / encode:.2f} |")
+    print(f"| POST question -> webhook p50 | {_pct(latencies, 50) * 1000:.0f} ms |")
+    print(f"| POST question -> webhook p95 | {_pct(latencies, 95) * 1000:.0f} ms |")
+    print(f"| POST question -> webhook max | {max(latencies) * 1000:.0f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The whole pipeline as processes: history and a question over HTTP, a signed invitation at a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from standardwebhooks.webhooks import Webhook
+
+from shared.kafka import make_consumer, make_producer
+from shared.settings import CommonSettings
+from shared.topics import MATCHES
+from tests.support.receiver import Receiver
+from tests.support.services import ServiceProcesses
+
+pytestmark = pytest.mark.e2e
+
+ACME = {"Authorization": "Bearer acme-key"}
+GLOBEX = {"Authorization": "Bearer globex-key"}
+
+# Three colleagues with clear areas; the asker has posted too, and must never be invited.
+HISTORY = [
+    ("k1", "question", "dana", "Pods stuck in CrashLoopBackOff after the base image bump",
+     "Since this morning our checkout pods restart every minute with CrashLoopBackOff."),
+    ("k1a", "answer", "kim", None,
+     "The new base image runs as a non-root user, so the liveness probe cannot read the socket. "
+     "Set runAsUser in the pod securityContext and the probe passes again; kubectl describe pod "
+     "shows the probe failure in the events."),
+    ("k2", "question", "lee", "How do I raise the memory limit of a Kubernetes deployment?",
+     "Our deployment gets OOMKilled under load. Where are resource requests and limits set?"),
+    ("k2a", "answer", "kim", None,
+     "Set resources.limits.memory in the container spec of the Deployment manifest and apply it; "
+     "Kubernetes restarts the pods with the new limit. Check kubectl top pods first."),
+    ("k3", "question", "ravi", "Helm rollback left the ingress controller without TLS secrets",
+     "After helm rollback the ingress serves the default certificate."),
+    ("k3a", "answer", "kim", None,
+     "helm rollback does not restore secrets created by cert-manager; re-run the Certificate "
+     "resource or copy the secret back into the namespace, then restart the ingress pods."),
+    ("p1", "question", "kim", "When is the payroll cut-off for overtime in December?",
+     "I worked two weekends in November, when do I need to submit the overtime sheet?"),
+    ("p1a", "answer", "maria", None,
+     "Payroll closes overtime on the 20th in December because of the holidays. Submit the sheet in "
+     "the HR portal under Time and Absence and your manager approves it there."),
+    ("p2", "question", "lee", "Is the holiday allowance paid with the May salary?",
+     "New here, I was told holiday pay comes once a year."),
+    ("p2a", "answer", "maria", None,
+     "Yes, the 8% holiday allowance is paid with the May payroll run; the payslip shows it as a "
+     "separate line. Leavers get it pro rata with their final salary."),
+    ("s1", "question", "dana", "Which SQL index helps a slow ORDER BY created_at query?",
+     "Our orders query sorts by created_at and filters by customer, and takes seconds."),
+    ("s1a", "answer", "ravi", None,
+     "A composite btree index on (customer_id, created_at) lets PostgreSQL read rows already in "
+     "order; check with EXPLAIN ANALYZE that the sort node disappears."),
+]
+
+QUESTION = {
+    "id": "q-new",
+    "thread_id": "q-new",
+    "author_id": "dana",
+    "kind": "question",
+    "title": "Kubernetes pod keeps getting OOMKilled and restarting",
+    "body": "<p>Our <b>payments</b> pod restarts with OOMKilled every few hours. How do I find out "
+            "which container needs more memory and change its limit?</p>",
+    "tags": ["kubernetes"],
+}
+
+
+def _posts():
+    posts = []
+    for post_id, kind, author, title, body in HISTORY:
+        thread = post_id.rstrip("a")
+        posts.append({
+            "id": post_id, "thread_id": thread, "author_id": author, "kind": kind, "title": title,
+            "body": body, "backfill": True, "accepted": kind == "answer",
+            "created_at": "2026-06-01T10:00:00Z",
+        })
+    return posts
+
+
+async def _until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def _notifier_caught_up(settings: CommonSettings) -> bool:
+    """Every match on the topic has been handled and committed by the notifier's group."""
+    ends: dict[TopicPartition, int] = {}
+    for record in await _read_matches(settings):
+        tp = TopicPartition(record.topic, record.partition)
+        ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+    # Assigned, not subscribed: reads the group's commits without joining it.
+    consumer = make_consumer(settings, group_id=settings.topic("notifier"))
+    await consumer.start()
+    try:
+        consumer.assign(list(ends))
+        committed = {tp: await consumer.committed(tp) or 0 for tp in ends}
+        return all(committed[tp] >= end for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+def system(broker, topic_prefix, tmp_path):
+    services = ServiceProcesses(
+        bootstrap_servers=broker.bootstrap_servers,
+        data_dir=tmp_path / "data",
+        api_keys="acme-key:acme,globex-key:globex",
+        topic_prefix=topic_prefix,
+        extra_env={"NOTIFIER_RETRY_SCHEDULE": "0.5,1,2"},
+    )
+    with services:
+        yield services
+
+
+async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(system, broker, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers, kafka_topic_prefix=topic_prefix)
+    async with httpx.AsyncClient(timeout=30) as http:
+        with Receiver() as receiver:
+            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+            assert created.status_code == 201, created.text
+            secret = created.json()["secret"]
+
+            answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": _posts()})
+            assert answer.status_code == 202, answer.text
+
+            async def indexed():
+                stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
+                return stats.json()["contributions"] == len(HISTORY)
+
+            await _until(indexed, 60, "the history to be indexed")
+            assert receiver.received() == [], "backfilled questions must not invite anyone"
+
+            posted_at = time.time()
+            answer = await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)
+            assert answer.status_code == 202, answer.text
+
+            async def invited():
+                got = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+                rows = got.json()
+                done = rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"])
+                return rows if done else None
+
+            invitations = await _until(invited, 60, "invitations to be delivered")
+            requests = await receiver.wait_for(len(invitations), timeout=10)
+            latency = min(r.at for r in requests) - posted_at
+
+            people = [row["person_id"] for row in invitations]
+            assert len(people) == len(set(people)) <= 3
+            assert "dana" not in people, "the asker is never invited"
+
+            payloads = []
+            for request in requests:
+                # The independent Standard Webhooks implementation must accept every signature.
+                Webhook(secret).verify(request.body, request.headers)
+                payloads.append(json.loads(request.body))
+            assert {p["type"] for p in payloads} == {"invitation.created"}
+            best = max(payloads, key=lambda p: p["data"]["score"])
+            assert best["data"]["person_id"] == "kim", [p["data"]["person_id"] for p in payloads]
+            assert best["data"]["thread_id"] == "q-new"
+            assert best["data"]["evidence"], "the invitation says why"
+            assert any("memory" in e["snippet"].lower() for e in best["data"]["evidence"])
+            assert latency < 30
+
+            # Globex sees none of it.
+            other = await http.get(f"{system.url('notifier')}/v1/invitations", headers=GLOBEX)
+            assert other.json() == []
+            search = await http.post(f"{system.url('matcher')}/v1/experts/search", headers=GLOBEX, json={"text": "kubernetes memory"})
+            assert search.json()["experts"] == []
+
+            # The same match delivered again, and the question posted again: no second invitation.
+            await _redeliver_matches(settings)
+            answer = await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)
+            assert answer.status_code == 202
+
+            async def matched_twice_more():
+                return await _count_matches(settings) >= 3 and await _notifier_caught_up(settings)
+
+            await _until(matched_twice_more, 60, "the notifier to handle the repeated matches")
+            again = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+            assert sorted(row["id"] for row in again.json()) == sorted(row["id"] for row in invitations)
+            assert len(receiver.received()) == len(requests)
+
+
+async def _read_matches(settings: CommonSettings):
+    consumer = make_consumer(settings, settings.topic(MATCHES), group_id=None)
+    await consumer.start()
+    try:
+        await consumer.seek_to_beginning()
+        records = []
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                return records
+            records.extend(r for part in batch.values() for r in part)
+    finally:
+        await consumer.stop()
+
+
+async def _count_matches(settings: CommonSettings) -> int:
+    return len(await _read_matches(settings))
+
+
+async def _redeliver_matches(settings: CommonSettings) -> None:
+    """Send the very same match record again, as a broker redelivery would."""
+    records = await _read_matches(settings)
+    assert len(records) == 1, "one question, one match"
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(records[0].topic, records[0].value, key=records[0].key)
+    finally:
+        await producer.stop()
