@@ -1,0 +1,75 @@
+"""The `expertmatch` command: run the embedded system, one service, or apply the topic definitions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+
+SERVICES = ("ingest", "matcher", "notifier")
+
+
+def _ports(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError("expected three ports: INGEST,MATCHER,NOTIFIER (e.g. 8001,8002,8003)")
+    ingest, matcher, notifier = (int(part) for part in parts)
+    return ingest, matcher, notifier
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="expertmatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="the whole system on this machine, with a demo")
+    run.add_argument("--data-dir", type=Path, help="where the index, database and API key live "
+                     "(default: $EXPERTMATCH_DATA_DIR or ./.expertmatch)")
+    run.add_argument("--no-demo", action="store_true", help="skip the demo corpus, receiver and questions")
+    run.add_argument("--ports", type=_ports, help="ingest,matcher,notifier ports (default 8001,8002,8003)")
+
+    for name in SERVICES:
+        service = commands.add_parser(name, help=f"run the {name} service alone")
+        service.add_argument("args", nargs=argparse.REMAINDER, help="the service's own options")
+
+    commands.add_parser("topics", help="create the topics of deploy/topics.json on the configured broker")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SERVICES:
+        # Everything after the name, --help included, is the service's own to parse; imported
+        # only when asked, so one service's dependencies never load for another.
+        importlib.import_module(f"services.{argv[0]}.main").main(argv[1:])
+        return
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        sys.exit(_run(args))
+    elif args.command == "topics":
+        _topics()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from services.embedded.runner import DEFAULT_PORTS, RunOptions, default_data_dir, run
+
+    options = RunOptions(
+        data_dir=args.data_dir or default_data_dir(),
+        ports=args.ports or DEFAULT_PORTS,
+        demo=not args.no_demo,
+    )
+    return run(options)
+
+
+def _topics() -> None:
+    from shared.kafka import ensure_topics
+    from shared.settings import CommonSettings
+
+    settings = CommonSettings()
+    created = asyncio.run(ensure_topics(settings))
+    print(f"{settings.kafka_bootstrap_servers}: created {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+if __name__ == "__main__":
+    main()

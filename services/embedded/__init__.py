@@ -1,0 +1,1 @@
+"""`expertmatch run`: the whole system on one machine (broker, three services, demo receiver)."""

@@ -1,0 +1,206 @@
+"""The supervisor behind `make run`: broker, services, demo receiver and demo corpus, stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.embedded import demo
+from services.embedded.children import Child, ChildFailed, child_env, current_env
+from services.embedded.console import say
+from services.embedded.receiver import DemoReceiver
+from shared.embedded_broker import EmbeddedBroker
+from shared.settings import parse_api_keys
+
+SERVICES = ("ingest", "matcher", "notifier")
+DEFAULT_PORTS = (8001, 8002, 8003)
+DEMO_TENANT = "demo"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    data_dir: Path
+    ports: tuple[int, int, int] = DEFAULT_PORTS
+    demo: bool = True
+    ready_timeout: float = 300.0
+    index_timeout: float = 300.0
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("EXPERTMATCH_DATA_DIR") or ".expertmatch")
+
+
+def api_keys(data_dir: Path) -> str:
+    """EXPERTMATCH_API_KEYS if set; else a key for tenant `demo`, kept in the data folder across runs."""
+    if configured := os.environ.get("EXPERTMATCH_API_KEYS"):
+        return configured
+    path = data_dir / "api-key"
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        key = "em_" + secrets.token_urlsafe(24)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+    return f"{key}:{DEMO_TENANT}"
+
+
+def taken_ports(ports: tuple[int, ...]) -> list[int]:
+    """The ports something already listens on (binding is the only honest test)."""
+    taken = []
+    for port in ports:
+        with socket.socket() as sock:
+            # As uvicorn binds: connections of an earlier run lingering in TIME_WAIT do not count.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    # Ctrl-C must stop only the runner, which stops the broker last, after the services have
+    # committed. The broker installs its own SIGINT handler (so SIG_IGN is not enough), but a
+    # blocked signal mask is inherited through exec and stays blocked.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def run(options: RunOptions) -> int:
+    """Run until Ctrl-C or SIGTERM; the exit code says whether everything went as planned."""
+    data_dir = options.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    taken = taken_ports(options.ports)
+    if taken:
+        names = {port: name for name, port in zip(SERVICES, options.ports)}
+        for port in taken:
+            say(f"port {port} ({names[port]}) is already in use: stop what listens there "
+                f"(an earlier `expertmatch run`?) or pick others with --ports")
+        return 2
+    keys = api_keys(data_dir)
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = EmbeddedBroker(log_path=data_dir / "broker.log")
+        with _sigint_blocked():
+            broker.start()
+        bootstrap = broker.bootstrap_servers
+        say(f"embedded Kafka-protocol broker on {bootstrap} (in memory; log: {data_dir / 'broker.log'})")
+    else:
+        say(f"using the Kafka broker at {bootstrap}")
+    try:
+        return asyncio.run(_supervise(options, data_dir=data_dir, keys=keys, bootstrap=bootstrap))
+    finally:
+        if broker is not None:
+            broker.stop()
+            say("broker stopped")
+
+
+async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstrap: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    env = child_env(
+        current_env(),
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        EXPERTMATCH_API_KEYS=keys,
+        EXPERTMATCH_DATA_DIR=str(data_dir),
+        **{f"{name.upper()}_PORT": str(port) for name, port in zip(SERVICES, options.ports)},
+    )
+    if options.demo:
+        env.update(_demo_notifier_env(env))
+    children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports)}
+    key, tenant = next(iter(parse_api_keys(keys).items()))
+    receiver = None
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            for child in children.values():
+                await child.start()
+            for child in children.values():
+                await child.wait_ready(http, options.ready_timeout)
+            say("ingest, matcher and notifier are ready")
+            receiver = await _demo(options, http, children) if options.demo else None
+            _print_usage(key, tenant, children["ingest"].url)
+            return await _until_stopped(stop, children)
+    except ChildFailed as exc:
+        say(str(exc))
+        return 1
+    except (httpx.HTTPError, OSError) as exc:
+        say(f"the demo could not be set up: {exc!r}")
+        return 1
+    finally:
+        say("stopping (services finish their batch and commit first)")
+        if receiver is not None:
+            await receiver.stop()
+        await asyncio.gather(*(child.stop() for child in children.values()))
+
+
+def _demo_notifier_env(env: dict[str, str]) -> dict[str, str]:
+    """What the notifier needs to invite the demo's people through the demo receiver."""
+    # The receiver listens on loopback, which the notifier refuses unless allowed.
+    allowed = ",".join(filter(None, [env.get("NOTIFIER_ALLOWED_HOSTS", ""), "127.0.0.1"]))
+    extra = {"NOTIFIER_ALLOWED_HOSTS": allowed}
+    # Every run asks the same people again; the daily and weekly caps would silence reruns.
+    for name, value in (("NOTIFIER_MAX_INVITES_PER_DAY", "1000"), ("NOTIFIER_MAX_INVITES_PER_WEEK", "5000")):
+        if name not in env:
+            extra[name] = value
+    return extra
+
+
+async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str, Child]) -> DemoReceiver:
+    from services.demo.corpus import load_corpus
+
+    corpus = load_corpus()
+    receiver = DemoReceiver(names={person.id: person.name for person in corpus.people})
+    await receiver.start()
+    receiver.trust(await demo.subscribe(http, children["notifier"].url, receiver.url))
+    say(f"demo webhook receiver on {receiver.url}, subscribed to the notifier")
+    sent = await demo.load_backfill(http, children["ingest"].url, corpus)
+    say(f"sent the demo corpus of {corpus.company.name}: {len(corpus.people)} people, {sent} posts (backfill)")
+    indexed = await demo.wait_indexed(http, children["matcher"].url, sent, options.index_timeout)
+    if indexed < sent:
+        say(f"only {indexed} of {sent} posts indexed after {options.index_timeout:.0f}s; asking anyway")
+    else:
+        say(f"the matcher has indexed {indexed} contributions")
+    await demo.ask_demo_questions(http, children["ingest"].url, corpus)
+    return receiver
+
+
+async def _until_stopped(stop: asyncio.Event, children: dict[str, Child]) -> int:
+    """Wait for Ctrl-C/SIGTERM (exit 0) or for a service to die (exit 1)."""
+    waits = {asyncio.create_task(child.exited()): name for name, child in children.items()}
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopping, *waits], return_when=asyncio.FIRST_COMPLETED)
+    for task in [stopping, *waits]:
+        if task not in done:
+            task.cancel()
+    if stopping in done:
+        return 0
+    died = next(waits[task] for task in done if task in waits)
+    say(f"{died} exited unexpectedly; stopping the rest")
+    return 1
+
+
+def _print_usage(key: str, tenant: str, ingest_url: str) -> None:
+    say(
+        f"API key for tenant '{tenant}': {key}\n"
+        f"post a question of your own:\n"
+        f"  curl -s -X POST {ingest_url}/v1/posts -H 'Authorization: Bearer {key}' \\\n"
+        f"    -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"id\": \"my-q1\", \"thread_id\": \"my-t1\", \"author_id\": \"me\", \"kind\": \"question\", "
+        f"\"title\": \"Who knows Terraform?\", \"body\": \"Plan wants to replace our RDS instance.\"}}'\n"
+        f"invitations appear above as the notifier delivers them; Ctrl-C stops everything"
+    )

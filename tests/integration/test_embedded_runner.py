@@ -1,0 +1,119 @@
+"""The pieces of `expertmatch run`: demo receiver, API key, ports, command line."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from services.cli import build_parser
+from services.embedded.receiver import DemoReceiver
+from services.embedded.runner import RunOptions, api_keys, run, taken_ports
+from services.notifier.signing import new_secret
+
+pytestmark = pytest.mark.integration
+
+
+def invitation_body() -> str:
+    return json.dumps({
+        "type": "invitation.created",
+        "data": {
+            "person_id": "lars.nygaard",
+            "thread_id": "t-lag",
+            "score": 0.8123,
+            "why": "You answered 'Consumer lag on catalog-indexer keeps growing after deploys' (accepted).",
+            "question": {"title": "orders topic consumer lag climbs", "url": None},
+        },
+    })
+
+
+def signed(secret: str, body: str) -> dict[str, str]:
+    """Headers signed by the independent standardwebhooks package, as a real notifier would send."""
+    now = datetime.now(UTC)
+    signature = Webhook(secret).sign("msg_1", now, body)
+    return {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature, "content-type": "application/json"}
+
+
+@pytest.fixture
+async def receiver():
+    running = DemoReceiver(names={"lars.nygaard": "Lars Nygaard"})
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_the_receiver_prints_a_verified_invitation(receiver, capsys):
+    secret = new_secret()
+    receiver.trust(secret)
+    body = invitation_body()
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(receiver.url, content=body, headers=signed(secret, body))
+
+    assert response.status_code == 204
+    out = capsys.readouterr().out
+    assert 'INVITATION -> Lars Nygaard to "orders topic consumer lag climbs" (score 0.81)' in out
+    assert "why: You answered 'Consumer lag on catalog-indexer" in out
+    assert "signature verified" in out
+    assert receiver.received == 1
+
+
+async def test_the_receiver_refuses_a_wrong_signature(receiver, capsys):
+    receiver.trust(new_secret())
+    body = invitation_body()
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(receiver.url, content=body, headers=signed(new_secret(), body))
+
+    assert response.status_code == 401
+    out = capsys.readouterr().out
+    assert "REJECTED" in out and "INVITATION" not in out
+    assert receiver.received == 0
+
+
+def test_the_api_key_is_generated_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("EXPERTMATCH_API_KEYS", raising=False)
+
+    first = api_keys(tmp_path)
+    again = api_keys(tmp_path)
+
+    assert first == again
+    key, tenant = first.split(":")
+    assert tenant == "demo" and len(key) > 20
+    assert (tmp_path / "api-key").stat().st_mode & 0o077 == 0
+
+
+def test_configured_api_keys_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPERTMATCH_API_KEYS", "k1:acme")
+
+    assert api_keys(tmp_path) == "k1:acme"
+    assert not (tmp_path / "api-key").exists()
+
+
+def test_a_taken_port_is_named_and_nothing_starts(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert taken_ports((port,)) == [port]
+
+        code = run(RunOptions(data_dir=tmp_path, ports=(port, port + 1, port + 2)))
+
+    assert code == 2
+    out = capsys.readouterr().out
+    assert f"port {port} (ingest) is already in use" in out
+    assert "broker" not in out
+
+
+def test_the_command_line_reads_ports_and_refuses_bad_ones(capsys):
+    args = build_parser().parse_args(["run", "--ports", "9001,9002,9003", "--no-demo"])
+    assert args.ports == (9001, 9002, 9003) and args.no_demo
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--ports", "9001,9002"])
+    assert "INGEST,MATCHER,NOTIFIER" in capsys.readouterr().err
