@@ -98,6 +98,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class ResponseKind(StrEnum):
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    NOT_MY_AREA = "not_my_area"
+    ANSWERED = "answered"
+
+
+class InvitationResponse(_Frozen):
+    """What an invited person said about an invitation, with the question it was about."""
+
+    invitation_id: str
+    thread_id: str
+    person_id: str
+    response: ResponseKind
+    question_post_id: str
+    question_title: str | None = None
+    # The invitation's score when it was sent: lets the matcher weigh the feedback.
+    score: float | None = None
+    responded_at: datetime
+
+
 class _Envelope(_Frozen):
     specversion: Literal["1.0"] = "1.0"
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
@@ -126,12 +147,19 @@ class ExpertsMatched(_Envelope):
     data: Match
 
 
+class InvitationResponded(_Envelope):
+    type: Literal["invitation.responded"] = "invitation.responded"
+    data: InvitationResponse
+
+
 Event = Annotated[
-    PostUpserted | PostDeleted | PersonErased | ExpertsMatched,
+    PostUpserted | PostDeleted | PersonErased | ExpertsMatched | InvitationResponded,
     Field(discriminator="type"),
 ]
 
-KNOWN_TYPES = frozenset({"post.upserted", "post.deleted", "person.erased", "experts.matched"})
+KNOWN_TYPES = frozenset(
+    {"post.upserted", "post.deleted", "person.erased", "experts.matched", "invitation.responded"}
+)
 
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -156,12 +184,15 @@ def decode_event(raw: bytes) -> Event | None:
         raise UndecodableEvent(str(exc)) from exc
 
 
-def encode_event(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched) -> bytes:
+AnyEvent = PostUpserted | PostDeleted | PersonErased | ExpertsMatched | InvitationResponded
+
+
+def encode_event(event: AnyEvent) -> bytes:
     return event.model_dump_json().encode()
 
 
-def event_key(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched) -> bytes:
-    """The Kafka key: the thread for posts and matches (one thread stays ordered), else the person."""
+def event_key(event: AnyEvent) -> bytes:
+    """The Kafka key: the thread for posts, matches and responses (one thread stays ordered), else the person."""
     match event:
         case PostUpserted(data=post):
             key = post.thread_id
@@ -169,6 +200,8 @@ def event_key(event: PostUpserted | PostDeleted | PersonErased | ExpertsMatched)
             key = ref.thread_id or ref.post_id
         case ExpertsMatched(data=match):
             key = match.question.thread_id
+        case InvitationResponded(data=response):
+            key = response.thread_id
         case PersonErased(data=ref):
             key = ref.person_id
     return f"{event.tenant}/{key}".encode()

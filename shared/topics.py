@@ -8,6 +8,7 @@ from pathlib import Path
 
 POSTS = "posts"
 MATCHES = "matches"
+RESPONSES = "responses"
 DLQ_SUFFIX = ".dlq"
 
 DEFAULT_TOPICS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "topics.json"
