@@ -6,18 +6,25 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 
-from services.notifier.consumer import matches_consumer, matches_handler
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.notifier.consumer import matches_consumer, matches_handler, posts_consumer, posts_handler
 from services.notifier.delivery import Clock, DeliveryWorker, utcnow
-from services.notifier.routes import invitations, subscriptions
+from services.notifier.egress import Resolver, system_resolver
+from services.notifier.escalation import EscalationWorker, ResponsePublisher
+from services.notifier.policy import Policies
+from services.notifier.routes import deliveries, invitations, people, subscriptions, threads
 from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database
-from shared.consumer import ConsumerLoop
+from shared.consumer import ConsumerLoop, Handler
 from shared.health import health_router, running_check
-from shared.kafka import broker_answers, ensure_topics, make_producer
+from shared.kafka import broker_answers, ensure_topics, make_producer, publish
+from shared.topics import RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +36,13 @@ def webhook_client(settings: NotifierSettings) -> httpx.AsyncClient:
 
 
 def create_app(
-    settings: NotifierSettings, *, http_client: httpx.AsyncClient | None = None, clock: Clock = utcnow
+    settings: NotifierSettings,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    clock: Clock = utcnow,
+    resolver: Resolver = system_resolver,
 ) -> FastAPI:
-    """The notifier: HTTP API, consumer of experts.matched and delivery worker, built in the lifespan."""
+    """The notifier: HTTP API, consumers of matches and posts, delivery and escalation, built in the lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -40,46 +51,85 @@ def create_app(
             stack.push_async_callback(db.close)
             await db.migrate()
             client = http_client or await stack.enter_async_context(webhook_client(settings))
-            worker = DeliveryWorker(
-                db=db,
-                client=client,
-                schedule=settings.retry_delays,
-                total_timeout=settings.total_timeout,
-                batch_size=settings.delivery_batch_size,
-                poll_interval=settings.delivery_poll_interval,
-                clock=clock,
-            )
+            worker = _delivery_worker(settings, db, client, clock, resolver)
             _start(stack, "delivery worker", worker.run, worker.stop)
-            app.state.db, app.state.worker = db, worker
+            policies = settings.policies()
+            escalation = EscalationWorker(
+                db=db, policies=policies, on_invited=worker.wake, clock=clock,
+                poll_interval=settings.escalation_poll_interval,
+            )
+            _start(stack, "escalation worker", escalation.run, escalation.stop)
+            app.state.db, app.state.worker, app.state.escalation = db, worker, escalation
+            app.state.clock, app.state.resolver, app.state.allow_list = clock, resolver, settings.allow_list
+            app.state.secret_overlap = timedelta(seconds=settings.secret_overlap)
+            app.state.publisher = None
             app.state.tenants_by_key = settings.tenants_by_key
             app.state.readiness = {"database": db.ping}
             if settings.consume:
-                app.state.consumer_loop = await _start_consumer(stack, settings, db, worker, clock)
-                app.state.readiness["broker"] = lambda: broker_answers(settings)
-                app.state.readiness["consumer"] = running_check(app.state.consumer_loop)
+                await _start_broker_work(app, stack, settings, db, policies, worker, clock)
             yield
 
     app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
     app.include_router(health_router())
-    app.include_router(subscriptions.router)
-    app.include_router(invitations.router)
+    for module in (subscriptions, invitations, deliveries, people, threads):
+        app.include_router(module.router)
     return app
 
 
-async def _start_consumer(
-    stack: AsyncExitStack, settings: NotifierSettings, db: Database, worker: DeliveryWorker, clock: Clock
-) -> ConsumerLoop:
+def _delivery_worker(
+    settings: NotifierSettings, db: Database, client: httpx.AsyncClient, clock: Clock, resolver: Resolver
+) -> DeliveryWorker:
+    return DeliveryWorker(
+        db=db,
+        client=client,
+        schedule=settings.retry_delays,
+        total_timeout=settings.total_timeout,
+        batch_size=settings.delivery_batch_size,
+        poll_interval=settings.delivery_poll_interval,
+        clock=clock,
+        allow=settings.allow_list,
+        resolve=resolver,
+        disable_after=timedelta(seconds=settings.disable_after),
+    )
+
+
+async def _start_broker_work(
+    app: FastAPI,
+    stack: AsyncExitStack,
+    settings: NotifierSettings,
+    db: Database,
+    policies: Policies,
+    worker: DeliveryWorker,
+    clock: Clock,
+) -> None:
     await ensure_topics(settings)
     producer = make_producer(settings)
     await producer.start()
     stack.push_async_callback(producer.stop)
-    consumer = matches_consumer(settings)
+    publisher = ResponsePublisher(
+        db=db,
+        send=lambda events: publish(producer, settings.topic(RESPONSES), events),
+        clock=clock,
+        poll_interval=settings.escalation_poll_interval,
+    )
+    _start(stack, "response publisher", publisher.run, publisher.stop)
+    app.state.publisher = publisher
+    matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
+    app.state.consumer_loop = await _start_loop(stack, "notifier", matches_consumer(settings), producer, matches)
+    app.state.posts_loop = await _start_loop(stack, "notifier-posts", posts_consumer(settings), producer, posts_handler(db))
+    app.state.readiness["broker"] = lambda: broker_answers(settings)
+    app.state.readiness["consumer"] = running_check(app.state.consumer_loop)
+    app.state.readiness["posts_consumer"] = running_check(app.state.posts_loop)
+
+
+async def _start_loop(
+    stack: AsyncExitStack, name: str, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, handler: Handler
+) -> ConsumerLoop:
     await consumer.start()
     stack.push_async_callback(consumer.stop)
-    handler = matches_handler(db, limit=settings.max_invites_per_thread, on_invited=worker.wake, clock=clock)
-    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="notifier")
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name=name)
     # Stopped before the consumer and producer close: its last batch is handled and committed first.
-    _start(stack, "matches consumer", loop.run, loop.stop)
+    _start(stack, name, loop.run, loop.stop)
     return loop
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from services.notifier.egress import AllowList, ForbiddenDestination, Resolver, check_destination, system_resolver
 from services.notifier.models import DeliveryAttempt, DeliveryState
 from services.notifier.retry import next_attempt_at
 from services.notifier.signing import webhook_headers
@@ -55,8 +56,12 @@ class DeliveryWorker:
         batch_size: int = 20,
         poll_interval: float = 1.0,
         clock: Clock = utcnow,
+        allow: AllowList = AllowList(),
+        resolve: Resolver = system_resolver,
+        disable_after: timedelta | None = timedelta(days=5),
     ) -> None:
         self._db = db
+        self._allow, self._resolve, self._disable_after = allow, resolve, disable_after
         self._client = client
         self._schedule = tuple(schedule)
         self._total_timeout = total_timeout
@@ -104,22 +109,35 @@ class DeliveryWorker:
         return sent
 
     async def _attempt(self, due: DueDelivery) -> None:
-        attempted_at = self._clock()
-        status, retry_after, error, started = None, None, None, time.perf_counter()
-        try:
-            async with asyncio.timeout(self._total_timeout):
-                response = await self._client.post(
-                    due.url, content=due.payload, headers=webhook_headers(due.secret, due.message_id, due.payload)
-                )
-            status, retry_after = response.status_code, response.headers.get("retry-after")
-            if not response.is_success:
-                error = f"HTTP {status}"
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000]
+        attempted_at, started = self._clock(), time.perf_counter()
+        status, retry_after, error = await self._send(due)
         duration_ms = round((time.perf_counter() - started) * 1000)
         outcome = decide(
             attempts=due.attempts + 1, status=status, retry_after=retry_after, now=self._clock(), schedule=self._schedule
         )
         attempt = DeliveryAttempt(attempted_at=attempted_at, status_code=status, duration_ms=duration_ms, error=error)
-        await deliveries.record_attempt(self._db, due=due, attempt=attempt, outcome=outcome)
+        await deliveries.record_attempt(
+            self._db, due=due, attempt=attempt, outcome=outcome, disable_after=self._disable_after
+        )
         log.info("delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state)
+
+    async def _send(self, due: DueDelivery) -> tuple[int | None, str | None, str | None]:
+        """One POST to the checked address: (status, Retry-After, error)."""
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                # Resolved and checked now, not at subscription: DNS may have changed since.
+                destination = await check_destination(due.url, allow=self._allow, resolve=self._resolve)
+                headers = webhook_headers(due.secrets, due.message_id, due.payload)
+                headers["host"] = destination.host_header
+                response = await self._client.post(
+                    destination.pinned_url,
+                    content=due.payload,
+                    headers=headers,
+                    extensions={"sni_hostname": destination.host},
+                )
+        except ForbiddenDestination as exc:
+            return None, None, f"refused: {exc}"[:1000]
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            return None, None, f"{type(exc).__name__}: {exc}"[:1000]
+        status = response.status_code
+        return status, response.headers.get("retry-after"), None if response.is_success else f"HTTP {status}"

@@ -1,4 +1,4 @@
-"""The notifier's tables: subscriptions, invitations, deliveries and their attempts."""
+"""The notifier's tables: subscriptions, invitations, deliveries, preferences, threads, responses."""
 
 from __future__ import annotations
 
@@ -52,11 +52,19 @@ class Subscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(sa.String(500))
     # Deleted by its tenant: hidden from the API, kept for its deliveries' history.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The secret before the last rotation: it signs too until `previous_secret_until`.
+    previous_secret: Mapped[str | None] = mapped_column(sa.String(200))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # First failed attempt since the last success: a long enough run of failures disables it.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Invitation(Base):
     __tablename__ = "invitations"
-    __table_args__ = (sa.UniqueConstraint("tenant", "thread_id", "person_id", name="uq_invitation_identity"),)
+    __table_args__ = (
+        sa.UniqueConstraint("tenant", "thread_id", "person_id", name="uq_invitation_identity"),
+        sa.Index("ix_invitations_person", "tenant", "person_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(sa.String(200))
@@ -70,6 +78,8 @@ class Invitation(Base):
     parts: Mapped[dict[str, float]] = mapped_column(sa.JSON())
     match_event_id: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # 1 for the first invitations of a thread, 2 and up for escalations.
+    round: Mapped[int] = mapped_column(sa.Integer(), default=1)
 
 
 class Delivery(Base):
@@ -104,3 +114,81 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(sa.Integer())
     duration_ms: Mapped[int] = mapped_column(sa.Integer())
     error: Mapped[str | None] = mapped_column(sa.Text())
+
+
+class PersonPreferences(Base):
+    """A person's say in being invited; None caps mean the tenant's policy."""
+
+    __tablename__ = "person_preferences"
+
+    tenant: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    person_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    opted_out: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_per_day: Mapped[int | None] = mapped_column(sa.Integer())
+    max_per_week: Mapped[int | None] = mapped_column(sa.Integer())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InvitationSkip(Base):
+    """A candidate the policy passed over for a thread, and why; one row per person and reason."""
+
+    __tablename__ = "invitation_skips"
+    __table_args__ = (sa.UniqueConstraint("tenant", "thread_id", "person_id", "reason", name="uq_skip_identity"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    thread_id: Mapped[str] = mapped_column(sa.String(200))
+    person_id: Mapped[str] = mapped_column(sa.String(200))
+    reason: Mapped[str] = mapped_column(sa.String(40))
+    score: Mapped[float] = mapped_column(sa.Float())
+    round: Mapped[int] = mapped_column(sa.Integer())
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ThreadState(Base):
+    """A thread's latest match, kept so escalation can invite its next candidates."""
+
+    __tablename__ = "thread_states"
+    __table_args__ = (sa.Index("ix_thread_states_escalate_at", "escalate_at"),)
+
+    tenant: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    question: Mapped[dict[str, Any]] = mapped_column(sa.JSON())
+    participants: Mapped[list[str]] = mapped_column(sa.JSON())
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
+    match_event_id: Mapped[str] = mapped_column(sa.String(64))
+    rounds: Mapped[int] = mapped_column(sa.Integer(), default=1)
+    # When to look again for a reply; None once escalation is over (`closed_reason` says why).
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ThreadReply(Base):
+    """A post in a thread, as far as escalation cares: who wrote it and whether it was accepted."""
+
+    __tablename__ = "thread_replies"
+
+    tenant: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    post_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    person_id: Mapped[str] = mapped_column(sa.String(200))
+    accepted: Mapped[bool] = mapped_column(sa.Boolean(), default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InvitationResponseRecord(Base):
+    """What an invitee said; `published_at` stays None until the event is on the responses topic."""
+
+    __tablename__ = "invitation_responses"
+    __table_args__ = (sa.Index("ix_invitation_responses_unpublished", "published_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)  # the event's id
+    tenant: Mapped[str] = mapped_column(sa.String(200))
+    invitation_id: Mapped[str] = mapped_column(sa.ForeignKey("invitations.id"), index=True)
+    thread_id: Mapped[str] = mapped_column(sa.String(200))
+    person_id: Mapped[str] = mapped_column(sa.String(200))
+    response: Mapped[str] = mapped_column(sa.String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

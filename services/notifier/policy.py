@@ -1,30 +1,193 @@
-"""Who is invited to a thread: the best candidates, never twice, never the asker or a participant."""
+"""Who is invited to a thread: the invite policy as plain functions, no I/O.
+
+Best candidates first; never the asker, a participant or someone already invited; never anyone
+opted out, snoozed or over their cap; among close scores, whoever was invited least recently.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events import Candidate
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
-def choose_invitees(
+
+@dataclass(frozen=True, slots=True)
+class InvitePolicy:
+    """How many to invite at first and in all, personal caps, load spreading and escalation."""
+
+    initial: int = 3
+    total: int = 6
+    per_day: int = 3
+    per_week: int = 10
+    # Scores within this fraction of each other count as close: spread the load among them.
+    spread_margin: float = 0.05
+    escalation_delay: timedelta = timedelta(hours=4)
+
+
+class PolicyOverride(BaseModel):
+    """A tenant's changes to the default policy, as NOTIFIER_TENANT_POLICIES gives them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: int | None = Field(default=None, ge=1)
+    total: int | None = Field(default=None, ge=1)
+    per_day: int | None = Field(default=None, ge=0)
+    per_week: int | None = Field(default=None, ge=0)
+    spread_margin: float | None = Field(default=None, ge=0, le=1)
+    escalation_delay: float | None = Field(default=None, ge=0, description="seconds")
+
+
+def parse_tenant_policies(raw: str) -> dict[str, PolicyOverride]:
+    """`{"acme": {"initial": 2, "escalation_delay": 3600}}` -> overrides per tenant."""
+    try:
+        doc = json.loads(raw or "{}")
+        if not isinstance(doc, dict):
+            raise ValueError("must be a JSON object of tenant -> policy")
+        return {tenant: PolicyOverride.model_validate(value) for tenant, value in doc.items()}
+    except (ValueError, ValidationError) as exc:
+        raise ValueError(f"NOTIFIER_TENANT_POLICIES: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    default: InvitePolicy
+    overrides: Mapping[str, PolicyOverride]
+
+    def for_tenant(self, tenant: str) -> InvitePolicy:
+        override = self.overrides.get(tenant)
+        if override is None:
+            return self.default
+        changes = override.model_dump(exclude_none=True)
+        if "escalation_delay" in changes:
+            changes["escalation_delay"] = timedelta(seconds=changes["escalation_delay"])
+        return replace(self.default, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What the policy knows of a candidate: their preferences and recent invitations."""
+
+    opted_out: bool = False
+    snoozed_until: datetime | None = None
+    max_per_day: int | None = None
+    max_per_week: int | None = None
+    invited_at: tuple[datetime, ...] = ()  # their invitations of the last week
+    last_invited_at: datetime | None = None
+
+
+class SkipReason(StrEnum):
+    ASKER = "asker"
+    PARTICIPANT = "participant"
+    ALREADY_INVITED = "already_invited"
+    OPTED_OUT = "opted_out"
+    SNOOZED = "snoozed"
+    DAILY_CAP = "daily_cap"
+    WEEKLY_CAP = "weekly_cap"
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    candidate: Candidate
+    reason: SkipReason
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Whom to invite now, in order, and which better-ranked candidates were passed over, and why."""
+
+    invite: list[Candidate]
+    skipped: list[Skip]
+
+
+def skip_reason(
+    candidate: Candidate,
+    person: Person,
+    *,
+    policy: InvitePolicy,
+    now: datetime,
+    asker: str,
+    participants: Collection[str],
+    already_invited: Collection[str],
+) -> SkipReason | None:
+    """Why this candidate may not be invited now; None if they may."""
+    who = candidate.person_id
+    if who == asker:
+        return SkipReason.ASKER
+    if who in participants:
+        return SkipReason.PARTICIPANT
+    if who in already_invited:
+        return SkipReason.ALREADY_INVITED
+    if person.opted_out:
+        return SkipReason.OPTED_OUT
+    if person.snoozed_until is not None and person.snoozed_until > now:
+        return SkipReason.SNOOZED
+    per_day = policy.per_day if person.max_per_day is None else person.max_per_day
+    if sum(1 for at in person.invited_at if at > now - timedelta(days=1)) >= per_day:
+        return SkipReason.DAILY_CAP
+    per_week = policy.per_week if person.max_per_week is None else person.max_per_week
+    if sum(1 for at in person.invited_at if at > now - timedelta(days=7)) >= per_week:
+        return SkipReason.WEEKLY_CAP
+    return None
+
+
+def spread(candidates: Iterable[Candidate], people: Mapping[str, Person], margin: float) -> list[Candidate]:
+    """Best first, but within each run of close scores, the least recently invited first."""
+    ordered = sorted(candidates, key=lambda c: c.score, reverse=True)
+    result: list[Candidate] = []
+    while ordered:
+        floor = ordered[0].score - abs(ordered[0].score) * margin
+        close = [c for c in ordered if c.score >= floor]
+        ordered = ordered[len(close):]
+        close.sort(key=lambda c: (_last_invited(people, c.person_id), -c.score))
+        result += close
+    return result
+
+
+def _last_invited(people: Mapping[str, Person], person_id: str) -> datetime:
+    person = people.get(person_id)
+    return (person.last_invited_at if person else None) or _NEVER
+
+
+def plan_invitations(
     candidates: Iterable[Candidate],
     *,
-    already_invited: Collection[str],
-    excluded: Collection[str],
-    limit: int,
-) -> list[Candidate]:
-    """The candidates to invite now, best first, so a thread never has more than `limit` invitees."""
-    room = limit - len(set(already_invited))
-    if room <= 0:
-        return []
-    chosen: list[Candidate] = []
-    seen = set(already_invited) | set(excluded)
+    room: int,
+    policy: InvitePolicy,
+    now: datetime,
+    people: Mapping[str, Person],
+    asker: str,
+    participants: Collection[str] = (),
+    already_invited: Collection[str] = (),
+) -> Plan:
+    """Up to `room` invitees, and the skips ranked at or above the last of them."""
+    eligible, skipped, seen = [], [], set()
     for candidate in sorted(candidates, key=lambda c: c.score, reverse=True):
         if candidate.person_id in seen:
-            continue
+            continue  # a person listed twice counts with their best score
         seen.add(candidate.person_id)
-        chosen.append(candidate)
-        if len(chosen) == room:
-            break
-    return chosen
+        reason = skip_reason(
+            candidate,
+            people.get(candidate.person_id, Person()),
+            policy=policy,
+            now=now,
+            asker=asker,
+            participants=participants,
+            already_invited=already_invited,
+        )
+        if reason is None:
+            eligible.append(candidate)
+        else:
+            skipped.append(Skip(candidate, reason))
+    invite = spread(eligible, people, policy.spread_margin)[: max(room, 0)]
+    if invite and len(invite) == room:
+        lowest = min(c.score for c in invite)
+        skipped = [s for s in skipped if s.candidate.score >= lowest]
+    return Plan(invite, skipped)

@@ -1,10 +1,14 @@
-"""Settings of the notifier: its database, the invite policy and the webhook retry schedule."""
+"""Settings of the notifier: its database, the invite policy, webhook retries and egress rules."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.notifier.egress import AllowList
+from services.notifier.policy import InvitePolicy, Policies, parse_tenant_policies
 from services.notifier.retry import parse_schedule
 from shared.settings import CommonSettings, _env
 
@@ -18,7 +22,15 @@ class NotifierSettings(CommonSettings):
     port: int = 8003
     # None means the embedded default: SQLite under the data folder.
     database_url: str | None = _env("DATABASE_URL", default=None)
+    # The invite policy's defaults; NOTIFIER_TENANT_POLICIES overrides them per tenant (JSON).
     max_invites_per_thread: int = 3
+    max_invites_total_per_thread: int = 6
+    max_invites_per_day: int = 3
+    max_invites_per_week: int = 10
+    spread_margin: float = 0.05
+    escalation_delay: float = 4 * 3600
+    tenant_policies: str = "{}"
+    escalation_poll_interval: float = 30.0
     # Seconds between attempts: attempt 1 is immediate, then one retry per entry.
     retry_schedule: str = _env("NOTIFIER_RETRY_SCHEDULE", default=DEFAULT_RETRY_SCHEDULE)
     connect_timeout: float = 5.0
@@ -26,6 +38,12 @@ class NotifierSettings(CommonSettings):
     consume: bool = True
     delivery_poll_interval: float = 1.0
     delivery_batch_size: int = 20
+    # After a rotation the old secret signs too, for this long, so receivers can switch over.
+    secret_overlap: float = 24 * 3600
+    # An endpoint with no success for this long is disabled.
+    disable_after: float = 5 * 86400
+    # Hosts, addresses or CIDRs webhooks may reach although they are private, e.g. "127.0.0.0/8,::1".
+    allowed_hosts: str = ""
 
     @field_validator("retry_schedule")
     @classmethod
@@ -40,6 +58,18 @@ class NotifierSettings(CommonSettings):
             raise ValueError("max_invites_per_thread must be at least 1")
         return value
 
+    @field_validator("tenant_policies")
+    @classmethod
+    def _policies_parse(cls, value: str) -> str:
+        parse_tenant_policies(value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allow_list_parses(cls, value: str) -> str:
+        AllowList.parse(value)
+        return value
+
     @model_validator(mode="after")
     def _default_database(self) -> "NotifierSettings":
         if not self.database_url:
@@ -49,3 +79,19 @@ class NotifierSettings(CommonSettings):
     @property
     def retry_delays(self) -> tuple[float, ...]:
         return parse_schedule(self.retry_schedule)
+
+    @property
+    def allow_list(self) -> AllowList:
+        return AllowList.parse(self.allowed_hosts)
+
+    def policies(self) -> Policies:
+        """The default invite policy and each tenant's overrides of it."""
+        default = InvitePolicy(
+            initial=self.max_invites_per_thread,
+            total=self.max_invites_total_per_thread,
+            per_day=self.max_invites_per_day,
+            per_week=self.max_invites_per_week,
+            spread_margin=self.spread_margin,
+            escalation_delay=timedelta(seconds=self.escalation_delay),
+        )
+        return Policies(default, parse_tenant_policies(self.tenant_policies))

@@ -10,12 +10,16 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from services.notifier.delivery import DeliveryWorker, utcnow
+from services.notifier.egress import AllowList
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
+
+# The receiver listens on loopback, which webhooks may reach only when allow-listed.
+LOOPBACK = AllowList.parse("127.0.0.0/8,::1")
 
 
 def matched(*people: str, thread="t1") -> ExpertsMatched:
@@ -47,13 +51,13 @@ async def client():
 
 
 def worker_for(db: Database, client: httpx.AsyncClient, schedule=(0.05, 0.05)) -> DeliveryWorker:
-    return DeliveryWorker(db=db, client=client, schedule=schedule, total_timeout=5.0)
+    return DeliveryWorker(db=db, client=client, schedule=schedule, total_timeout=5.0, allow=LOOPBACK)
 
 
 async def invite(db: Database, url: str, *people: str) -> tuple[str, list]:
     """A subscription to `url` and invitations of `people`: returns the secret and their deliveries."""
     subscription = await subscriptions.create(db, tenant="acme", url=url, description=None, now=utcnow())
-    await invitations.record_match(db, event=matched(*people), limit=3, now=utcnow())
+    await invitations.record_match(db, event=matched(*people), now=utcnow())
     views = await invitations.list_for(db, tenant="acme")
     return subscription.secret, [d for v in views for d in v.deliveries]
 
@@ -121,7 +125,7 @@ async def test_a_delivery_fails_for_good_when_the_schedule_is_exhausted(db, rece
 async def test_410_disables_the_subscription_and_fails_its_deliveries(db, receiver, client):
     _, pending = await invite(db, receiver.url, "ann", "bob")
     receiver.answer(410)
-    worker = DeliveryWorker(db=db, client=client, schedule=(0.05,), total_timeout=5.0, batch_size=1)
+    worker = DeliveryWorker(db=db, client=client, schedule=(0.05,), total_timeout=5.0, batch_size=1, allow=LOOPBACK)
 
     await worker.deliver_due()
 
@@ -131,7 +135,7 @@ async def test_410_disables_the_subscription_and_fails_its_deliveries(db, receiv
     (subscription,) = await subscriptions.list_for(db, tenant="acme")
     assert subscription.disabled_at is not None and "410" in subscription.disabled_reason
     # New matches queue nothing for the disabled endpoint.
-    await invitations.record_match(db, event=matched("cy"), limit=3, now=utcnow())
+    await invitations.record_match(db, event=matched("cy"), now=utcnow())
     assert await worker.deliver_due() == 0
 
 

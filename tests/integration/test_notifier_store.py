@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.notifier.consumer import matches_handler
 from services.notifier.models import Invitation
+from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.consumer import Delivery, TransientError
 from shared.embedded_broker import free_port
@@ -17,6 +18,7 @@ from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DEFAULT_POLICIES = Policies(InvitePolicy(), {})
 
 
 def matched(*people: str, thread="t1", asker="asker", participants=(), tenant="acme") -> ExpertsMatched:
@@ -56,7 +58,7 @@ async def test_a_match_invites_the_best_three_with_one_delivery_per_active_subsc
     await subscriptions.delete(db, tenant="acme", subscription_id=second.id, now=NOW)
     event = matched("asker", "ann", "part", "bob", "cy", "dee", participants=("part",))
 
-    created = await invitations.record_match(db, event=event, limit=3, now=NOW)
+    created = await invitations.record_match(db, event=event, now=NOW)
 
     assert [i.person_id for i in created] == ["ann", "bob", "cy"]
     views = await invitations.list_for(db, tenant="acme", thread_id="t1")
@@ -68,10 +70,10 @@ async def test_a_match_invites_the_best_three_with_one_delivery_per_active_subsc
 async def test_handling_the_same_match_again_invites_nobody_new(db):
     await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
     event = matched("ann", "bob")
-    await invitations.record_match(db, event=event, limit=3, now=NOW)
-    assert await invitations.record_match(db, event=event, limit=3, now=NOW) == []
+    await invitations.record_match(db, event=event, now=NOW)
+    assert await invitations.record_match(db, event=event, now=NOW) == []
     # A later match of the same thread fills the thread up to the limit, no further.
-    later = await invitations.record_match(db, event=matched("bob", "cy", "dee"), limit=3, now=NOW)
+    later = await invitations.record_match(db, event=matched("bob", "cy", "dee"), now=NOW)
     assert [i.person_id for i in later] == ["cy"]
     views = await invitations.list_for(db, tenant="acme")
     assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
@@ -79,7 +81,7 @@ async def test_handling_the_same_match_again_invites_nobody_new(db):
 
 
 async def test_the_database_refuses_a_second_invitation_of_a_person_to_a_thread(db):
-    await invitations.record_match(db, event=matched("ann"), limit=3, now=NOW)
+    await invitations.record_match(db, event=matched("ann"), now=NOW)
     duplicate = Invitation(
         id="inv_dup", tenant="acme", thread_id="t1", person_id="ann", question_post_id="q", score=1.0,
         evidence=[], parts={}, match_event_id="e", created_at=NOW,
@@ -91,7 +93,7 @@ async def test_the_database_refuses_a_second_invitation_of_a_person_to_a_thread(
 
 async def test_claiming_takes_due_deliveries_once_until_their_lease_ends(db):
     await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
-    await invitations.record_match(db, event=matched("ann", "bob"), limit=3, now=NOW)
+    await invitations.record_match(db, event=matched("ann", "bob"), now=NOW)
     lease = timedelta(seconds=30)
 
     assert await deliveries.claim_due(db, now=NOW - timedelta(seconds=1), limit=10, lease=lease) == []
@@ -107,7 +109,7 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgre
     await replicas[0].migrate()
     await subscriptions.create(replicas[0], tenant="acme", url="http://a/hook", description=None, now=NOW)
     for thread in range(20):
-        await invitations.record_match(replicas[0], event=matched("ann", "bob", thread=f"t{thread}"), limit=3, now=NOW)
+        await invitations.record_match(replicas[0], event=matched(f"ann{thread}", f"bob{thread}", thread=f"t{thread}"), now=NOW)
 
     claimed: list[str] = []
     for _ in range(10):
@@ -124,7 +126,7 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgre
 async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db):
     await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
     wakes = []
-    handle = matches_handler(db, limit=3, on_invited=lambda: wakes.append(1), clock=lambda: NOW)
+    handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: wakes.append(1), clock=lambda: NOW)
     event = matched("ann", "bob", "cy", "dee")
     await handle([Delivery(event, None), Delivery(event, None)])
     await handle([Delivery(event, None)])
@@ -135,7 +137,7 @@ async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db)
 
 async def test_an_unreachable_database_is_a_transient_error():
     db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/absent")
-    handle = matches_handler(db, limit=3, on_invited=lambda: None)
+    handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: None)
     with pytest.raises(TransientError, match="database unavailable"):
         await handle([Delivery(matched("ann"), None)])
     await db.close()

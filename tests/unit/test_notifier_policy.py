@@ -1,43 +1,100 @@
-"""Who gets invited to a thread."""
+"""Who gets invited to a thread: the invite policy, with an injected clock."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notifier.policy import choose_invitees
+from services.notifier.policy import InvitePolicy, Person, Policies, PolicyOverride, parse_tenant_policies, plan_invitations
 from shared.events import Candidate
 
 pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+POLICY = InvitePolicy()
 
 
 def people(*pairs: tuple[str, float]) -> list[Candidate]:
     return [Candidate(person_id=person, score=score) for person, score in pairs]
 
 
-def ids(chosen: list[Candidate]) -> list[str]:
+def plan(candidates, *, room=3, policy=POLICY, known=None, asker="asker", participants=(), invited=()):
+    return plan_invitations(
+        candidates, room=room, policy=policy, now=NOW, people=known or {}, asker=asker,
+        participants=participants, already_invited=invited,
+    )
+
+
+def ids(chosen) -> list[str]:
     return [c.person_id for c in chosen]
 
 
-def test_best_candidates_first_up_to_the_limit():
-    candidates = people(("ann", 0.2), ("bob", 0.9), ("cy", 0.5), ("dee", 0.7))
-    assert ids(choose_invitees(candidates, already_invited=(), excluded=(), limit=3)) == ["bob", "dee", "cy"]
+def skips(result) -> dict[str, str]:
+    return {s.candidate.person_id: s.reason.value for s in result.skipped}
 
 
-def test_the_asker_and_participants_are_never_invited():
-    candidates = people(("asker", 0.99), ("part", 0.95), ("ann", 0.5))
-    chosen = choose_invitees(candidates, already_invited=(), excluded={"asker", "part"}, limit=3)
-    assert ids(chosen) == ["ann"]
+def test_best_candidates_first_up_to_the_room():
+    result = plan(people(("ann", 0.2), ("bob", 0.9), ("cy", 0.5), ("dee", 0.7)))
+    assert ids(result.invite) == ["bob", "dee", "cy"]
+    assert result.skipped == []
 
 
-def test_people_already_invited_count_against_the_limit_and_are_not_invited_again():
-    candidates = people(("ann", 0.9), ("bob", 0.8), ("cy", 0.7), ("dee", 0.6))
-    chosen = choose_invitees(candidates, already_invited={"ann", "zed"}, excluded=(), limit=3)
-    assert ids(chosen) == ["bob"]
+def test_the_asker_participants_and_people_already_invited_are_skipped_with_their_reason():
+    result = plan(people(("asker", 0.99), ("part", 0.95), ("old", 0.9), ("ann", 0.5)), participants={"part"}, invited={"old"})
+    assert ids(result.invite) == ["ann"]
+    assert skips(result) == {"asker": "asker", "part": "participant", "old": "already_invited"}
 
 
-def test_a_full_thread_invites_nobody():
-    candidates = people(("ann", 0.9))
-    assert choose_invitees(candidates, already_invited={"x", "y", "z"}, excluded=(), limit=3) == []
+def test_opted_out_and_snoozed_people_are_skipped_until_the_snooze_ends():
+    known = {
+        "ann": Person(opted_out=True),
+        "bob": Person(snoozed_until=NOW + timedelta(hours=1)),
+        "cy": Person(snoozed_until=NOW - timedelta(seconds=1)),
+    }
+    result = plan(people(("ann", 0.9), ("bob", 0.8), ("cy", 0.7), ("dee", 0.6)), known=known)
+    assert ids(result.invite) == ["cy", "dee"]
+    assert skips(result) == {"ann": "opted_out", "bob": "snoozed"}
+
+
+def test_daily_and_weekly_caps_count_recent_invitations_only():
+    hours_ago = lambda *hs: tuple(NOW - timedelta(hours=h) for h in hs)  # noqa: E731
+    known = {
+        "day": Person(invited_at=hours_ago(1, 2, 3)),  # 3 today: the default daily cap
+        "week": Person(invited_at=hours_ago(*range(30, 30 + 10 * 12, 12))),  # 10 this week, none today
+        "stale": Person(invited_at=hours_ago(25, 26, 27)),  # yesterday's count no longer
+        "own": Person(invited_at=hours_ago(5), max_per_day=1),  # a personal cap below the tenant's
+    }
+    result = plan(people(("day", 0.9), ("week", 0.85), ("own", 0.8), ("stale", 0.7)), known=known)
+    assert ids(result.invite) == ["stale"]
+    assert skips(result) == {"day": "daily_cap", "week": "weekly_cap", "own": "daily_cap"}
+
+
+def test_close_scores_go_to_whoever_was_invited_least_recently():
+    known = {
+        "busy": Person(last_invited_at=NOW - timedelta(hours=1)),
+        "rested": Person(last_invited_at=NOW - timedelta(days=20)),
+    }
+    # busy and rested are within 5% of each other; fresh has never been invited but scores far lower.
+    result = plan(people(("busy", 0.90), ("rested", 0.88), ("fresh", 0.50)), room=1, known=known)
+    assert ids(result.invite) == ["rested"]
+    far_apart = plan(people(("busy", 0.90), ("rested", 0.80)), room=1, known=known)
+    assert ids(far_apart.invite) == ["busy"]
+
+
+def test_skips_below_the_last_invitee_are_not_reported():
+    known = {"low": Person(opted_out=True)}
+    result = plan(people(("ann", 0.9), ("low", 0.1)), room=1, known=known)
+    assert ids(result.invite) == ["ann"] and result.skipped == []
 
 
 def test_a_person_listed_twice_is_chosen_once():
-    candidates = people(("ann", 0.9), ("ann", 0.8), ("bob", 0.1))
-    assert ids(choose_invitees(candidates, already_invited=(), excluded=(), limit=3)) == ["ann", "bob"]
+    assert ids(plan(people(("ann", 0.9), ("ann", 0.8), ("bob", 0.1))).invite) == ["ann", "bob"]
+
+
+def test_tenant_overrides_change_only_what_they_name():
+    policies = Policies(POLICY, parse_tenant_policies('{"acme": {"initial": 1, "escalation_delay": 60}}'))
+    acme = policies.for_tenant("acme")
+    assert (acme.initial, acme.escalation_delay, acme.per_day) == (1, timedelta(seconds=60), 3)
+    assert policies.for_tenant("globex") == POLICY
+    with pytest.raises(ValueError, match="NOTIFIER_TENANT_POLICIES"):
+        parse_tenant_policies('{"acme": {"initail": 1}}')
+    assert PolicyOverride().model_dump(exclude_none=True) == {}

@@ -1,10 +1,11 @@
-"""The notifier's HTTP API, one router per domain; the store comes from the app's state."""
+"""The notifier's HTTP API, one router per domain; the store and clock come from the app's state."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 
 from services.notifier.store.database import Database
 
@@ -13,4 +14,20 @@ def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
+def get_now(request: Request) -> datetime:
+    return request.app.state.clock()
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no {what}")
+
+
+def invalid(location: list[str], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+    return HTTPException(
+        422, detail=[{"loc": location, "msg": message, "type": "value_error"}]
+    )

@@ -1,17 +1,18 @@
-"""`/v1/invitations`: who was invited to which thread, and how far each webhook got."""
+"""`/v1/invitations`: who was invited to which thread, how far each webhook got, and the invitees' responses."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifier.routes import DatabaseDep
-from services.notifier.store import invitations
+from services.notifier.routes import DatabaseDep, NowDep, not_found
+from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
 from shared.auth import TenantDep
+from shared.events import ResponseKind
 
 router = APIRouter(prefix="/v1/invitations", tags=["invitations"])
 
@@ -66,6 +67,40 @@ class InvitationOut(BaseModel):
                 for d in view.deliveries
             ],
         )
+
+
+class ResponseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    response: ResponseKind
+
+
+class RecordedResponse(BaseModel):
+    id: str = Field(description="The id of the invitation.responded event that carries it.")
+    invitation_id: str
+    person_id: str
+    response: ResponseKind
+    responded_at: datetime
+
+
+@router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED)
+async def respond(
+    invitation_id: str, body: ResponseIn, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+) -> RecordedResponse:
+    """Store what the invitee said; it is published as `invitation.responded` (now, or on the next round)."""
+    invitation = await invitations.get(db, tenant=tenant, invitation_id=invitation_id)
+    if invitation is None:
+        raise not_found(f"invitation {invitation_id}")
+    recorded = await responses.record(db, invitation=invitation, response=body.response, now=now)
+    if request.app.state.publisher is not None:
+        request.app.state.publisher.wake()
+    return RecordedResponse(
+        id=recorded.id,
+        invitation_id=invitation.id,
+        person_id=invitation.person_id,
+        response=body.response,
+        responded_at=recorded.created_at,
+    )
 
 
 @router.get("")

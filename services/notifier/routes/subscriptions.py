@@ -1,17 +1,20 @@
-"""`/v1/subscriptions`: where a tenant's invitations are sent; the secret is shown once, at creation."""
+"""`/v1/subscriptions`: where a tenant's invitations go; secrets (shown once), rotation, enable, replay."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.delivery import utcnow
+from services.notifier.egress import ForbiddenDestination, check_destination
 from services.notifier.models import Subscription
-from services.notifier.routes import DatabaseDep
-from services.notifier.store import subscriptions
+from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
+from services.notifier.store import deliveries, subscriptions
+from services.notifier.store.deliveries import EndpointDisabled
 from shared.auth import TenantDep
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -37,8 +40,10 @@ class SubscriptionOut(BaseModel):
     url: str
     description: str | None
     created_at: datetime
+    state: Literal["active", "disabled"]
     disabled_at: datetime | None = None
     disabled_reason: str | None = None
+    failing_since: datetime | None = None
 
     @classmethod
     def of(cls, subscription: Subscription) -> "SubscriptionOut":
@@ -47,8 +52,10 @@ class SubscriptionOut(BaseModel):
             url=subscription.url,
             description=subscription.description,
             created_at=subscription.created_at,
+            state="active" if subscription.disabled_at is None else "disabled",
             disabled_at=subscription.disabled_at,
             disabled_reason=subscription.disabled_reason,
+            failing_since=subscription.failing_since,
         )
 
 
@@ -56,10 +63,72 @@ class CreatedSubscription(SubscriptionOut):
     secret: str = Field(description="Verifies the webhooks' signatures; shown only in this answer.")
 
 
+class RotatedSecret(BaseModel):
+    id: str
+    secret: str = Field(description="The new secret; shown only in this answer.")
+    previous_secret_valid_until: datetime = Field(description="Until then webhooks carry both signatures.")
+
+
+class Replayed(BaseModel):
+    id: str
+    since: datetime
+    replayed: int = Field(description="Deliveries queued again, each with its original webhook-id.")
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_subscription(body: SubscriptionIn, tenant: TenantDep, db: DatabaseDep) -> CreatedSubscription:
+async def create_subscription(
+    body: SubscriptionIn, request: Request, tenant: TenantDep, db: DatabaseDep
+) -> CreatedSubscription:
+    state = request.app.state
+    try:
+        await check_destination(body.url, allow=state.allow_list, resolve=state.resolver)
+    except ForbiddenDestination as exc:
+        raise invalid(["body", "url"], str(exc)) from None
     created = await subscriptions.create(db, tenant=tenant, url=body.url, description=body.description, now=utcnow())
     return CreatedSubscription(**SubscriptionOut.of(created).model_dump(), secret=created.secret)
+
+
+@router.post("/{subscription_id}/rotate-secret")
+async def rotate_secret(
+    subscription_id: str, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+) -> RotatedSecret:
+    overlap = request.app.state.secret_overlap
+    rotated = await subscriptions.rotate_secret(
+        db, tenant=tenant, subscription_id=subscription_id, overlap=overlap, now=now
+    )
+    if rotated is None:
+        raise not_found(f"subscription {subscription_id}")
+    return RotatedSecret(id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until)
+
+
+@router.post("/{subscription_id}/enable")
+async def enable_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+    enabled = await subscriptions.enable(db, tenant=tenant, subscription_id=subscription_id)
+    if enabled is None:
+        raise not_found(f"subscription {subscription_id}")
+    return SubscriptionOut.of(enabled)
+
+
+@router.post("/{subscription_id}/replay")
+async def replay(
+    subscription_id: str,
+    since: Annotated[AwareDatetime, Query(description="Resend what failed from this time on.")],
+    request: Request,
+    tenant: TenantDep,
+    db: DatabaseDep,
+    now: NowDep,
+) -> Replayed:
+    found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
+    if found is None:
+        raise not_found(f"subscription {subscription_id}")
+    try:
+        count = await deliveries.replay(db, subscription=found, since=since, now=now)
+    except EndpointDisabled:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"subscription {subscription_id} is disabled: enable it first"
+        ) from None
+    request.app.state.worker.wake()
+    return Replayed(id=subscription_id, since=since, replayed=count)
 
 
 @router.get("")

@@ -24,7 +24,8 @@ class DueDelivery:
     message_id: str
     subscription_id: str
     url: str
-    secret: str
+    # The current secret first, then the previous one while a rotation's overlap lasts.
+    secrets: tuple[str, ...]
     payload: bytes
     attempts: int
 
@@ -65,17 +66,24 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
                 delivery.last_error = f"subscription disabled: {subscription.disabled_reason}"
                 continue
             delivery.next_attempt_at = now + lease
-            due.append(_due(delivery, subscription))
+            due.append(_due(delivery, subscription, now))
     return due
 
 
-def _due(delivery: Delivery, subscription: Subscription) -> DueDelivery:
+def _signing_secrets(subscription: Subscription, now: datetime) -> tuple[str, ...]:
+    overlap = subscription.previous_secret_until
+    if subscription.previous_secret and overlap is not None and overlap > now:
+        return (subscription.secret, subscription.previous_secret)
+    return (subscription.secret,)
+
+
+def _due(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDelivery:
     return DueDelivery(
         id=delivery.id,
         message_id=delivery.message_id,
         subscription_id=subscription.id,
         url=subscription.url,
-        secret=subscription.secret,
+        secrets=_signing_secrets(subscription, now),
         payload=delivery.payload.encode(),
         attempts=delivery.attempts,
     )
@@ -87,8 +95,10 @@ async def record_attempt(
     due: DueDelivery,
     attempt: DeliveryAttempt,
     outcome: Outcome,
+    disable_after: timedelta | None = None,
 ) -> None:
-    """Store one attempt and move its delivery (and, on 410, its subscription) to the outcome."""
+    """Store one attempt and move its delivery to the outcome; disable the endpoint on 410 or after
+    failing for `disable_after` without a success in between."""
     async with db.transaction() as session:
         attempt.delivery_id = due.id
         session.add(attempt)
@@ -102,8 +112,31 @@ async def record_attempt(
         delivery.state, delivery.next_attempt_at = outcome.state, outcome.next_attempt_at
         if outcome.state == DeliveryState.DELIVERED:
             delivery.delivered_at = attempt.attempted_at
-        if outcome.disable_reason:
-            await _disable(session, due.subscription_id, outcome.disable_reason, attempt.attempted_at)
+        reason = outcome.disable_reason or await _track_health(
+            session, due.subscription_id, attempt, delivered=outcome.state == DeliveryState.DELIVERED,
+            disable_after=disable_after,
+        )
+        if reason:
+            await _disable(session, due.subscription_id, reason, attempt.attempted_at)
+
+
+async def _track_health(
+    session, subscription_id: str, attempt: DeliveryAttempt, *, delivered: bool, disable_after: timedelta | None
+) -> str | None:
+    """Note when an endpoint started failing; the reason to disable it once that was too long ago."""
+    subscription = await session.get(Subscription, subscription_id, with_for_update=True)
+    if subscription is None:
+        return None
+    if delivered:
+        subscription.failing_since = None
+        return None
+    if subscription.failing_since is None:
+        subscription.failing_since = attempt.attempted_at
+        return None
+    if disable_after is not None and attempt.attempted_at - subscription.failing_since >= disable_after:
+        days = disable_after.total_seconds() / 86400
+        return f"failing for {days:g} days without a success since {subscription.failing_since.isoformat()}"
+    return None
 
 
 async def _disable(session, subscription_id: str, reason: str, now: datetime) -> None:
@@ -123,3 +156,68 @@ async def attempts_of(db: Database, delivery_id: str) -> list[DeliveryAttempt]:
     query = sa.select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id).order_by(DeliveryAttempt.id)
     async with db.sessions() as session:
         return list((await session.scalars(query)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery with every attempt made at it, oldest first."""
+
+    delivery: Delivery
+    attempts: list[DeliveryAttempt]
+
+
+async def search(
+    db: Database,
+    *,
+    tenant: str,
+    subscription_id: str | None = None,
+    invitation_id: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[DeliveryView]:
+    """The tenant's deliveries, newest first, filtered by whichever of the arguments are given."""
+    query = sa.select(Delivery).where(Delivery.tenant == tenant)
+    for column, value in (
+        (Delivery.subscription_id, subscription_id),
+        (Delivery.invitation_id, invitation_id),
+        (Delivery.state, state),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit)
+    async with db.sessions() as session:
+        found = list((await session.scalars(query)).all())
+        attempts = (
+            await session.scalars(
+                sa.select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id.in_([d.id for d in found]))
+                .order_by(DeliveryAttempt.id)
+            )
+        ).all()
+    by_delivery: dict[str, list[DeliveryAttempt]] = {d.id: [] for d in found}
+    for attempt in attempts:
+        by_delivery[attempt.delivery_id].append(attempt)
+    return [DeliveryView(d, by_delivery[d.id]) for d in found]
+
+
+class EndpointDisabled(Exception):
+    """Replay was asked of a disabled subscription: enable it first."""
+
+
+async def replay(db: Database, *, subscription: Subscription, since: datetime, now: datetime) -> int:
+    """Queue again every failed delivery to this endpoint created since `since`, with its webhook-id."""
+    async with db.transaction() as session:
+        current = await session.get(Subscription, subscription.id, with_for_update=True)
+        if current is None or current.disabled_at is not None:
+            raise EndpointDisabled(subscription.id)
+        result = await session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.subscription_id == subscription.id,
+                Delivery.state == DeliveryState.FAILED,
+                Delivery.created_at >= since,
+            )
+            # attempts restart so the retry schedule applies afresh; the attempts' history stays.
+            .values(state=DeliveryState.PENDING, next_attempt_at=now, attempts=0)
+        )
+    return result.rowcount

@@ -1,17 +1,27 @@
-"""Invitations and their pending deliveries, written together in one transaction per match."""
+"""Invitations, their skips and their pending deliveries, written together in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier.models import Delivery, DeliveryState, Invitation, Subscription
+from services.notifier.models import (
+    Delivery,
+    DeliveryState,
+    Invitation,
+    InvitationSkip,
+    Subscription,
+    ThreadState,
+)
 from services.notifier.payload import INVITATION_CREATED, invitation_payload
-from services.notifier.policy import choose_invitees
+from services.notifier.policy import InvitePolicy, Skip, plan_invitations
 from services.notifier.store.database import Database, new_id
-from shared.events import ExpertsMatched
+from services.notifier.store.people import load_people
+from shared.events import Candidate, ExpertsMatched, Question
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,55 +32,133 @@ class InvitationView:
     deliveries: list[Delivery]
 
 
-async def record_match(db: Database, *, event: ExpertsMatched, limit: int, now: datetime) -> list[Invitation]:
-    """Invite the chosen candidates of a match and queue their webhooks; idempotent per person and thread."""
+async def record_match(
+    db: Database, *, event: ExpertsMatched, policy: InvitePolicy = InvitePolicy(), now: datetime
+) -> list[Invitation]:
+    """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread."""
     match, tenant = event.data, event.tenant
     thread_id = match.question.thread_id
     async with db.transaction() as session:
-        invited = await session.scalars(
-            sa.select(Invitation.person_id).where(Invitation.tenant == tenant, Invitation.thread_id == thread_id)
-        )
-        chosen = choose_invitees(
-            match.candidates,
-            already_invited=set(invited.all()),
-            excluded={match.question.author_id, *match.participants},
-            limit=limit,
-        )
-        if not chosen:
+        state = await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
+        if state is None:
+            state = ThreadState(tenant=tenant, thread_id=thread_id, rounds=1, escalate_at=now + policy.escalation_delay)
+            session.add(state)
+        # The latest match of the thread is the one escalation draws from.
+        state.question = match.question.model_dump(mode="json")
+        state.participants = list(match.participants)
+        state.candidates = [c.model_dump(mode="json") for c in match.candidates]
+        state.match_event_id, state.updated_at = str(event.id), now
+        invited = await invited_people(session, tenant=tenant, thread_id=thread_id)
+        room = policy.initial - len(invited)
+        if room <= 0:
             return []
-        subscriptions = (await session.scalars(_active_subscriptions(tenant))).all()
-        invitations = []
-        for candidate in chosen:
-            invitation = Invitation(
-                id=new_id("inv"),
-                tenant=tenant,
-                thread_id=thread_id,
-                person_id=candidate.person_id,
-                question_post_id=match.question.post_id,
-                question_title=match.question.title,
-                question_url=match.question.url,
-                score=candidate.score,
-                evidence=[e.model_dump(mode="json") for e in candidate.evidence],
-                parts=dict(candidate.parts),
-                match_event_id=str(event.id),
-                created_at=now,
+        return await invite(
+            session, state=state, candidates=match.candidates, invited=invited, room=room, round_=1, policy=policy, now=now
+        )
+
+
+async def invited_people(session: AsyncSession, *, tenant: str, thread_id: str) -> set[str]:
+    found = await session.scalars(
+        sa.select(Invitation.person_id).where(Invitation.tenant == tenant, Invitation.thread_id == thread_id)
+    )
+    return set(found.all())
+
+
+async def invite(
+    session: AsyncSession,
+    *,
+    state: ThreadState,
+    candidates: Sequence[Candidate],
+    invited: set[str],
+    room: int,
+    round_: int,
+    policy: InvitePolicy,
+    now: datetime,
+) -> list[Invitation]:
+    """Apply the policy to a thread's candidates: store the invitations, their webhooks and the skips."""
+    question = Question.model_validate(state.question)
+    people = await load_people(session, tenant=state.tenant, person_ids=[c.person_id for c in candidates], now=now)
+    plan = plan_invitations(
+        candidates,
+        room=room,
+        policy=policy,
+        now=now,
+        people=people,
+        asker=question.author_id,
+        participants=set(state.participants),
+        already_invited=invited,
+    )
+    await _record_skips(session, state=state, skipped=plan.skipped, round_=round_, now=now)
+    subscriptions = (await session.scalars(_deliverable_subscriptions(state.tenant))).all()
+    created = []
+    for candidate in plan.invite:
+        invitation = _invitation(state, question, candidate, round_=round_, now=now)
+        body = invitation_payload(
+            invitation_id=invitation.id, question=question, candidate=candidate, created_at=now
+        ).decode()
+        session.add(invitation)
+        # Flushed before its deliveries so the foreign keys hold on PostgreSQL.
+        await session.flush()
+        session.add_all(_pending(invitation, subscription, body, now) for subscription in subscriptions)
+        created.append(invitation)
+    return created
+
+
+def _invitation(state: ThreadState, question: Question, candidate: Candidate, *, round_: int, now: datetime) -> Invitation:
+    return Invitation(
+        id=new_id("inv"),
+        tenant=state.tenant,
+        thread_id=state.thread_id,
+        person_id=candidate.person_id,
+        question_post_id=question.post_id,
+        question_title=question.title,
+        question_url=question.url,
+        score=candidate.score,
+        evidence=[e.model_dump(mode="json") for e in candidate.evidence],
+        parts=dict(candidate.parts),
+        match_event_id=state.match_event_id,
+        created_at=now,
+        round=round_,
+    )
+
+
+async def _record_skips(
+    session: AsyncSession, *, state: ThreadState, skipped: Sequence[Skip], round_: int, now: datetime
+) -> None:
+    """One row per person and reason and thread: the first time the policy gave that reason."""
+    known = set(
+        (
+            await session.execute(
+                sa.select(InvitationSkip.person_id, InvitationSkip.reason).where(
+                    InvitationSkip.tenant == state.tenant, InvitationSkip.thread_id == state.thread_id
+                )
             )
-            body = invitation_payload(
-                invitation_id=invitation.id, question=match.question, candidate=candidate, created_at=now
-            ).decode()
-            session.add(invitation)
-            # Flushed before its deliveries so the foreign keys hold on PostgreSQL.
-            await session.flush()
-            session.add_all(_pending(invitation, subscription, body, now) for subscription in subscriptions)
-            invitations.append(invitation)
-    return invitations
+        ).all()
+    )
+    for skip in skipped:
+        if (skip.candidate.person_id, skip.reason.value) in known:
+            continue
+        known.add((skip.candidate.person_id, skip.reason.value))
+        session.add(
+            InvitationSkip(
+                tenant=state.tenant,
+                thread_id=state.thread_id,
+                person_id=skip.candidate.person_id,
+                reason=skip.reason.value,
+                score=skip.candidate.score,
+                round=round_,
+                decided_at=now,
+            )
+        )
 
 
-def _active_subscriptions(tenant: str) -> sa.Select:
-    return sa.select(Subscription).where(Subscription.tenant == tenant, Subscription.disabled_at.is_(None))
+def _deliverable_subscriptions(tenant: str) -> sa.Select:
+    # Disabled endpoints get their deliveries too, already failed: a replay after enabling sends them.
+    return sa.select(Subscription).where(Subscription.tenant == tenant, Subscription.deleted_at.is_(None))
 
 
 def _pending(invitation: Invitation, subscription: Subscription, body: str, now: datetime) -> Delivery:
+    disabled = subscription.disabled_at is not None
     return Delivery(
         id=new_id("dlv"),
         tenant=invitation.tenant,
@@ -79,11 +167,18 @@ def _pending(invitation: Invitation, subscription: Subscription, body: str, now:
         message_id=new_id("msg"),
         type=INVITATION_CREATED,
         payload=body,
-        state=DeliveryState.PENDING,
+        state=DeliveryState.FAILED if disabled else DeliveryState.PENDING,
         attempts=0,
-        next_attempt_at=now,
+        next_attempt_at=None if disabled else now,
+        last_error=f"endpoint disabled: {subscription.disabled_reason}" if disabled else None,
         created_at=now,
     )
+
+
+async def get(db: Database, *, tenant: str, invitation_id: str) -> Invitation | None:
+    async with db.sessions() as session:
+        found = await session.get(Invitation, invitation_id)
+    return found if found is not None and found.tenant == tenant else None
 
 
 async def list_for(

@@ -1,8 +1,8 @@
-"""Webhook subscriptions of a tenant: create, list, look up, delete (kept for history)."""
+"""Webhook subscriptions of a tenant: create, list, look up, rotate, enable, delete (kept for history)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -52,6 +52,36 @@ async def delete(db: Database, *, tenant: str, subscription_id: str, now: dateti
             found.disabled_at, found.disabled_reason = now, "deleted"
         await fail_pending(session, subscription_id=subscription_id, reason="subscription deleted")
     return True
+
+
+async def rotate_secret(
+    db: Database, *, tenant: str, subscription_id: str, overlap: timedelta, now: datetime
+) -> Subscription | None:
+    """A new secret; the old one keeps signing beside it for `overlap`. None if no such subscription."""
+    async with db.transaction() as session:
+        found = await _owned(session, tenant, subscription_id)
+        if found is None:
+            return None
+        found.previous_secret, found.previous_secret_until = found.secret, now + overlap
+        found.secret = new_secret()
+    return found
+
+
+async def enable(db: Database, *, tenant: str, subscription_id: str) -> Subscription | None:
+    """Send to it again; what it missed comes only with a replay. None if no such subscription."""
+    async with db.transaction() as session:
+        found = await _owned(session, tenant, subscription_id)
+        if found is None:
+            return None
+        found.disabled_at, found.disabled_reason, found.failing_since = None, None, None
+    return found
+
+
+async def _owned(session, tenant: str, subscription_id: str) -> Subscription | None:
+    found = await session.get(Subscription, subscription_id, with_for_update=True)
+    if found is None or found.tenant != tenant or found.deleted_at is not None:
+        return None
+    return found
 
 
 async def fail_pending(session, *, subscription_id: str, reason: str) -> None:

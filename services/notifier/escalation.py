@@ -1,0 +1,116 @@
+"""Background work besides delivery: escalating unanswered threads and publishing responses.
+
+Each worker has a burst method (`escalate_due`, `publish_pending`) that does what is due and
+returns, which tests await with an injected clock; `run()` repeats it in the lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+
+from services.notifier.delivery import Clock, utcnow
+from services.notifier.policy import Policies
+from services.notifier.store import responses, threads
+from services.notifier.store.database import Database
+from shared.events import InvitationResponded
+
+log = logging.getLogger(__name__)
+
+
+class _Poller:
+    """Runs `burst()` every `poll_interval` seconds, or at once when woken, until stopped."""
+
+    def __init__(self, poll_interval: float) -> None:
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    async def burst(self) -> int:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.burst()
+            except Exception:
+                # The work stays in the database (claims expire): the next round picks it up.
+                log.exception("%s round failed; retrying in %.1fs", type(self).__name__, self._poll_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+
+class EscalationWorker(_Poller):
+    """Invites a thread's next candidates when nobody invited has replied after the policy's delay."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        policies: Policies,
+        on_invited: Callable[[], None],
+        clock: Clock = utcnow,
+        poll_interval: float = 30.0,
+        batch_size: int = 20,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        super().__init__(poll_interval)
+        self._db, self._policies, self._on_invited = db, policies, on_invited
+        self._clock, self._batch_size, self._lease = clock, batch_size, lease
+
+    async def burst(self) -> int:
+        return await self.escalate_due()
+
+    async def escalate_due(self, now: datetime | None = None) -> int:
+        """Escalate every thread due by `now` (default: the clock); returns how many were invited."""
+        now = now or self._clock()
+        invited = 0
+        while not self._stopping.is_set():
+            due = await threads.claim_due(self._db, now=now, limit=self._batch_size, lease=self._lease)
+            if not due:
+                break
+            for tenant, thread_id in due:
+                created = await threads.escalate(
+                    self._db, tenant=tenant, thread_id=thread_id, policy=self._policies.for_tenant(tenant), now=now
+                )
+                invited += len(created)
+        if invited:
+            self._on_invited()
+        return invited
+
+
+class ResponsePublisher(_Poller):
+    """Publishes stored responses as `invitation.responded`; what the broker refused is sent later."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        send: Callable[[Sequence[InvitationResponded]], Awaitable[object]],
+        clock: Clock = utcnow,
+        poll_interval: float = 30.0,
+    ) -> None:
+        super().__init__(poll_interval)
+        self._db, self._send, self._clock = db, send, clock
+
+    async def burst(self) -> int:
+        return await self.publish_pending()
+
+    async def publish_pending(self) -> int:
+        """Publish every unpublished response; returns how many."""
+        published = 0
+        while count := await responses.publish_unpublished(self._db, send=self._send, now=self._clock()):
+            published += count
+        return published
