@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from services.demo.corpus import load_corpus
 from services.embedded import demo
 from services.embedded.children import Child, ChildFailed, child_env, current_env
 from services.embedded.console import say
@@ -133,7 +134,7 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
                 await child.wait_ready(http, options.ready_timeout)
             say("ingest, matcher and notifier are ready")
             receiver = await _demo(options, http, children) if options.demo else None
-            _print_usage(key, tenant, children["ingest"].url)
+            _print_usage(key, tenant, children, demo=receiver is not None)
             return await _until_stopped(stop, children)
     except ChildFailed as exc:
         say(str(exc))
@@ -161,8 +162,6 @@ def _demo_notifier_env(env: dict[str, str]) -> dict[str, str]:
 
 
 async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str, Child]) -> DemoReceiver:
-    from services.demo.corpus import load_corpus
-
     corpus = load_corpus()
     receiver = DemoReceiver(names={person.id: person.name for person in corpus.people})
     await receiver.start()
@@ -194,13 +193,20 @@ async def _until_stopped(stop: asyncio.Event, children: dict[str, Child]) -> int
     return 1
 
 
-def _print_usage(key: str, tenant: str, ingest_url: str) -> None:
+def _print_usage(key: str, tenant: str, children: dict[str, Child], *, demo: bool) -> None:
+    ingest_url = children["ingest"].url
+    where = (
+        "invitations appear above as the notifier delivers them"
+        if demo
+        else f"subscribe a webhook with POST {children['notifier'].url}/v1/subscriptions to receive invitations"
+    )
     say(
         f"API key for tenant '{tenant}': {key}\n"
         f"post a question of your own:\n"
         f"  curl -s -X POST {ingest_url}/v1/posts -H 'Authorization: Bearer {key}' \\\n"
         f"    -H 'Content-Type: application/json' \\\n"
         f"    -d '{{\"id\": \"my-q1\", \"thread_id\": \"my-t1\", \"author_id\": \"me\", \"kind\": \"question\", "
-        f"\"title\": \"Who knows Terraform?\", \"body\": \"Plan wants to replace our RDS instance.\"}}'\n"
-        f"invitations appear above as the notifier delivers them; Ctrl-C stops everything"
+        f"\"title\": \"Terraform plan wants to replace our RDS instance\", "
+        f"\"body\": \"I only changed the instance class. Is it safe to apply?\"}}'\n"
+        f"{where}; Ctrl-C stops everything"
     )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
-from shared.events import PostDeleted, PostRef, PostUpserted
 from shared.auth import TenantDep
+from shared.events import PostDeleted, PostRef, PostUpserted
 from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
@@ -61,7 +61,7 @@ async def upsert_posts(
 
 @router.delete("/{post_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_post(
-    post_id: str,
+    post_id: Annotated[str, Path(min_length=1, max_length=200)],
     tenant: TenantDep,
     publisher: PublisherDep,
     thread_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
