@@ -57,6 +57,9 @@ class EmbeddedBroker:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C at the terminal reaches the services first, and they commit
+            # their last batch before the supervisor stops the broker.
+            start_new_session=True,
         )
         try:
             wait_for_port(self.host, self.port, timeout)
@@ -69,7 +72,8 @@ class EmbeddedBroker:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
-                self._process.wait(10)
+                # It keeps nothing on disk, so there is nothing to wait for beyond a moment.
+                self._process.wait(2)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
