@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
@@ -67,18 +66,6 @@ def taken_ports(ports: tuple[int, ...]) -> list[int]:
     return taken
 
 
-@contextlib.contextmanager
-def _sigint_blocked():
-    # Ctrl-C must stop only the runner, which stops the broker last, after the services have
-    # committed. The broker installs its own SIGINT handler (so SIG_IGN is not enough), but a
-    # blocked signal mask is inherited through exec and stays blocked.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def run(options: RunOptions) -> int:
     """Run until Ctrl-C or SIGTERM; the exit code says whether everything went as planned."""
     data_dir = options.data_dir.resolve()
@@ -95,8 +82,7 @@ def run(options: RunOptions) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
         broker = EmbeddedBroker(log_path=data_dir / "broker.log")
-        with _sigint_blocked():
-            broker.start()
+        broker.start()
         bootstrap = broker.bootstrap_servers
         say(f"embedded Kafka-protocol broker on {bootstrap} (in memory; log: {data_dir / 'broker.log'})")
     else:
