@@ -1,0 +1,189 @@
+"""The time-ordered replay: every post is indexed when it appears, each test question ranked as it is asked.
+
+Systems see the same stream and the same exclusions; a test question is ranked before it and its
+answers are observed, so nothing from its future can help.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from services.matcher.embedder import Embedder
+from services.matcher.service import MatcherService, contribution_text
+from shared.consumer import Delivery
+from shared.events import Post, PostKind, PostUpserted
+from shared.stackexchange import DumpPost
+from shared.text import to_plain_text
+
+TENANT = "eval"
+RELEVANCES = ("acc", "any")
+
+
+class System(Protocol):
+    name: str
+
+    async def observe(self, posts: Sequence[DumpPost]) -> None:
+        """Take in posts, in time order, that appeared since the last call."""
+        ...
+
+    async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
+        """People for a question just asked, best first; never its asker."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """One test question: each system's ranking and who was relevant to it."""
+
+    question_id: str
+    relevant: dict[str, frozenset[str]]  # by relevance
+    rankings: dict[str, list[str]]  # by system
+    answerer_known: bool | None  # the accepted answerer had posted before; None without one
+
+
+@dataclass
+class ReplayResult:
+    judged: list[Judged] = field(default_factory=list)
+    n_test: int = 0
+
+    @property
+    def coverage(self) -> float:
+        """Share of test questions with an accepted answerer who had posted before the question."""
+        known = [j.answerer_known for j in self.judged if j.answerer_known is not None]
+        return sum(known) / len(known) if known else 0.0
+
+
+def as_post(post: DumpPost, tenant: str = TENANT) -> Post:
+    """A dump post as ingest would publish it: plain-text body, a backfill (it never invites)."""
+    return Post(
+        id=post.id,
+        tenant=tenant,
+        thread_id=post.thread_id,
+        author_id=post.author_id,
+        kind=PostKind(post.kind),
+        title=(post.title or "").strip() or None,
+        body=to_plain_text(post.body),
+        tags=tuple(dict.fromkeys(post.tags)),
+        created_at=post.created_at,
+        accepted=post.accepted,
+        score=post.score,
+        backfill=True,
+    )
+
+
+def contribution_texts(posts: Sequence[DumpPost]) -> list[str]:
+    """What the matcher embeds for each post: the thread's title, then the plain text."""
+    titles = {p.thread_id: as_post(p).title for p in posts if p.kind == "question"}
+    return [contribution_text(titles.get(p.thread_id), to_plain_text(as_post(p).body)) for p in posts]
+
+
+def relevant_people(posts: Sequence[DumpPost]) -> dict[str, dict[str, frozenset[str]]]:
+    """Per question id: its accepted answerer (`acc`) and everyone who answered (`any`), never the asker."""
+    askers = {p.id: p.author_id for p in posts if p.kind == "question"}
+    answerers: dict[str, set[str]] = defaultdict(set)
+    accepted: dict[str, set[str]] = defaultdict(set)
+    for post in posts:
+        if post.kind == "answer" and post.author_id != askers.get(post.thread_id):
+            answerers[post.thread_id].add(post.author_id)
+            if post.accepted:
+                accepted[post.thread_id].add(post.author_id)
+    return {qid: {"acc": frozenset(accepted[qid]), "any": frozenset(answerers[qid])} for qid in askers}
+
+
+def pick_test_questions(posts: Sequence[DumpPost], fraction: float) -> set[str]:
+    """The last `fraction` of the questions, in time order."""
+    questions = [p.id for p in posts if p.kind == "question"]
+    count = round(len(questions) * fraction)
+    return set(questions[len(questions) - count :]) if count else set()
+
+
+async def replay(
+    posts: Sequence[DumpPost],
+    systems: Sequence[System],
+    *,
+    test_fraction: float,
+    depth: int = 100,
+    progress: Callable[[int], None] = lambda n: None,
+) -> ReplayResult:
+    """Feed `posts` (time-ordered) to every system; rank each test question the moment it is asked."""
+    tests = pick_test_questions(posts, test_fraction)
+    relevant = relevant_people(posts)
+    result = ReplayResult(n_test=len(tests))
+    authors_so_far: set[str] = set()
+    pending: list[DumpPost] = []
+    for post in posts:
+        if post.id in tests:
+            for system in systems:
+                await system.observe(pending)
+            progress(len(pending))
+            authors_so_far.update(p.author_id for p in pending)
+            pending = []
+            result.judged.append(await _judge(post, systems, relevant[post.id], authors_so_far, depth))
+        pending.append(post)
+    for system in systems:
+        await system.observe(pending)
+    progress(len(pending))
+    return result
+
+
+async def _judge(
+    question: DumpPost,
+    systems: Sequence[System],
+    relevant: dict[str, frozenset[str]],
+    authors_so_far: set[str],
+    depth: int,
+) -> Judged:
+    rankings = {}
+    for system in systems:
+        ranked = await system.rank(question, limit=depth)
+        # The asker is never a candidate, whatever a system returns.
+        rankings[system.name] = [person for person in ranked if person != question.author_id][:depth]
+    accepted = relevant["acc"]
+    return Judged(
+        question_id=question.id,
+        relevant=relevant,
+        rankings=rankings,
+        answerer_known=bool(accepted & authors_so_far) if accepted else None,
+    )
+
+
+class MatcherSystem:
+    """expertmatch itself: posts go through `MatcherService.handle`, questions through `rank_question`."""
+
+    name = "expertmatch"
+
+    def __init__(self, service: MatcherService, embedder: Embedder, *, tenant: str = TENANT) -> None:
+        self._service = service
+        self._embedder = embedder
+        self._tenant = tenant
+        self.rank_ms: list[float] = []
+
+    async def observe(self, posts: Sequence[DumpPost]) -> None:
+        if posts:
+            events = [PostUpserted(tenant=self._tenant, data=as_post(p, self._tenant)) for p in posts]
+            await self._service.handle([Delivery(event, record=None) for event in events])
+
+    async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
+        post = as_post(question, self._tenant)
+        [vector] = await self._embedder.embed([contribution_text(post.title, to_plain_text(post.body))])
+        started = time.perf_counter()
+        candidates, _ = await self._service.rank_question(
+            tenant=self._tenant,
+            vector=vector,
+            asker=post.author_id,
+            thread_id=post.thread_id,
+            audience=post.audience,
+            now=post.created_at,
+            limit=limit,
+        )
+        self.rank_ms.append((time.perf_counter() - started) * 1000)
+        return [candidate.person_id for candidate in candidates]
+
+
+async def never_publish(matches: Sequence[object]) -> None:
+    """Replayed posts are backfill, so the service never matches them; if it did, that is a bug."""
+    raise AssertionError(f"a replayed backfill post produced {len(matches)} match(es)")
