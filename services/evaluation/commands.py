@@ -1,0 +1,95 @@
+"""The `eval` and `import` subcommands of `expertmatch`; `register(subparsers)` adds them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `eval` and `import` to the CLI; each sets `handler`, which returns an exit code."""
+    evaluation = subparsers.add_parser(
+        "eval", help="replay a Stack Exchange dump through expertmatch and the baselines, and score them"
+    )
+    evaluation.add_argument("dump", type=Path, help="a Stack Exchange Posts.xml or Posts.xml.gz")
+    evaluation.add_argument("--test-fraction", type=_fraction, default=0.2,
+                            help="the last share of questions ranked as test questions (default 0.2)")
+    evaluation.add_argument("--json", type=Path, help="write the scores to this JSON file")
+    evaluation.add_argument("--plot", type=Path, help="draw Hit@k for k = 1..20 to this PNG")
+    evaluation.add_argument("--cache", type=Path, help="embedding cache file "
+                            "(default: $EXPERTMATCH_DATA_DIR/cache, else ~/.cache/expertmatch)")
+    evaluation.set_defaults(handler=run_eval)
+
+    backfill = subparsers.add_parser("import", help="send a Stack Exchange dump to the ingest API as backfill")
+    backfill.add_argument("dump", type=Path, help="a Stack Exchange Posts.xml or Posts.xml.gz")
+    backfill.add_argument("--api", required=True, help="the ingest service's base URL, e.g. http://127.0.0.1:8001")
+    backfill.add_argument("--key", required=True, help="an API key of the tenant to import into")
+    backfill.add_argument("--batch", type=int, default=500, help="posts per request (default 500)")
+    backfill.set_defaults(handler=run_import)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"--test-fraction must be between 0 and 1, got {text}")
+    return value
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`expertmatch eval`: the table on stdout, and the JSON and plot when asked."""
+    # Imported here: the model, Qdrant Edge and bm25s load only when an evaluation runs.
+    from services.evaluation.cache import EmbeddingCache, default_cache_path
+    from services.evaluation.evaluate import evaluate
+    from services.evaluation.report import plot, table, write_json
+    from services.matcher.bootstrap import _policy
+    from services.matcher.embedder import SentenceEmbedder
+    from services.matcher.settings import MatcherSettings
+
+    if not args.dump.exists():
+        print(f"expertmatch eval: no dump at {args.dump}", file=sys.stderr)
+        return 2
+    settings = MatcherSettings()
+    cache_path = args.cache or default_cache_path(_data_dir_from_env())
+    cache = EmbeddingCache(cache_path)
+    model = SentenceEmbedder(batch_size=settings.embed_batch_size)
+    try:
+        # The matcher's own ranking policy, from the same MATCHER_* settings it runs with.
+        evaluation = asyncio.run(
+            evaluate(args.dump, embedder=model, cache=cache, policy=_policy(settings), test_fraction=args.test_fraction)
+        )
+    finally:
+        model.close()
+        cache.close()
+    print(table(evaluation))
+    print(f"embedded {evaluation.notes['embedded']} new texts (cache: {cache_path}); "
+          f"bm25 rebuilt {evaluation.notes['bm25_builds']} times in {evaluation.notes['bm25_build_s']:.1f} s")
+    if args.json:
+        write_json(evaluation, args.json)
+    if args.plot:
+        plot(evaluation, args.plot)
+    return 0
+
+
+def _data_dir_from_env() -> Path | None:
+    import os
+
+    value = os.environ.get("EXPERTMATCH_DATA_DIR")
+    return Path(value) if value else None
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """`expertmatch import`: post the dump in batches; a count of what was sent and skipped."""
+    from services.evaluation.importer import ImportFailed, import_dump
+
+    if args.batch < 1:
+        print("expertmatch import: --batch must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        summary = asyncio.run(import_dump(args.dump, api=args.api, key=args.key, batch=args.batch))
+    except (ImportFailed, FileNotFoundError) as exc:
+        print(f"expertmatch import: {exc}", file=sys.stderr)
+        return 1
+    print(summary.describe())
+    return 0

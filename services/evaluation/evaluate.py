@@ -1,0 +1,117 @@
+"""One evaluation run: read a dump, embed it through the cache, replay it through every system, score."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+from tqdm import tqdm
+
+from services.evaluation.baselines import Bm25Experts, MostActive
+from services.evaluation.cache import CachedEmbedder, EmbeddingCache
+from services.evaluation.metrics import hit_curve, summarize
+from services.evaluation.replay import RELEVANCES, MatcherSystem, ReplayResult, contribution_texts, never_publish, replay
+from services.matcher.embedder import Embedder
+from services.matcher.index import EdgeIndex
+from services.matcher.service import MatcherService, RankingPolicy
+from shared.stackexchange import read_dump
+
+# People per ranking: a relevant person ranked below this counts as not found.
+DEPTH = 100
+CURVE_KS = tuple(range(1, 21))
+
+
+@dataclass
+class Evaluation:
+    dataset: str
+    n_test: int
+    coverage: float
+    seconds: float
+    systems: dict[str, dict[str, dict[str, float | int]]]
+    curves: dict[str, dict[str, list[float]]]  # Hit@k for CURVE_KS, by system and relevance
+    rank_ms: dict[str, float]
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The report's JSON: the fixed keys, plus the rank step's latency."""
+        return {
+            "dataset": self.dataset,
+            "n_test": self.n_test,
+            "coverage": self.coverage,
+            "seconds": self.seconds,
+            "systems": self.systems,
+            "rank_ms": self.rank_ms,
+        }
+
+
+def dataset_name(path: Path) -> str:
+    """`.../se-beer/Posts.xml.gz` -> "se-beer"; any other file name is its own name."""
+    return path.parent.name if path.name.startswith("Posts.xml") else path.name
+
+
+async def evaluate(
+    path: Path,
+    *,
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    policy: RankingPolicy,
+    test_fraction: float = 0.2,
+    show_progress: bool = True,
+) -> Evaluation:
+    """Replay the dump at `path` through expertmatch, bm25 and most_active, and score all three."""
+    started = time.perf_counter()
+    read = read_dump(path)
+    posts = read.posts
+    cached = CachedEmbedder(embedder, cache)
+    with tqdm(total=len(posts), desc="embedding", unit="post", disable=not show_progress) as bar:
+        cached.progress = bar.update
+        await cached.embed(contribution_texts(posts))
+    cached.progress = None
+    with TemporaryDirectory(prefix="expertmatch-eval-") as folder:
+        index = await EdgeIndex.open(Path(folder) / "index")
+        try:
+            service = MatcherService(index=index, embedder=cached, publish=never_publish, policy=policy)
+            matcher = MatcherSystem(service, cached)
+            systems = [matcher, Bm25Experts(), MostActive()]
+            with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
+                result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
+        finally:
+            await index.close()
+    return Evaluation(
+        dataset=dataset_name(path),
+        n_test=result.n_test,
+        coverage=result.coverage,
+        seconds=time.perf_counter() - started,
+        systems={s.name: _scores(result, s.name) for s in systems},
+        curves={s.name: _curves(result, s.name) for s in systems},
+        rank_ms=_percentiles(matcher.rank_ms),
+        notes={
+            "posts": len(posts),
+            "skipped": dict(read.skipped),
+            "dated": read.has_dates,
+            "embedded": cached.misses,
+            "bm25_builds": systems[1].builds,
+            "bm25_build_s": systems[1].build_seconds,
+        },
+    )
+
+
+def _judged(result: ReplayResult, system: str, relevance: str) -> list[tuple[list[str], frozenset[str]]]:
+    return [(j.rankings[system], j.relevant[relevance]) for j in result.judged]
+
+
+def _scores(result: ReplayResult, system: str) -> dict[str, dict[str, float | int]]:
+    return {relevance: summarize(_judged(result, system, relevance)) for relevance in RELEVANCES}
+
+
+def _curves(result: ReplayResult, system: str) -> dict[str, list[float]]:
+    return {relevance: hit_curve(_judged(result, system, relevance), CURVE_KS) for relevance in RELEVANCES}
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50": 0.0, "p95": 0.0}
+    return {"p50": float(np.percentile(samples, 50)), "p95": float(np.percentile(samples, 95))}

@@ -1,0 +1,151 @@
+"""`expertmatch import`: a Stack Exchange dump sent to the ingest batch API as backfill.
+
+Post ids are the dump's, so a rerun resends the same posts and the matcher overwrites them.
+Ingest refuses empty bodies; an answer with no text (some dumps keep none) is sent with its
+thread's title as its body, so who answered what still counts as expertise, as `eval` counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from services.ingest.settings import IngestSettings
+from shared.stackexchange import DumpPost, read_dump
+from shared.text import to_plain_text
+
+BATCH_PATH = "/v1/posts/batch"
+# Waits between attempts of a batch the ingest answered 503 (its broker is away).
+RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+MAX_BODY_BYTES = IngestSettings.model_fields["max_body_bytes"].default
+MAX_TITLE_CHARS = 500
+
+
+class ImportFailed(Exception):
+    """The ingest refused the import for good (bad key, invalid posts, or still unavailable)."""
+
+
+@dataclass
+class ImportSummary:
+    sent: int = 0
+    titled: int = 0  # posts with no text, sent with their thread's title as the body
+    skipped: Counter = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        lines = [f"sent {self.sent} posts as backfill"]
+        if self.titled:
+            lines.append(f"  {self.titled} had no text and were sent with their thread's title as the body")
+        for reason, count in self.skipped.most_common():
+            lines.append(f"  skipped {count}: {reason}")
+        return "\n".join(lines)
+
+
+def to_payload(post: DumpPost, thread_title: str | None) -> tuple[dict | None, str | None]:
+    """The ingest's PostIn for a dump post, or None and the reason it cannot be sent."""
+    body = post.body
+    if not to_plain_text(body):
+        if not thread_title:
+            return None, "no text and no thread title"
+        body = thread_title
+    if len(body.encode()) > MAX_BODY_BYTES:
+        return None, f"body over the ingest's {MAX_BODY_BYTES} bytes"
+    title = (post.title or "").strip()[:MAX_TITLE_CHARS] or None
+    payload = {
+        "id": post.id,
+        "thread_id": post.thread_id,
+        "author_id": post.author_id,
+        "kind": post.kind,
+        "title": title,
+        "body": body,
+        "tags": list(dict.fromkeys(post.tags))[:20],
+        "created_at": post.created_at.isoformat(),
+        "accepted": post.accepted,
+        "score": post.score,
+        "backfill": True,
+    }
+    return payload, None
+
+
+def _batches(items: Sequence[dict], size: int) -> Iterator[list[dict]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+async def send_batch(
+    client: httpx.AsyncClient, posts: list[dict], *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
+    """POST one batch; waits and retries while the ingest answers 503, fails clearly otherwise."""
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            response = await client.post(BATCH_PATH, json={"posts": posts})
+        except httpx.TransportError as exc:
+            if delay is None:
+                raise ImportFailed(f"cannot reach the ingest at {client.base_url}: {exc!r}") from exc
+            await sleep(delay)
+            continue
+        if response.status_code == 202:
+            return
+        if response.status_code == 503 and delay is not None:
+            await sleep(max(delay, _retry_after(response)))
+            continue
+        raise ImportFailed(_failure(response, posts))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return float(response.headers.get("retry-after", 0))
+    except ValueError:
+        return 0.0
+
+
+def _failure(response: httpx.Response, posts: list[dict]) -> str:
+    first, last = posts[0]["id"], posts[-1]["id"]
+    if response.status_code == 401:
+        return "the ingest refused the API key (401): check --key"
+    if response.status_code == 503:
+        return f"the ingest stayed unavailable (503) for posts {first}..{last}; rerun later, sent posts are safe to resend"
+    return f"the ingest answered {response.status_code} for posts {first}..{last}: {response.text[:2000]}"
+
+
+async def import_dump(
+    path: Path,
+    *,
+    api: str | None = None,
+    key: str,
+    batch: int = 500,
+    client: httpx.AsyncClient | None = None,
+    show_progress: bool = True,
+) -> ImportSummary:
+    """Send every post of the dump at `path`, in time order, to the ingest at `api` (or `client`)."""
+    read = read_dump(path)
+    summary = ImportSummary(skipped=Counter(read.skipped))
+    titles = {p.thread_id: (p.title or "").strip() or None for p in read.posts if p.kind == "question"}
+    payloads = []
+    for post in read.posts:
+        payload, reason = to_payload(post, titles.get(post.thread_id))
+        if payload is None:
+            summary.skipped[reason] += 1
+            continue
+        summary.titled += payload["body"] != post.body
+        payloads.append(payload)
+    headers = {"Authorization": f"Bearer {key}"}
+    own_client = client is None
+    http = client or httpx.AsyncClient(base_url=api or "", timeout=60.0)
+    http.headers.update(headers)
+    try:
+        with tqdm(total=len(payloads), desc="import", unit="post", disable=not show_progress) as bar:
+            for posts in _batches(payloads, batch):
+                await send_batch(http, posts)
+                summary.sent += len(posts)
+                bar.update(len(posts))
+    finally:
+        if own_client:
+            await http.aclose()
+    return summary

@@ -1,0 +1,68 @@
+"""`expertmatch eval` end to end on a slice of a real dump, with the real model and Qdrant Edge."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+
+import pytest
+
+from services.evaluation.commands import register
+from tests.conftest import shared_dataset
+
+pytestmark = pytest.mark.integration
+
+# Enough for a few dozen test questions with accepted answers, small enough to embed in ~20 s.
+SLICE_ROWS = 260
+SYSTEMS = {"expertmatch", "bm25", "most_active"}
+METRICS = {"mrr", "p@1", "hit@5", "ndcg@10", "n"}
+
+
+@pytest.fixture
+def beer_slice(tmp_path):
+    """The first rows of the se-beer dump, as a dump of its own (answers to later questions drop out)."""
+    source = shared_dataset("se-beer")
+    folder = tmp_path / "se-beer-slice"
+    folder.mkdir()
+    with gzip.open(source, "rt", encoding="utf-8-sig") as dump:
+        rows = [line for line in dump if line.lstrip().startswith("<row")][:SLICE_ROWS]
+    path = folder / "Posts.xml"
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>\n<posts>\n' + "".join(rows) + "</posts>\n")
+    return path
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="expertmatch")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return args.handler(args)
+
+
+def test_eval_scores_all_three_systems_and_a_rerun_reads_the_cache(beer_slice, tmp_path, capsys):
+    out, png, cache = tmp_path / "eval.json", tmp_path / "eval.png", tmp_path / "cache.sqlite"
+    common = ("eval", str(beer_slice), "--cache", str(cache), "--test-fraction", "0.3")
+
+    assert run(*common, "--json", str(out), "--plot", str(png)) == 0
+    first = json.loads(out.read_text())
+    table = capsys.readouterr().out
+
+    assert first["dataset"] == "se-beer-slice"
+    assert {"dataset", "n_test", "coverage", "seconds", "systems"} <= set(first)
+    assert set(first["systems"]) == SYSTEMS
+    assert first["n_test"] > 0 and 0 <= first["coverage"] <= 1 and first["seconds"] > 0
+    for system in first["systems"].values():
+        assert set(system) == {"acc", "any"}
+        for scores in system.values():
+            assert set(scores) == METRICS
+            assert scores["n"] > 0
+            assert all(0 <= scores[m] <= 1 for m in METRICS - {"n"})
+    assert first["rank_ms"]["p50"] > 0
+    assert "expertmatch  acc" in table and "rank step p50" in table
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert run(*common, "--json", str(out)) == 0
+    again = json.loads(out.read_text())
+    assert "embedded 0 new texts" in capsys.readouterr().out
+    # Cached vectors are the vectors: the rerun ranks exactly as the first run did.
+    assert again["systems"] == first["systems"]

@@ -1,0 +1,84 @@
+"""`expertmatch import` into the real ingest app: the dump's posts land on the posts topic as backfill."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from asgi_lifespan import LifespanManager
+
+from services.evaluation.importer import ImportFailed, import_dump
+from services.ingest.app import create_app
+from services.ingest.settings import IngestSettings
+from shared.events import PostKind, PostUpserted, decode_event
+from shared.kafka import make_consumer
+from shared.topics import POSTS
+from tests.unit.test_eval_import import DUMP
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(common_settings) -> IngestSettings:
+    return IngestSettings(**common_settings.model_dump())
+
+
+@pytest.fixture
+async def ingest(settings):
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        yield httpx.ASGITransport(app=manager.app)
+
+
+def client(transport) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=transport, base_url="http://ingest")
+
+
+async def posts_on_topic(settings: IngestSettings, count: int, timeout: float = 10.0) -> list[PostUpserted]:
+    """The first `count` events of the posts topic, or a failure at the deadline."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    events: list[PostUpserted] = []
+    try:
+        topic = settings.topic(POSTS)
+        await consumer._client.force_metadata_update()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout
+        while len(events) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            events += [decode_event(r.value) for batch in batches.values() for r in batch]
+    finally:
+        await consumer.stop()
+    assert len(events) == count, f"expected {count} events on {settings.topic(POSTS)}, found {len(events)}"
+    return events
+
+
+async def test_a_dump_lands_on_the_posts_topic_as_backfill_and_a_rerun_sends_the_same_ids(settings, ingest, tmp_path):
+    dump = tmp_path / "Posts.xml"
+    dump.write_text(DUMP)
+
+    first = await import_dump(dump, key="acme-key", client=client(ingest), batch=2, show_progress=False)
+    again = await import_dump(dump, key="acme-key", client=client(ingest), batch=2, show_progress=False)
+
+    events = await posts_on_topic(settings, 6)
+    assert first.sent == again.sent == 3
+    posts = [e.data for e in events]
+    assert [p.id for p in posts] == ["1", "2", "3", "1", "2", "3"]
+    assert all(e.tenant == "acme" and p.backfill for e, p in zip(events, posts, strict=True))
+    question, accepted, empty = posts[:3]
+    assert question.kind is PostKind.QUESTION and question.title == "Dry hopping time"
+    assert question.body == "How long?" and question.tags == ("hops", "ipa") and question.score == 4
+    assert question.created_at.isoformat() == "2016-03-01T10:00:00+00:00"
+    assert accepted.kind is PostKind.ANSWER and accepted.thread_id == "1" and accepted.author_id == "12"
+    assert accepted.accepted is True and accepted.score == 7
+    assert empty.body == "Dry hopping time" and empty.accepted is False
+
+
+async def test_a_wrong_key_stops_the_import_with_a_clear_error(ingest, tmp_path):
+    dump = tmp_path / "Posts.xml"
+    dump.write_text(DUMP)
+    with pytest.raises(ImportFailed, match="refused the API key"):
+        await import_dump(dump, key="wrong-key", client=client(ingest), show_progress=False)
