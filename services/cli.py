@@ -8,6 +8,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from services.evaluation import commands as evaluation_commands
+
 SERVICES = ("ingest", "matcher", "notifier")
 
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("args", nargs=argparse.REMAINDER, help="the service's own options")
 
     commands.add_parser("topics", help="create the topics of deploy/topics.json on the configured broker")
+    evaluation_commands.register(commands)
     return parser
 
 
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_run(args))
     elif args.command == "topics":
         _topics()
+    else:  # eval, import
+        sys.exit(args.handler(args))
 
 
 def _run(args: argparse.Namespace) -> int:
