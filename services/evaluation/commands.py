@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -73,8 +74,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _data_dir_from_env() -> Path | None:
-    import os
-
     value = os.environ.get("EXPERTMATCH_DATA_DIR")
     return Path(value) if value else None
 

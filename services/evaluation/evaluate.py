@@ -74,8 +74,8 @@ async def evaluate(
         index = await EdgeIndex.open(Path(folder) / "index")
         try:
             service = MatcherService(index=index, embedder=cached, publish=never_publish, policy=policy)
-            matcher = MatcherSystem(service, cached)
-            systems = [matcher, Bm25Experts(), MostActive()]
+            matcher, bm25 = MatcherSystem(service, cached), Bm25Experts()
+            systems = [matcher, bm25, MostActive()]
             with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
                 result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
         finally:
@@ -93,8 +93,8 @@ async def evaluate(
             "skipped": dict(read.skipped),
             "dated": read.has_dates,
             "embedded": cached.misses,
-            "bm25_builds": systems[1].builds,
-            "bm25_build_s": systems[1].build_seconds,
+            "bm25_builds": bm25.builds,
+            "bm25_build_s": bm25.build_seconds,
         },
     )
 
