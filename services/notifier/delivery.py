@@ -72,6 +72,8 @@ class DeliveryWorker:
         self._lease = timedelta(seconds=total_timeout + 30)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # A burst asked for (tests, a route) never overlaps the one `run` is doing.
+        self._busy = asyncio.Lock()
 
     def wake(self) -> None:
         """New deliveries are waiting: look now rather than at the next poll."""
@@ -97,6 +99,10 @@ class DeliveryWorker:
 
     async def deliver_due(self, now: datetime | None = None) -> int:
         """Send every delivery due by `now` (default: the clock), batch after batch; returns how many."""
+        async with self._busy:
+            return await self._deliver_due(now)
+
+    async def _deliver_due(self, now: datetime | None) -> int:
         sent = 0
         while not self._stopping.is_set():
             due = await deliveries.claim_due(

@@ -27,6 +27,8 @@ class _Poller:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        # A burst asked for (tests, a route) never overlaps the one `run` is doing.
+        self._busy = asyncio.Lock()
 
     async def burst(self) -> int:
         raise NotImplementedError
@@ -75,7 +77,13 @@ class EscalationWorker(_Poller):
 
     async def escalate_due(self, now: datetime | None = None) -> int:
         """Escalate every thread due by `now` (default: the clock); returns how many were invited."""
-        now = now or self._clock()
+        async with self._busy:
+            invited = await self._escalate(now or self._clock())
+        if invited:
+            self._on_invited()
+        return invited
+
+    async def _escalate(self, now: datetime) -> int:
         invited = 0
         while not self._stopping.is_set():
             due = await threads.claim_due(self._db, now=now, limit=self._batch_size, lease=self._lease)
@@ -86,8 +94,6 @@ class EscalationWorker(_Poller):
                     self._db, tenant=tenant, thread_id=thread_id, policy=self._policies.for_tenant(tenant), now=now
                 )
                 invited += len(created)
-        if invited:
-            self._on_invited()
         return invited
 
 
@@ -111,6 +117,7 @@ class ResponsePublisher(_Poller):
     async def publish_pending(self) -> int:
         """Publish every unpublished response; returns how many."""
         published = 0
-        while count := await responses.publish_unpublished(self._db, send=self._send, now=self._clock()):
-            published += count
+        async with self._busy:
+            while count := await responses.publish_unpublished(self._db, send=self._send, now=self._clock()):
+                published += count
         return published

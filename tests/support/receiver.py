@@ -24,6 +24,7 @@ class Answer:
     status: int
     retry_after: str | None = None
     location: str | None = None
+    delay: float = 0.0  # seconds to wait before answering: a slow or hung endpoint
 
 
 @dataclass
@@ -45,6 +46,11 @@ class Receiver:
         """Queue answers for the next requests (Retry-After on each of them if given)."""
         with self._lock:
             self.answers.extend(Answer(status, retry_after) for status in statuses)
+
+    def hang(self, seconds: float) -> None:
+        """Queue an answer that comes only after `seconds`: longer than the sender's timeout."""
+        with self._lock:
+            self.answers.append(Answer(200, delay=seconds))
 
     def redirect(self, location: str, status: int = 307) -> None:
         """Queue a redirect for the next request."""
@@ -77,6 +83,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
+                if answer.delay:
+                    time.sleep(answer.delay)  # a hung endpoint, in the receiver's own thread
                 self.send_response(answer.status)
                 if answer.retry_after is not None:
                     self.send_header("retry-after", answer.retry_after)

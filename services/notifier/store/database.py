@@ -44,6 +44,16 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    async def write_lock(self, session: AsyncSession) -> None:
+        """On SQLite, take the database's write lock now, before reading what is to be claimed.
+
+        PostgreSQL claims with SELECT ... FOR UPDATE SKIP LOCKED; SQLite has no row locks, and two
+        claimers (two processes, or a burst beside the running loop) could otherwise read the same
+        rows before either writes. An UPDATE that matches nothing still takes the lock.
+        """
+        if not self.is_postgres:
+            await session.execute(sa.text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision; replicas starting together take turns."""
         async with self.engine.begin() as connection:

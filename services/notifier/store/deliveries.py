@@ -51,6 +51,7 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
     if db.is_postgres:
         query = query.with_for_update(skip_locked=True)
     async with db.transaction() as session:
+        await db.write_lock(session)
         deliveries = list((await session.scalars(query)).all())
         if not deliveries:
             return []

@@ -59,6 +59,7 @@ async def publish_unpublished(
     if db.is_postgres:
         query = query.with_for_update(of=InvitationResponseRecord, skip_locked=True)
     async with db.transaction() as session:
+        await db.write_lock(session)
         rows = (await session.execute(query)).all()
         if not rows:
             return 0

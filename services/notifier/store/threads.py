@@ -64,6 +64,7 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
     if db.is_postgres:
         query = query.with_for_update(skip_locked=True)
     async with db.transaction() as session:
+        await db.write_lock(session)
         due = list((await session.scalars(query)).all())
         for state in due:
             state.escalate_at = now + lease

@@ -1,0 +1,92 @@
+"""Where webhooks may go: inside addresses refused, allow-list honoured, DNS checked on every call."""
+
+import pytest
+
+from services.notifier.app import webhook_client
+from services.notifier.egress import AllowList, ForbiddenDestination, check_destination
+from services.notifier.settings import NotifierSettings
+
+pytestmark = pytest.mark.unit
+
+PUBLIC = "93.184.215.14"
+
+
+def dns(table: dict[str, list[str]]):
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError(f"no such host {host}")
+        return table[host]
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:8080/h", "loopback"),
+        ("http://[::1]/h", "loopback"),
+        ("http://10.1.2.3/h", "private"),
+        ("http://192.168.0.10/h", "private"),
+        ("http://[fd12::1]/h", "private"),
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+        ("http://[fd00:ec2::254]/", "metadata"),
+        ("http://169.254.10.1/", "link-local"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://100.64.0.1/", "non-global"),
+    ],
+)
+async def test_inside_addresses_are_refused(url, kind):
+    with pytest.raises(ForbiddenDestination, match=f"a {kind} address"):
+        await check_destination(url, allow=AllowList(), resolve=dns({}))
+
+
+async def test_a_name_resolving_inside_is_refused_and_a_public_one_is_pinned():
+    resolve = dns({"intranet.corp": ["10.0.0.5"], "hooks.example.com": [PUBLIC], "mixed.example.com": [PUBLIC, "127.0.0.1"]})
+    with pytest.raises(ForbiddenDestination, match="intranet.corp resolves to 10.0.0.5"):
+        await check_destination("https://intranet.corp/h", allow=AllowList(), resolve=resolve)
+    # One inside answer is enough to refuse: the connection could land on it.
+    with pytest.raises(ForbiddenDestination):
+        await check_destination("https://mixed.example.com/h", allow=AllowList(), resolve=resolve)
+    checked = await check_destination("https://hooks.example.com:8443/in?x=1", allow=AllowList(), resolve=resolve)
+    assert checked.pinned_url == f"https://{PUBLIC}:8443/in?x=1"
+    assert (checked.host, checked.host_header) == ("hooks.example.com", "hooks.example.com:8443")
+
+
+async def test_an_unresolvable_host_is_refused():
+    with pytest.raises(ForbiddenDestination, match="does not resolve"):
+        await check_destination("https://nowhere.example/h", allow=AllowList(), resolve=dns({}))
+
+
+async def test_the_allow_list_names_cidrs_addresses_and_hosts():
+    allow = AllowList.parse("127.0.0.0/8, ::1, hooks.internal")
+    resolve = dns({"localhost": ["127.0.0.1", "::1"], "hooks.internal": ["10.9.9.9"], "other.internal": ["10.9.9.8"]})
+    assert (await check_destination("http://localhost:9000/h", allow=allow, resolve=resolve)).address == "127.0.0.1"
+    assert (await check_destination("http://[::1]:9000/h", allow=allow, resolve=resolve)).pinned_url == "http://[::1]:9000/h"
+    assert (await check_destination("http://hooks.internal/h", allow=allow, resolve=resolve)).address == "10.9.9.9"
+    with pytest.raises(ForbiddenDestination):
+        await check_destination("http://other.internal/h", allow=allow, resolve=resolve)
+    # A broad CIDR never opens the metadata service.
+    with pytest.raises(ForbiddenDestination, match="metadata"):
+        await check_destination("http://169.254.169.254/", allow=AllowList.parse("169.254.0.0/16"), resolve=resolve)
+    with pytest.raises(ValueError, match="NOTIFIER_ALLOWED_HOSTS"):
+        AllowList.parse("10.0.0.0/33")
+
+
+async def test_dns_rebinding_is_caught_at_the_next_check():
+    table = {"hooks.example.com": [PUBLIC]}
+    resolve = dns(table)
+    assert (await check_destination("https://hooks.example.com/h", allow=AllowList(), resolve=resolve)).address == PUBLIC
+    table["hooks.example.com"] = ["169.254.169.254"]
+    with pytest.raises(ForbiddenDestination, match="metadata"):
+        await check_destination("https://hooks.example.com/h", allow=AllowList(), resolve=resolve)
+
+
+async def test_the_webhook_client_times_out_and_never_follows_redirects(tmp_path):
+    settings = NotifierSettings(data_dir=tmp_path, allowed_hosts="127.0.0.0/8")
+    async with webhook_client(settings) as client:
+        assert client.timeout.connect == 5.0 and client.timeout.read == 15.0
+        assert client.follow_redirects is False
+    assert settings.total_timeout == 15.0  # the whole attempt, enforced around the request
