@@ -10,13 +10,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from shared.events import ExpertsMatched, PersonErased, PostDeleted, PostUpserted, encode_event, event_key
+from shared.events import AnyEvent, encode_event, event_key
 from shared.settings import CommonSettings
 from shared.topics import TopicSpec, load_topic_specs
 
 log = logging.getLogger(__name__)
-
-AnyEvent = PostUpserted | PostDeleted | PersonErased | ExpertsMatched
 
 
 def make_producer(settings: CommonSettings, **overrides) -> AIOKafkaProducer:

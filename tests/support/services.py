@@ -43,6 +43,8 @@ class ServiceProcesses:
             EXPERTMATCH_DATA_DIR=str(self.data_dir),
             HF_HUB_OFFLINE="1",
             TOKENIZERS_PARALLELISM="false",
+            # The test receivers listen on loopback, which the notifier refuses unless allowed.
+            NOTIFIER_ALLOWED_HOSTS="127.0.0.0/8,::1",
         )
         for name in self.services:
             env[f"{name.upper()}_PORT"] = str(self.ports[name])
