@@ -16,6 +16,7 @@ import httpx
 
 from services.notifier.egress import AllowList, ForbiddenDestination, Resolver, check_destination, system_resolver
 from services.notifier.models import DeliveryAttempt, DeliveryState
+from services.notifier.poller import Poller
 from services.notifier.retry import next_attempt_at
 from services.notifier.signing import webhook_headers
 from services.notifier.store import deliveries
@@ -45,7 +46,7 @@ def decide(
     return Outcome(DeliveryState.PENDING, next_attempt_at=retry_at)
 
 
-class DeliveryWorker:
+class DeliveryWorker(Poller):
     def __init__(
         self,
         *,
@@ -60,42 +61,19 @@ class DeliveryWorker:
         resolve: Resolver = system_resolver,
         disable_after: timedelta | None = timedelta(days=5),
     ) -> None:
+        super().__init__(poll_interval)
         self._db = db
         self._allow, self._resolve, self._disable_after = allow, resolve, disable_after
         self._client = client
         self._schedule = tuple(schedule)
         self._total_timeout = total_timeout
         self._batch_size = batch_size
-        self._poll_interval = poll_interval
         self._clock = clock
         # A claim outlives the slowest attempt, so a crashed sender's delivery comes back later.
         self._lease = timedelta(seconds=total_timeout + 30)
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        # A burst asked for (tests, a route) never overlaps the one `run` is doing.
-        self._busy = asyncio.Lock()
 
-    def wake(self) -> None:
-        """New deliveries are waiting: look now rather than at the next poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Finish the attempts in hand and return from `run`."""
-        self._stopping.set()
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.deliver_due()
-            except Exception:
-                # The database is away, say: the deliveries wait in it; try again next poll.
-                log.exception("delivery round failed; retrying in %.1fs", self._poll_interval)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+    async def burst(self) -> int:
+        return await self.deliver_due()
 
     async def deliver_due(self, now: datetime | None = None) -> int:
         """Send every delivery due by `now` (default: the clock), batch after batch; returns how many."""

@@ -6,55 +6,18 @@ returns, which tests await with an injected clock; `run()` repeats it in the lif
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from services.notifier.delivery import Clock, utcnow
+from services.notifier.poller import Poller
 from services.notifier.policy import Policies
 from services.notifier.store import responses, threads
 from services.notifier.store.database import Database
 from shared.events import InvitationResponded
 
-log = logging.getLogger(__name__)
 
-
-class _Poller:
-    """Runs `burst()` every `poll_interval` seconds, or at once when woken, until stopped."""
-
-    def __init__(self, poll_interval: float) -> None:
-        self._poll_interval = poll_interval
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        # A burst asked for (tests, a route) never overlaps the one `run` is doing.
-        self._busy = asyncio.Lock()
-
-    async def burst(self) -> int:
-        raise NotImplementedError
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.burst()
-            except Exception:
-                # The work stays in the database (claims expire): the next round picks it up.
-                log.exception("%s round failed; retrying in %.1fs", type(self).__name__, self._poll_interval)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-
-
-class EscalationWorker(_Poller):
+class EscalationWorker(Poller):
     """Invites a thread's next candidates when nobody invited has replied after the policy's delay."""
 
     def __init__(
@@ -97,7 +60,7 @@ class EscalationWorker(_Poller):
         return invited
 
 
-class ResponsePublisher(_Poller):
+class ResponsePublisher(Poller):
     """Publishes stored responses as `invitation.responded`; what the broker refused is sent later."""
 
     def __init__(

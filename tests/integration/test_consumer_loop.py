@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.consumer import ConsumerLoop, TransientError
-from shared.events import Post, PostKind, PostUpserted, encode_event
+from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.topics import POSTS, dlq
 
