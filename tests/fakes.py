@@ -6,8 +6,11 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.lexical import query_terms
+from services.matcher.index.payload import epoch_seconds, sparse_terms
 from shared.events import PostKind
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -72,6 +75,7 @@ class InMemoryIndex:
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         self._check()
         found = [
@@ -81,9 +85,87 @@ class InMemoryIndex:
             and (audiences is None or set(c.audience) & set(audiences))
             and c.author_id not in exclude_authors
             and c.thread_id not in exclude_threads
+            and _created_in(c, None, before)
         ]
         found.sort(key=lambda pair: (-pair[0], pair[1].post_id))
         return [_hit(c, similarity) for similarity, c in found[:limit]]
+
+    async def search_lexical(
+        self,
+        tenant: str,
+        text: str,
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """BM25 as the engine scores it: IDF over the tenant's contributions before `before`."""
+        self._check()
+        query = query_terms(text)
+        corpus = [
+            (c, terms)
+            for c in self.points.values()
+            if c.tenant == tenant and _created_in(c, None, before) and (terms := sparse_terms(c))
+        ]
+        frequency: dict[int, int] = {}
+        for _, terms in corpus:
+            for term in terms.keys() & query.keys():
+                frequency[term] = frequency.get(term, 0) + 1
+        idf = {t: math.log((len(corpus) - n + 0.5) / (n + 0.5) + 1) for t, n in frequency.items()}
+        found = [
+            (sum(idf[t] * terms[t] * query[t] for t in terms.keys() & query.keys()), c)
+            for c, terms in corpus
+            if terms.keys() & query.keys()
+            and (audiences is None or set(c.audience) & set(audiences))
+            and c.author_id not in exclude_authors
+            and c.thread_id not in exclude_threads
+        ]
+        found.sort(key=lambda pair: (-pair[0], pair[1].post_id))
+        return [_hit(c, score) for score, c in found[:limit]]
+
+    async def author_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        tags_any: Sequence[str] | None = None,
+        accepted: bool | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        authors: Sequence[str] | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        self._check()
+        counts: dict[str, int] = {}
+        for c in self.points.values():
+            if (
+                c.tenant == tenant
+                and (kinds is None or c.kind in kinds)
+                and (tags_any is None or set(c.tags) & set(tags_any))
+                and (accepted is None or c.accepted == accepted)
+                and (authors is None or c.author_id in authors)
+                and _created_in(c, after, before)
+            ):
+                counts[c.author_id] = counts.get(c.author_id, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
+
+    async def tag_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        self._check()
+        counts: dict[str, int] = {}
+        for c in self.points.values():
+            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, None, before):
+                for tag in set(c.tags):
+                    counts[tag] = counts.get(tag, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         self._check()
@@ -104,6 +186,12 @@ class InMemoryIndex:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def _created_in(c: Contribution, after: datetime | None, before: datetime | None) -> bool:
+    # The index keeps creation times to the second, as `created_ts`.
+    created = int(epoch_seconds(c.created_at))
+    return (after is None or created >= epoch_seconds(after)) and (before is None or created < epoch_seconds(before))
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import uuid
 from dataclasses import replace
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from qdrant_client import AsyncQdrantClient
+from qdrant_edge import EdgeShard, KeywordIndexParams, UpdateOperation
 
 from services.matcher.index import (
     Contribution,
@@ -18,7 +20,9 @@ from services.matcher.index import (
     ShardLocked,
     open_index,
 )
+from services.matcher.index.edge import _config
 from shared.events import PostKind
+from tests.fakes import InMemoryIndex
 
 pytestmark = pytest.mark.integration
 
@@ -300,3 +304,202 @@ async def test_an_unreachable_server_is_unavailable(tmp_path):
     with pytest.raises(IndexUnavailable, match="did not answer"):
         await open_index(qdrant_url=f"http://127.0.0.1:{port}", edge_path=tmp_path / "unused")
     assert not (tmp_path / "unused").exists()
+
+
+# --- as-of filters, lexical search and per-author counts: Edge, the server and the unit-test fake ---
+
+
+@pytest.fixture(params=["edge", "server", "fake"])
+async def any_index(request, tmp_path):
+    """A fresh index of each kind, the in-memory fake included so unit tests can trust it."""
+    if request.param == "edge":
+        opened = await EdgeIndex.open(tmp_path / "index")
+    elif request.param == "server":
+        opened = await QdrantServerIndex.open(AsyncQdrantClient(location=":memory:"), f"c-{uuid.uuid4().hex[:8]}")
+    else:
+        opened = InMemoryIndex()
+    yield opened
+    await opened.close()
+
+
+SECOND = timedelta(seconds=1)
+
+# A small tenant history: one post names the in-house ledger daemon, one the Kafka consensus mode.
+CORPUS = [
+    ("q-ledgerd", "alice", "Why does ledgerd drop entries after a restart?", "Our ledgerd daemon loses entries."),
+    ("a-ledgerd", "bob", None, "Restart ledgerd with the journal flag so entries survive a restart."),
+    ("q-kraft", "carol", "Migrating the cluster to KRaft", "We want to drop ZooKeeper from our Kafka cluster."),
+    ("a-kafka", "dave", None, "Kafka consumers lag when the cluster restarts; check the broker settings."),
+    ("a-restart", "erin", None, "A restart of the service usually fixes entries that look stale."),
+    ("a-deploy", "frank", "Deploys", "Deploy the service with the pipeline, then restart the pods."),
+]
+
+
+def corpus(tenant: str = "acme", **fields) -> list[Contribution]:
+    return [
+        contribution(post_id, vec((0, 1.0)), tenant=tenant, author_id=author, title=title, text=text, **fields)
+        for post_id, author, title, text in CORPUS
+    ]
+
+
+async def test_before_keeps_only_contributions_created_strictly_before(any_index):
+    await any_index.upsert(
+        [
+            contribution("earlier", vec((0, 1.0)), created_at=WHEN - SECOND, text="ledgerd earlier"),
+            contribution("at", vec((0, 1.0)), created_at=WHEN, text="ledgerd at the instant"),
+            contribution("later", vec((0, 1.0)), created_at=WHEN + SECOND, text="ledgerd later"),
+            contribution("globex", vec((0, 1.0)), tenant="globex", created_at=WHEN - SECOND, text="ledgerd"),
+        ]
+    )
+
+    dense = await any_index.search("acme", vec((0, 1.0)), limit=10, before=WHEN)
+    lexical = await any_index.search_lexical("acme", "ledgerd", limit=10, before=WHEN)
+    a_second_later = await any_index.search("acme", vec((0, 1.0)), limit=10, before=WHEN + SECOND)
+    unfiltered = await any_index.search_lexical("acme", "ledgerd", limit=10)
+
+    assert [h.post_id for h in dense] == ["earlier"]
+    assert [h.post_id for h in lexical] == ["earlier"]
+    assert {h.post_id for h in a_second_later} == {"earlier", "at"}
+    assert {h.post_id for h in unfiltered} == {"earlier", "at", "later"}
+    # A naive instant is UTC, as stored times are.
+    naive = WHEN.replace(tzinfo=None)
+    assert [h.post_id for h in await any_index.search("acme", vec((0, 1.0)), limit=10, before=naive)] == ["earlier"]
+    assert await any_index.search("globex", vec((0, 1.0)), limit=10, before=WHEN - SECOND) == []
+
+
+async def test_lexical_search_finds_a_rare_product_name_or_acronym_first(any_index):
+    await any_index.upsert(corpus())
+
+    ledgerd = await any_index.search_lexical("acme", "how do I restart ledgerd without losing entries", limit=10)
+    kraft = await any_index.search_lexical("acme", "kraft migration", limit=10)  # the title says "KRaft"
+
+    # Both ledgerd posts first ("losing" matches "loses": stemmed); then a post sharing only common words.
+    assert [h.post_id for h in ledgerd][:3] == ["q-ledgerd", "a-ledgerd", "a-restart"]
+    assert [h.post_id for h in kraft] == ["q-kraft"]
+    scores = [h.similarity for h in ledgerd]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1] > 0
+    assert (kraft[0].author_id, kraft[0].title) == ("carol", "Migrating the cluster to KRaft")
+
+
+async def test_lexical_search_filters_like_the_dense_search(any_index):
+    await any_index.upsert(corpus())
+    await any_index.upsert(corpus(tenant="globex"))
+    await any_index.upsert([contribution("hr-ledgerd", vec((0, 1.0)), author_id="hana", text="ledgerd", audience=("hr",))])
+
+    public = await any_index.search_lexical("acme", "ledgerd restart", limit=10, audiences=["public"])
+    excluded = await any_index.search_lexical(
+        "acme", "ledgerd restart", limit=10, exclude_authors=["bob"], exclude_threads=["t-q-ledgerd"]
+    )
+    top = await any_index.search_lexical("acme", "ledgerd restart", limit=1)
+
+    assert "hr-ledgerd" not in {h.post_id for h in public}
+    assert {"q-ledgerd", "a-ledgerd"} <= {h.post_id for h in public}
+    assert not {"a-ledgerd", "q-ledgerd"} & {h.post_id for h in excluded}
+    assert len(top) == 1
+    assert await any_index.search_lexical("initech", "ledgerd", limit=10) == []
+    assert await any_index.search_lexical("acme", "the of and", limit=10) == []  # only stopwords
+    assert await any_index.search_lexical("acme", "zookeeperless", limit=10) == []
+
+
+async def test_lexical_order_and_scores_agree_across_adapters(tmp_path):
+    edge = await EdgeIndex.open(tmp_path / "index")
+    server = await QdrantServerIndex.open(AsyncQdrantClient(location=":memory:"), "agree")
+    fake = InMemoryIndex()
+    queries = ["restart ledgerd entries", "kafka cluster restart", "KRaft ZooKeeper", "deploy the service"]
+    try:
+        answers = []
+        for index in (edge, server, fake):
+            # The other tenant's words must not change acme's scores (IDF is per tenant).
+            await index.upsert(corpus() + corpus(tenant="globex") + corpus(tenant="globex", thread_id="t2"))
+            answers.append([await index.search_lexical("acme", q, limit=10) for q in queries])
+    finally:
+        await edge.close()
+        await server.close()
+
+    for found in answers[1:]:
+        for expected, got in zip(answers[0], found, strict=True):
+            assert [h.post_id for h in got] == [h.post_id for h in expected]
+            assert [h.similarity for h in got] == pytest.approx([h.similarity for h in expected], rel=1e-4)
+
+
+async def test_an_explicit_sparse_vector_is_indexed_as_given(any_index):
+    await any_index.upsert([contribution("given", vec((0, 1.0)), text="nothing about it", sparse={})])
+    await any_index.upsert([contribution("computed", vec((0, 1.0)), text="ledgerd")])
+
+    assert [h.post_id for h in await any_index.search_lexical("acme", "ledgerd nothing", limit=10)] == ["computed"]
+
+
+def history() -> list[Contribution]:
+    day = timedelta(days=1)
+    return [
+        contribution("a1", vec((0, 1.0)), author_id="ann", tags=("kafka", "ops"), accepted=True, created_at=WHEN - 40 * day),
+        contribution("a2", vec((0, 1.0)), author_id="ann", tags=("kafka",), created_at=WHEN - 10 * day),
+        contribution("a3", vec((0, 1.0)), author_id="ann", tags=("tls",), accepted=True, created_at=WHEN),
+        contribution("b1", vec((0, 1.0)), author_id="ben", tags=("ops",), created_at=WHEN - 5 * day),
+        contribution("b2", vec((0, 1.0)), author_id="ben", kind=PostKind.QUESTION, tags=("kafka",), created_at=WHEN - day),
+        contribution("c1", vec((0, 1.0)), author_id="cat", kind=PostKind.COMMENT, created_at=WHEN - day),
+        contribution("g1", vec((0, 1.0)), tenant="globex", author_id="ann", tags=("kafka",), created_at=WHEN - day),
+    ]
+
+
+async def test_author_counts_count_each_authors_matching_contributions(any_index):
+    await any_index.upsert(history())
+    answers = [PostKind.ANSWER]
+
+    assert await any_index.author_counts("acme") == {"ann": 3, "ben": 2, "cat": 1}
+    assert await any_index.author_counts("acme", kinds=answers) == {"ann": 3, "ben": 1}
+    assert await any_index.author_counts("acme", kinds=[PostKind.QUESTION, PostKind.COMMENT]) == {"ben": 1, "cat": 1}
+    assert await any_index.author_counts("acme", tags_any=["kafka", "tls"], kinds=answers) == {"ann": 3}
+    assert await any_index.author_counts("acme", tags_any=["ops"]) == {"ann": 1, "ben": 1}
+    assert await any_index.author_counts("acme", accepted=True) == {"ann": 2}
+    assert await any_index.author_counts("acme", accepted=False) == {"ann": 1, "ben": 2, "cat": 1}
+    assert await any_index.author_counts("acme", authors=["ben", "zoe"]) == {"ben": 2}
+    assert await any_index.author_counts("globex") == {"ann": 1}
+    assert await any_index.author_counts("initech") == {}
+
+
+async def test_author_counts_window_is_after_inclusive_before_exclusive(any_index):
+    await any_index.upsert(history())
+    day = timedelta(days=1)
+
+    last_30_days = await any_index.author_counts("acme", kinds=[PostKind.ANSWER], after=WHEN - 30 * day, before=WHEN)
+    from_the_first = await any_index.author_counts("acme", after=WHEN - 40 * day, before=WHEN - 40 * day + SECOND)
+    up_to_now = await any_index.author_counts("acme", before=WHEN)
+    from_now = await any_index.author_counts("acme", after=WHEN)
+
+    assert last_30_days == {"ann": 1, "ben": 1}
+    assert from_the_first == {"ann": 1}
+    assert up_to_now == {"ann": 2, "ben": 2, "cat": 1}
+    assert from_now == {"ann": 1}
+    assert await any_index.author_counts("globex", before=WHEN - day) == {}
+
+
+async def test_tag_counts_say_how_common_each_tag_is(any_index):
+    await any_index.upsert(history())
+
+    assert await any_index.tag_counts("acme") == {"kafka": 3, "ops": 2, "tls": 1}
+    assert await any_index.tag_counts("acme", kinds=[PostKind.ANSWER]) == {"kafka": 2, "ops": 2, "tls": 1}
+    assert await any_index.tag_counts("acme", before=WHEN) == {"kafka": 3, "ops": 2}
+    assert await any_index.tag_counts("globex") == {"kafka": 1}
+    assert await any_index.tag_counts("initech") == {}
+
+
+async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_path):
+    path = tmp_path / "index"
+    first = await EdgeIndex.open(path)
+    await first.close()
+    # An older shard had no tags, accepted or created_ts index: a fresh raw shard with only the tenant.
+    shutil.rmtree(path)
+    path.mkdir()
+    shard = EdgeShard.create(str(path), _config(DIM))
+    shard.update(UpdateOperation.create_field_index("tenant", KeywordIndexParams(is_tenant=True)))
+    shard.close()
+
+    reopened = await EdgeIndex.open(path)
+    try:
+        await reopened.upsert(history())
+        schema = await reopened._run(lambda s: set(s.info().payload_schema))
+        assert {"tags", "accepted", "accepted_flag", "created_ts", "author_id"} <= schema
+        assert await reopened.author_counts("acme", tags_any=["kafka"], accepted=True) == {"ann": 1}
+    finally:
+        await reopened.close()

@@ -41,7 +41,7 @@ class Contribution:
     audience: tuple[str, ...] = ("public",)
     accepted: bool = False
     score: int = 0
-    # Sparse lexical vector (token id -> weight), optional: adapters that support it index it.
+    # Sparse lexical vector (token id -> weight); None: the index computes it from title and text.
     sparse: dict[int, float] | None = None
 
 
@@ -93,11 +93,60 @@ class ExpertIndex(Protocol):
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         """Nearest contributions of one tenant, closest first.
 
         `audiences`: only contributions visible to one of these (None: no audience filter).
+        `before`: only contributions created strictly before that instant (to the second).
         """
+        ...
+
+    async def search_lexical(
+        self,
+        tenant: str,
+        text: str,
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """Contributions of one tenant by BM25 score of their title and text, best first.
+
+        `Hit.similarity` is the lexical score (IDF-weighted, not bounded to 1); same filters as `search`.
+        """
+        ...
+
+    async def author_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        tags_any: Sequence[str] | None = None,
+        accepted: bool | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        authors: Sequence[str] | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many matching contributions each author has (only authors with at least one).
+
+        Matching: kind in `kinds`, at least one tag in `tags_any`, the accepted flag, created in
+        [`after`, `before`) to the second, author in `authors`; None means no condition.
+        """
+        ...
+
+    async def tag_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many contributions (of `kinds`, created before `before`) carry each tag."""
         ...
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo: ...

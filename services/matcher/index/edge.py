@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from qdrant_edge import (
+    BoolIndexParams,
     CountRequest,
     Distance,
     EdgeConfig,
     EdgeShard,
     EdgeSparseVectorParams,
     EdgeVectorParams,
+    FacetRequest,
     FieldCondition,
     Filter,
+    IdfParams,
     IntegerIndexParams,
     KeywordIndexParams,
     MatchAny,
@@ -29,13 +33,17 @@ from qdrant_edge import (
     Point,
     Query,
     QueryRequest,
+    RangeFloat,
     ScrollRequest,
+    SearchParams,
     SparseVector,
     UpdateOperation,
 )
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.lexical import query_terms
 from services.matcher.index.payload import (
+    ACCEPTED_FLAG,
     DENSE,
     DIMENSIONS,
     KEYWORD_FIELDS,
@@ -43,10 +51,13 @@ from services.matcher.index.payload import (
     THREAD_FIELDS,
     checked_sparse,
     checked_vector,
+    epoch_seconds,
+    sparse_terms,
     thread_title,
     to_hit,
     to_payload,
 )
+from shared.events import PostKind
 
 T = TypeVar("T")
 
@@ -72,6 +83,8 @@ def _field_indexes() -> dict[str, Any]:
     indexes: dict[str, Any] = {"tenant": KeywordIndexParams(is_tenant=True)}
     indexes.update({name: KeywordIndexParams(enable_hnsw=False) for name in KEYWORD_FIELDS})
     indexes["created_ts"] = IntegerIndexParams(range=True, lookup=False, enable_hnsw=False)
+    indexes["accepted"] = BoolIndexParams(enable_hnsw=False)
+    indexes[ACCEPTED_FLAG] = IntegerIndexParams(range=False, lookup=True, enable_hnsw=False)
     return indexes
 
 
@@ -106,20 +119,58 @@ def _translate(exc: Exception) -> Exception:
     return IndexUnavailable(f"Qdrant Edge failed: {message}")
 
 
+def _any(key: str, values: Sequence[str]) -> FieldCondition:
+    return FieldCondition(key=key, match=MatchAny(list(values)))
+
+
+def _created(after: datetime | None, before: datetime | None) -> list[Any]:
+    if after is None and before is None:
+        return []
+    gte = epoch_seconds(after) if after is not None else None
+    lt = epoch_seconds(before) if before is not None else None
+    return [FieldCondition(key="created_ts", range=RangeFloat(gte=gte, lt=lt))]
+
+
 def _search_filter(
     tenant: str,
     audiences: Sequence[str] | None,
     exclude_authors: Sequence[str],
     exclude_threads: Sequence[str],
+    before: datetime | None = None,
 ) -> Filter:
-    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant))]
+    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant)), *_created(None, before)]
     if audiences is not None:
-        must.append(FieldCondition(key="audience", match=MatchAny(list(audiences))))
+        must.append(_any("audience", audiences))
     must_not: list[Any] = []
     if exclude_authors:
-        must_not.append(FieldCondition(key="author_id", match=MatchAny(list(exclude_authors))))
+        must_not.append(_any("author_id", exclude_authors))
     if exclude_threads:
-        must_not.append(FieldCondition(key="thread_id", match=MatchAny(list(exclude_threads))))
+        must_not.append(_any("thread_id", exclude_threads))
+    return Filter(must=must, must_not=must_not or None)
+
+
+def _count_filter(
+    tenant: str,
+    *,
+    kinds: Sequence[PostKind] | None = None,
+    tags_any: Sequence[str] | None = None,
+    accepted: bool | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    authors: Sequence[str] | None = None,
+) -> Filter:
+    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant)), *_created(after, before)]
+    must_not: list[Any] = []
+    if kinds is not None:
+        must.append(_any("kind", [PostKind(k).value for k in kinds]))
+    if tags_any is not None:
+        must.append(_any("tags", tags_any))
+    if authors is not None:
+        must.append(_any("author_id", authors))
+    if accepted is not None:
+        # Not accepted = anything but flag 1, so points indexed before the flag existed count too.
+        accepted_flag = FieldCondition(key=ACCEPTED_FLAG, match=MatchValue(1))
+        (must if accepted else must_not).append(accepted_flag)
     return Filter(must=must, must_not=must_not or None)
 
 
@@ -163,8 +214,8 @@ class EdgeIndex:
 
     def _point(self, contribution: Contribution) -> Point:
         vectors: dict[str, Any] = {DENSE: checked_vector(contribution.vector, self.dimensions)}
-        if contribution.sparse:
-            vectors[SPARSE] = SparseVector(*checked_sparse(contribution.sparse))
+        if terms := sparse_terms(contribution):
+            vectors[SPARSE] = SparseVector(*checked_sparse(terms))
         return Point(
             id=point_id(contribution.tenant, contribution.post_id),
             vector=vectors,
@@ -203,11 +254,37 @@ class EdgeIndex:
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, where, limit)
+
+    async def search_lexical(
+        self,
+        tenant: str,
+        text: str,
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """Contributions of one tenant by BM25 score of their title and text, best first."""
+        terms = query_terms(text)
+        if not terms:  # only stopwords or punctuation: nothing to match
+            return []
+        return await self.search_sparse(
+            tenant,
+            terms,
+            limit=limit,
+            audiences=audiences,
+            exclude_authors=exclude_authors,
+            exclude_threads=exclude_threads,
+            before=before,
+        )
 
     async def search_sparse(
         self,
@@ -218,16 +295,19 @@ class EdgeIndex:
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
         query = Query.Nearest(SparseVector(*checked_sparse(sparse)), using=SPARSE)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
-        return await self._query(query, where, limit)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
+        corpus = SearchParams(idf=IdfParams(corpus=_search_filter(tenant, None, (), (), before)))
+        return await self._query(query, where, limit, corpus)
 
-    async def _query(self, query: Query, where: Filter, limit: int) -> list[Hit]:
+    async def _query(self, query: Query, where: Filter, limit: int, params: SearchParams | None = None) -> list[Hit]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=True)
+        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=True, params=params)
         points = await self._run(lambda shard: shard.query(request))
         return [to_hit(p.payload or {}, p.score) for p in points]
 
@@ -253,6 +333,42 @@ class EdgeIndex:
             title=thread_title(payloads),
             participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
         )
+
+    async def author_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        tags_any: Sequence[str] | None = None,
+        accepted: bool | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        authors: Sequence[str] | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many matching contributions each author has (only authors with at least one)."""
+        where = _count_filter(
+            tenant, kinds=kinds, tags_any=tags_any, accepted=accepted, after=after, before=before, authors=authors
+        )
+        return await self._facet("author_id", where, limit)
+
+    async def tag_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many contributions (of `kinds`, created before `before`) carry each tag."""
+        return await self._facet("tags", _count_filter(tenant, kinds=kinds, before=before), limit)
+
+    async def _facet(self, key: str, where: Filter, limit: int) -> dict[str, int]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        request = FacetRequest(key=key, limit=limit, exact=True, filter=where)
+        response = await self._run(lambda shard: shard.facet(request))
+        return {str(hit.value): hit.count for hit in response.hits if hit.count > 0}
 
     async def count(self, tenant: str) -> int:
         """How many contributions a tenant has indexed."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.matcher.index.base import Contribution, Hit
+from services.matcher.index.lexical import document_terms
 from shared.events import PostKind
 
 DENSE = "dense"
@@ -19,7 +20,10 @@ DIMENSIONS = 384
 # Keeps payloads small; an evidence snippet never needs more than the start of a post.
 TEXT_LIMIT = 2_000
 # Keyword fields the index filters on; `tenant` is the tenant (partition) index.
-KEYWORD_FIELDS = ("author_id", "thread_id", "post_id", "audience", "kind")
+KEYWORD_FIELDS = ("author_id", "thread_id", "post_id", "audience", "kind", "tags")
+# Qdrant Edge 0.9 turns MatchValue(True) into the integer 1, which never matches a boolean, so
+# Edge filters on this 0/1 mirror of `accepted`; the server filters on `accepted` itself.
+ACCEPTED_FLAG = "accepted_flag"
 # What `thread()` reads of each point in the thread.
 THREAD_FIELDS = ["author_id", "kind", "title"]
 
@@ -45,6 +49,18 @@ def checked_sparse(sparse: Mapping[int, float]) -> tuple[list[int], list[float]]
     return indices, [float(sparse[i]) for i in indices]
 
 
+def sparse_terms(contribution: Contribution) -> dict[int, float]:
+    """The contribution's own sparse vector, else the BM25 vector of its title and text."""
+    if contribution.sparse is not None:
+        return dict(contribution.sparse)
+    return document_terms(contribution.title, contribution.text)
+
+
+def epoch_seconds(moment: datetime) -> float:
+    """An instant as Unix seconds, comparable with the stored `created_ts` (naive means UTC)."""
+    return _aware(moment).timestamp()
+
+
 def _aware(moment: datetime) -> datetime:
     # A naive time is taken as UTC, so stored times always compare and sort.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -66,6 +82,7 @@ def to_payload(contribution: Contribution) -> dict[str, Any]:
         "created_at": created_at.isoformat(),
         "created_ts": int(created_at.timestamp()),
         "accepted": contribution.accepted,
+        ACCEPTED_FLAG: int(contribution.accepted),
         "score": contribution.score,
     }
 

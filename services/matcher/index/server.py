@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.lexical import query_terms
 from services.matcher.index.payload import (
     DENSE,
     DIMENSIONS,
@@ -23,10 +25,13 @@ from services.matcher.index.payload import (
     THREAD_FIELDS,
     checked_sparse,
     checked_vector,
+    epoch_seconds,
+    sparse_terms,
     thread_title,
     to_hit,
     to_payload,
 )
+from shared.events import PostKind
 
 DEFAULT_COLLECTION = "contributions"
 _SCROLL_PAGE = 256
@@ -59,7 +64,20 @@ def _field_indexes() -> dict[str, models.PayloadSchemaParams]:
     indexes["created_ts"] = models.IntegerIndexParams(
         type=models.IntegerIndexType.INTEGER, range=True, lookup=False, enable_hnsw=False
     )
+    indexes["accepted"] = models.BoolIndexParams(type=models.BoolIndexType.BOOL, enable_hnsw=False)
     return indexes
+
+
+def _any(key: str, values: Sequence[str]) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+
+
+def _created(after: datetime | None, before: datetime | None) -> list[models.Condition]:
+    if after is None and before is None:
+        return []
+    gte = epoch_seconds(after) if after is not None else None
+    lt = epoch_seconds(before) if before is not None else None
+    return [models.FieldCondition(key="created_ts", range=models.Range(gte=gte, lt=lt))]
 
 
 def _search_filter(
@@ -67,16 +85,45 @@ def _search_filter(
     audiences: Sequence[str] | None,
     exclude_authors: Sequence[str],
     exclude_threads: Sequence[str],
+    before: datetime | None = None,
 ) -> models.Filter:
-    must: list[models.Condition] = [models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))]
+    must: list[models.Condition] = [
+        models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
+        *_created(None, before),
+    ]
     if audiences is not None:
-        must.append(models.FieldCondition(key="audience", match=models.MatchAny(any=list(audiences))))
+        must.append(_any("audience", audiences))
     must_not: list[models.Condition] = []
     if exclude_authors:
-        must_not.append(models.FieldCondition(key="author_id", match=models.MatchAny(any=list(exclude_authors))))
+        must_not.append(_any("author_id", exclude_authors))
     if exclude_threads:
-        must_not.append(models.FieldCondition(key="thread_id", match=models.MatchAny(any=list(exclude_threads))))
+        must_not.append(_any("thread_id", exclude_threads))
     return models.Filter(must=must, must_not=must_not or None)
+
+
+def _count_filter(
+    tenant: str,
+    *,
+    kinds: Sequence[PostKind] | None = None,
+    tags_any: Sequence[str] | None = None,
+    accepted: bool | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    authors: Sequence[str] | None = None,
+) -> models.Filter:
+    must: list[models.Condition] = [
+        models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
+        *_created(after, before),
+    ]
+    if kinds is not None:
+        must.append(_any("kind", [PostKind(k).value for k in kinds]))
+    if tags_any is not None:
+        must.append(_any("tags", tags_any))
+    if authors is not None:
+        must.append(_any("author_id", authors))
+    if accepted is not None:
+        must.append(models.FieldCondition(key="accepted", match=models.MatchValue(value=accepted)))
+    return models.Filter(must=must)
 
 
 def _where(tenant: str, **fields: str) -> models.Filter:
@@ -137,8 +184,8 @@ class QdrantServerIndex:
 
     def _point(self, contribution: Contribution) -> models.PointStruct:
         vectors: dict[str, Any] = {DENSE: checked_vector(contribution.vector, self.dimensions)}
-        if contribution.sparse:
-            indices, values = checked_sparse(contribution.sparse)
+        if terms := sparse_terms(contribution):
+            indices, values = checked_sparse(terms)
             vectors[SPARSE] = models.SparseVector(indices=indices, values=values)
         return models.PointStruct(
             id=point_id(contribution.tenant, contribution.post_id),
@@ -180,11 +227,37 @@ class QdrantServerIndex:
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = checked_vector(vector, self.dimensions)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, DENSE, where, limit)
+
+    async def search_lexical(
+        self,
+        tenant: str,
+        text: str,
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """Contributions of one tenant by BM25 score of their title and text, best first."""
+        terms = query_terms(text)
+        if not terms:  # only stopwords or punctuation: nothing to match
+            return []
+        return await self.search_sparse(
+            tenant,
+            terms,
+            limit=limit,
+            audiences=audiences,
+            exclude_authors=exclude_authors,
+            exclude_threads=exclude_threads,
+            before=before,
+        )
 
     async def search_sparse(
         self,
@@ -195,20 +268,31 @@ class QdrantServerIndex:
         audiences: Sequence[str] | None = None,
         exclude_authors: Sequence[str] = (),
         exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
     ) -> list[Hit]:
         """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
         indices, values = checked_sparse(sparse)
         query = models.SparseVector(indices=indices, values=values)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads)
-        return await self._query(query, SPARSE, where, limit)
+        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
+        corpus = models.IdfCorpusParams(corpus=_search_filter(tenant, None, (), (), before))
+        return await self._query(query, SPARSE, where, limit, models.SearchParams(idf=corpus))
 
-    async def _query(self, query: Any, using: str, where: models.Filter, limit: int) -> list[Hit]:
+    async def _query(
+        self, query: Any, using: str, where: models.Filter, limit: int, params: models.SearchParams | None = None
+    ) -> list[Hit]:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         self._check_open()
         with _unavailable_on_failure(self.collection):
             response = await self._client.query_points(
-                self.collection, query=query, using=using, query_filter=where, limit=limit, with_payload=True
+                self.collection,
+                query=query,
+                using=using,
+                query_filter=where,
+                search_params=params,
+                limit=limit,
+                with_payload=True,
             )
         return [to_hit(p.payload or {}, p.score) for p in response.points]
 
@@ -231,6 +315,43 @@ class QdrantServerIndex:
             title=thread_title(payloads),
             participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
         )
+
+    async def author_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        tags_any: Sequence[str] | None = None,
+        accepted: bool | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        authors: Sequence[str] | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many matching contributions each author has (only authors with at least one)."""
+        where = _count_filter(
+            tenant, kinds=kinds, tags_any=tags_any, accepted=accepted, after=after, before=before, authors=authors
+        )
+        return await self._facet("author_id", where, limit)
+
+    async def tag_counts(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int = 10_000,
+    ) -> dict[str, int]:
+        """How many contributions (of `kinds`, created before `before`) carry each tag."""
+        return await self._facet("tags", _count_filter(tenant, kinds=kinds, before=before), limit)
+
+    async def _facet(self, key: str, where: models.Filter, limit: int) -> dict[str, int]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            response = await self._client.facet(self.collection, key=key, facet_filter=where, limit=limit, exact=True)
+        return {str(hit.value): hit.count for hit in response.hits if hit.count > 0}
 
     async def count(self, tenant: str) -> int:
         """How many contributions a tenant has indexed."""
