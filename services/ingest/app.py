@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.ingest.limits import RequestSizeLimit
 from services.ingest.publisher import KafkaPublisher, Publisher
-from services.ingest.routes import router
+from services.ingest.routes import people_router, router
 from services.ingest.settings import IngestSettings
 from shared.health import health_router
 from shared.kafka import broker_answers, ensure_topics, make_producer
@@ -48,5 +48,6 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)
+    app.include_router(people_router)
     app.include_router(health_router())
     return app

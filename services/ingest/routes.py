@@ -1,4 +1,4 @@
-"""The ingest API: posts in, events on the posts topic, 202 only once the broker has them."""
+"""The ingest API: posts and erasures in, events on the posts topic, 202 only once the broker has them."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
 from services.ingest.publisher import BrokerUnavailable, Publisher
-from services.ingest.schemas import Accepted, BatchAccepted, PostBatchIn, PostIn
+from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
 from shared.auth import TenantDep
-from shared.events import PostDeleted, PostRef, PostUpserted
+from shared.events import PersonErased, PersonRef, PostDeleted, PostRef, PostUpserted
 from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
 
 router = APIRouter(prefix="/v1/posts", tags=["posts"])
+people_router = APIRouter(prefix="/v1/people", tags=["people"])
 
 
 def _publisher(request: Request) -> Publisher:
@@ -72,6 +73,19 @@ async def delete_post(
     return Accepted(id=post_id)
 
 
+@people_router.delete("/{person_id}", status_code=status.HTTP_202_ACCEPTED)
+async def erase_person(
+    person_id: Annotated[str, Path(min_length=1, max_length=200, pattern=r"\S")],
+    tenant: TenantDep,
+    publisher: PublisherDep,
+) -> PersonErasureAccepted:
+    """Erase a person of the caller's tenant everywhere: their posts, invitations and preferences."""
+    # Stripped like a post's author_id, so the erasure names the same person the posts did.
+    event = PersonErased(tenant=tenant, source=SOURCE, data=PersonRef(person_id=person_id.strip()))
+    await _publish(publisher, [event])
+    return PersonErasureAccepted(person_id=event.data.person_id)
+
+
 def _upserted(post: PostIn, tenant: str, *, received_at: datetime) -> PostUpserted:
     return PostUpserted(tenant=tenant, source=SOURCE, data=post.to_post(tenant=tenant, received_at=received_at))
 
@@ -96,6 +110,6 @@ async def _publish(publisher: Publisher, events: list[AnyEvent]) -> None:
     except BrokerUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"posts cannot be stored right now ({exc}); retry later, the same ids are safe to resend",
+            detail=f"the request cannot be stored right now ({exc}); retry later, the same ids are safe to resend",
             headers={"Retry-After": "5"},
         ) from exc

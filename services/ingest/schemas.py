@@ -93,3 +93,8 @@ class Accepted(BaseModel):
 class BatchAccepted(BaseModel):
     accepted: int
     ids: list[str]
+
+
+class PersonErasureAccepted(BaseModel):
+    person_id: str
+    status: str = "accepted"
