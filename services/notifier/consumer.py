@@ -1,10 +1,11 @@
-"""The wiring from topics to the store: matches become invitations, posts become known replies."""
+"""The wiring from topics to the store: matches become invitations, posts known replies, erasures erase."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import exc as sa_exc
@@ -12,14 +13,16 @@ from sqlalchemy import exc as sa_exc
 from services.notifier.delivery import Clock, utcnow
 from services.notifier.settings import NotifierSettings
 from services.notifier.policy import InvitePolicy, Policies
-from services.notifier.store import invitations, threads
+from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
 from shared.consumer import Delivery, Handler, TransientError
-from shared.events import ExpertsMatched, PostUpserted
+from shared.events import ExpertsMatched, PersonErased, Post, PostUpserted
 from shared.kafka import make_consumer
 from shared.topics import MATCHES, POSTS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The database is away or busy: nothing was written, the batch can be handled again later.
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, OSError, TimeoutError)
@@ -43,21 +46,45 @@ def matches_handler(
 
 
 def posts_handler(db: Database) -> Handler:
-    """Learn who replied to which thread and which answers were accepted: escalation stops on them."""
+    """Learn who replied to which thread and which answers were accepted (escalation stops on them);
+    erase the people the posts topic says to erase."""
 
     async def handle(batch: Sequence[Delivery]) -> None:
-        posts = [d.event.data for d in batch if isinstance(d.event, PostUpserted)]
-        if not posts:
-            return
-        try:
-            await threads.record_replies(db, posts)
-        except _UNAVAILABLE as exc:
-            raise TransientError(f"notifier database unavailable: {exc}") from exc
-        except sa_exc.IntegrityError as exc:
-            # Another replica recorded the same post meanwhile: the batch is replayed and then finds it.
-            raise TransientError(f"reply recorded concurrently: {exc}") from exc
+        # In topic order: a reply and its author's erasure in one batch leave nothing behind.
+        posts: list[Post] = []
+        for delivery in batch:
+            match delivery.event:
+                case PostUpserted(data=post):
+                    posts.append(post)
+                case PersonErased(tenant=tenant, data=ref):
+                    await _record_replies(db, posts)
+                    posts = []
+                    await _erase(db, tenant=tenant, person_id=ref.person_id)
+        await _record_replies(db, posts)
 
     return handle
+
+
+async def _record_replies(db: Database, posts: list[Post]) -> None:
+    if posts:
+        await _store(threads.record_replies(db, posts))
+
+
+async def _erase(db: Database, *, tenant: str, person_id: str) -> None:
+    erased = await _store(erasure.erase_person(db, tenant=tenant, person_id=person_id))
+    # Counts only: the log is not a place to keep the id of someone just erased.
+    log.info("erased a person of tenant %s: %s", tenant, erased)
+
+
+async def _store(work: Awaitable[T]) -> T:
+    """Await one store call, turning a database that is away or raced into a retry of the batch."""
+    try:
+        return await work
+    except _UNAVAILABLE as exc:
+        raise TransientError(f"notifier database unavailable: {exc}") from exc
+    except sa_exc.IntegrityError as exc:
+        # Another replica wrote the same rows meanwhile: the batch is replayed and then finds them.
+        raise TransientError(f"recorded concurrently: {exc}") from exc
 
 
 async def _record(db: Database, event: ExpertsMatched, *, policy: InvitePolicy, now: datetime) -> list:

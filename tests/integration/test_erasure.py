@@ -1,0 +1,294 @@
+"""Erasing a person: ingest publishes it, the matcher and the notifier forget them, nobody else."""
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from asgi_lifespan import LifespanManager
+from standardwebhooks.webhooks import Webhook
+
+from services.ingest.app import create_app as ingest_app
+from services.ingest.settings import IngestSettings
+from services.matcher.app import create_app as matcher_app
+from services.matcher.index import EdgeIndex
+from services.matcher.settings import MatcherSettings
+from services.notifier.app import create_app as notifier_app
+from services.notifier.consumer import posts_handler
+from services.notifier.models import Delivery as DeliveryRow, DeliveryAttempt, DeliveryState, ThreadReply
+from services.notifier.policy import InvitePolicy
+from services.notifier.settings import NotifierSettings
+from services.notifier.store import Database, deliveries, erasure, invitations, people, responses, subscriptions, threads
+from services.notifier.store.deliveries import Outcome
+from services.notifier.store.erasure import Erasure
+from shared.consumer import Delivery
+from shared.events import (
+    Candidate,
+    Evidence,
+    ExpertsMatched,
+    Match,
+    PersonErased,
+    PersonRef,
+    Post,
+    PostKind,
+    PostUpserted,
+    Question,
+    ResponseKind,
+)
+from shared.kafka import make_producer, publish
+from shared.topics import MATCHES
+from tests.fakes import FakeEmbedder
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+POLICY = InvitePolicy(initial=2, total=4, escalation_delay=timedelta(hours=1))
+ACME = {"authorization": "Bearer acme-key"}
+GLOBEX = {"authorization": "Bearer globex-key"}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def matched(*people: str, thread: str, asker: str = "asker", tenant: str = "acme") -> ExpertsMatched:
+    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Kubernetes pods restart", excerpt="Why?")
+    evidence = (Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8),)
+    candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.3, evidence=evidence) for i, p in enumerate(people))
+    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates))
+
+
+def erased(person_id: str, tenant: str = "acme") -> PersonErased:
+    return PersonErased(tenant=tenant, data=PersonRef(person_id=person_id))
+
+
+def reply(author: str, *, thread: str) -> PostUpserted:
+    post = Post(id=f"{thread}-{author}", tenant="acme", thread_id=thread, author_id=author, kind=PostKind.ANSWER,
+                body="try the probe", created_at=T0)
+    return PostUpserted(tenant="acme", data=post)
+
+
+# --- the notifier's store, on SQLite and PostgreSQL ---------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    database = Database(url)
+    await database.migrate()
+    for tenant in ("acme", "globex"):
+        await subscriptions.create(database, tenant=tenant, url=f"http://{tenant}/hook", description=None, now=T0)
+    yield database
+    await database.close()
+
+
+async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that(db):
+    await invitations.record_match(db, event=matched("kim", "pat", "ann", thread="t1"), policy=POLICY, now=T0)
+    await people.put_preferences(db, tenant="acme", person_id="kim", opted_out=False, snoozed_until=T0 + timedelta(days=9),
+                                 max_per_day=None, max_per_week=None, now=T0)
+    await invitations.record_match(db, event=matched("kim", "lee", "ann", "pat", thread="t2"), policy=POLICY, now=T0)
+    await invitations.record_match(db, event=matched("pat", thread="t3", asker="kim"), policy=POLICY, now=T0)
+    await invitations.record_match(db, event=matched("kim", thread="t1", tenant="globex"), policy=POLICY, now=T0)
+    [kims] = [i for i in await invitations.list_for(db, tenant="acme") if i.invitation.person_id == "kim"]
+    await responses.record(db, invitation=kims.invitation, response=ResponseKind.ACCEPTED, now=T0)
+    await _fail_every_first_attempt(db)
+    handle = posts_handler(db)
+    await handle([Delivery(reply("kim", thread="t2"), None), Delivery(reply("lee", thread="t2"), None)])
+    assert "kim" in [s.person_id for s in (await threads.decisions(db, tenant="acme", thread_id="t2")).skips]
+
+    await handle([Delivery(erased("kim"), None)])
+
+    acme = await invitations.list_for(db, tenant="acme")
+    assert sorted((i.invitation.thread_id, i.invitation.person_id) for i in acme) == [
+        ("t1", "pat"), ("t2", "ann"), ("t2", "lee"), ("t3", "pat")
+    ]
+    for thread in ("t1", "t2"):
+        found = await threads.decisions(db, tenant="acme", thread_id=thread)
+        assert "kim" not in [s.person_id for s in found.skips] + [r.person_id for r in found.responses]
+        assert "kim" not in [c["person_id"] for c in found.state.candidates]
+    assert (await threads.decisions(db, tenant="acme", thread_id="t3")).state is None  # kim asked it
+    assert await people.get_preferences(db, tenant="acme", person_id="kim") is None
+    assert await deliveries.search(db, tenant="acme", invitation_id=kims.invitation.id) == []
+    async with db.sessions() as session:
+        attempted = set((await session.scalars(sa.select(DeliveryAttempt.delivery_id))).all())
+        assert await session.scalar(sa.select(sa.func.count()).where(DeliveryRow.invitation_id == kims.invitation.id)) == 0
+        assert set((await session.scalars(sa.select(ThreadReply.person_id))).all()) == {"lee"}
+    due = await deliveries.claim_due(db, now=T0 + timedelta(days=1), limit=100, lease=timedelta(minutes=1))
+    assert len(due) == 5  # pat, ann, lee, pat, and globex's kim: nothing for acme's kim
+    assert attempted == {d.id for d in due}  # their attempts stay, kim's went with kim's delivery
+    [globex] = await invitations.list_for(db, tenant="globex")
+    assert globex.invitation.person_id == "kim" and len(globex.deliveries) == 1
+
+    assert await erasure.erase_person(db, tenant="acme", person_id="kim") == Erasure()
+    later = T0 + timedelta(hours=2)
+    for thread in ("t1", "t2"):
+        await threads.escalate(db, tenant="acme", thread_id=thread, policy=POLICY, now=later)
+    assert "kim" not in [i.invitation.person_id for i in await invitations.list_for(db, tenant="acme")]
+
+
+async def _fail_every_first_attempt(db: Database) -> None:
+    due = await deliveries.claim_due(db, now=T0, limit=100, lease=timedelta(minutes=1))
+    assert len(due) == 6
+    for item in due:
+        attempt = DeliveryAttempt(attempted_at=T0, status_code=503, duration_ms=5, error="HTTP 503")
+        outcome = Outcome(DeliveryState.PENDING, next_attempt_at=T0 + timedelta(hours=1))
+        await deliveries.record_attempt(db, due=item, attempt=attempt, outcome=outcome)
+
+
+# --- end to end: ingest, matcher and notifier on the real broker --------------------------------
+
+
+HISTORY = [
+    {"id": "h1", "thread_id": "k1", "author_id": "kim", "kind": "answer", "body": "restart the kubernetes pods after the probe fails"},
+    {"id": "h2", "thread_id": "k2", "author_id": "kim", "kind": "answer", "body": "kubernetes liveness probe timeouts restart pods"},
+    {"id": "h3", "thread_id": "k3", "author_id": "pat", "kind": "answer", "body": "kubernetes pods restart when memory runs out"},
+]
+
+
+@asynccontextmanager
+async def running(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://svc") as client:
+            yield client
+
+
+async def until(condition, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (result := await condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def experts(matcher, headers) -> list[str]:
+    found = await matcher.post("/v1/experts/search", json={"text": "kubernetes pods restart probe"}, headers=headers)
+    assert found.status_code == 200
+    return [e["person_id"] for e in found.json()["experts"]]
+
+
+async def invited(notifier, headers, thread: str | None = None) -> list[tuple[str, str]]:
+    params = {"thread_id": thread} if thread else {}
+    found = (await notifier.get("/v1/invitations", params=params, headers=headers)).json()
+    return sorted((i["thread_id"], i["person_id"]) for i in found)
+
+
+async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(common_settings):
+    clock = Clock(datetime.now(UTC))
+    common = common_settings.model_dump()
+    notifier_settings = NotifierSettings(
+        **common, retry_schedule="3600,3600", allowed_hosts="127.0.0.0/8,::1", max_invites_per_thread=2,
+        escalation_delay=3600,
+    )
+    index = await EdgeIndex.open(MatcherSettings(**common).edge_path)
+    with Receiver() as receiver:
+        nf_app = notifier_app(notifier_settings, clock=clock)
+        async with (
+            running(ingest_app(IngestSettings(**common))) as ingest,
+            running(matcher_app(MatcherSettings(**common), embedder=FakeEmbedder(), index=index)) as matcher,
+            running(nf_app) as notifier,
+        ):
+            # History for kim and pat in acme, and another kim in globex.
+            for post in HISTORY:
+                assert (await ingest.post("/v1/posts", json={**post, "backfill": True}, headers=ACME)).status_code == 202
+            await ingest.post("/v1/posts", json={**HISTORY[0], "backfill": True}, headers=GLOBEX)
+            await until(lambda: _experts_are(matcher, ACME, {"kim", "pat"}), what="acme's history indexed")
+            await until(lambda: _experts_are(matcher, GLOBEX, {"kim"}), what="globex's history indexed")
+
+            # Invitations for both, whose first webhooks fail: they stay pending, due again in an hour.
+            secrets = {}
+            for name, headers in (("acme", ACME), ("globex", GLOBEX)):
+                created = await notifier.post("/v1/subscriptions", json={"url": receiver.url}, headers=headers)
+                secrets[name] = created.json()["secret"]
+            receiver.answer(*[500] * 5)
+            await _publish_matches(
+                notifier_settings,
+                matched("kim", "pat", "ann", thread="t1"),
+                matched("pat", "ann", "kim", thread="t2"),
+                matched("kim", thread="t1", tenant="globex"),
+            )
+            await receiver.wait_for(5)
+            assert await invited(notifier, ACME) == [("t1", "kim"), ("t1", "pat"), ("t2", "ann"), ("t2", "pat")]
+            kims = [i for i in (await notifier.get("/v1/invitations", headers=ACME)).json() if i["person_id"] == "kim"]
+            await until(lambda: _first_attempts_done(notifier), what="first attempts recorded")
+            assert kims[0]["deliveries"][0]["state"] == "pending"
+            await notifier.post(f"/v1/invitations/{kims[0]['id']}/response", json={"response": "accepted"}, headers=ACME)
+            await notifier.put("/v1/people/kim/preferences", json={"max_per_day": 1}, headers=ACME)
+
+            answer = await ingest.delete("/v1/people/kim", headers=ACME)
+            assert answer.status_code == 202 and answer.json() == {"person_id": "kim", "status": "accepted"}
+            await until(lambda: _no_kim(notifier), what="the notifier to erase kim")
+            await until(lambda: _experts_are(matcher, ACME, {"pat"}), what="the matcher to erase kim")
+
+            # The pending retry is due and escalation looks again: neither reaches acme's kim.
+            clock.now += timedelta(hours=3)
+            before = len(receiver.received())
+            await nf_app.state.escalation.escalate_due()
+            await nf_app.state.worker.deliver_due()
+            sent_after = receiver.received()[before:]
+
+            acme_invited = await invited(notifier, ACME)
+            thread_views = [(await notifier.get(f"/v1/threads/{t}/invitations", headers=ACME)).json() for t in ("t1", "t2")]
+            preferences = (await notifier.get("/v1/people/kim/preferences", headers=ACME)).json()
+            globex_experts = await experts(matcher, GLOBEX)
+            globex_invited = await invited(notifier, GLOBEX)
+
+            # A second erasure is harmless: handled, and nothing else changes.
+            handled = nf_app.state.posts_loop.stats.handled
+            assert (await ingest.delete("/v1/people/kim", headers=ACME)).status_code == 202
+            await until(lambda: _true(nf_app.state.posts_loop.stats.handled > handled), what="the second erasure")
+            assert await invited(notifier, ACME) == acme_invited
+            assert await experts(matcher, ACME) == ["pat"]
+
+    await index.close()
+    assert acme_invited == [("t1", "ann"), ("t1", "pat"), ("t2", "ann"), ("t2", "pat")]
+    for view in thread_views:
+        assert "kim" not in [i["person_id"] for i in view["invited"]] + [s["person_id"] for s in view["skipped"]]
+    assert preferences["max_per_day"] is None and preferences["updated_at"] is None
+    payloads = [(r.headers, r.body) for r in sent_after]
+    acme_sent = [Webhook(secrets["acme"]).verify(body, headers)["data"]["person_id"]
+                 for headers, body in payloads if not _signed_by(secrets["globex"], headers, body)]
+    assert sorted(acme_sent) == ["ann", "ann", "pat", "pat"]  # retries for pat, pat, ann; ann escalated to t1
+    assert len(payloads) == 5  # and globex's kim, retried
+    assert globex_experts == ["kim"] and globex_invited == [("t1", "kim")]
+
+
+async def _publish_matches(settings, *events) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await publish(producer, settings.topic(MATCHES), list(events))
+    finally:
+        await producer.stop()
+
+
+async def _experts_are(matcher, headers, people: set[str]) -> bool:
+    return set(await experts(matcher, headers)) == people
+
+
+async def _first_attempts_done(notifier) -> bool:
+    found = [d for h in (ACME, GLOBEX) for i in (await notifier.get("/v1/invitations", headers=h)).json() for d in i["deliveries"]]
+    return len(found) == 5 and all(d["attempts"] == 1 for d in found)
+
+
+async def _no_kim(notifier) -> bool:
+    return all(person != "kim" for _, person in await invited(notifier, ACME))
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _signed_by(secret: str, headers: dict, body: bytes) -> bool:
+    try:
+        Webhook(secret).verify(body, headers)
+    except Exception:
+        return False
+    return True
