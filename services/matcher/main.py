@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-
 import uvicorn
 
 from services.matcher.app import create_app
 from services.matcher.settings import MatcherSettings
 from shared.logs import configure_logging
+from shared.serve import parse_bind
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="expertmatch matcher", description="Run the matcher service.")
-    parser.add_argument("--host", help="overrides MATCHER_HOST")
-    parser.add_argument("--port", type=int, help="overrides MATCHER_PORT")
-    args = parser.parse_args(argv)
+    bind = parse_bind(argv, service="matcher", env_prefix="MATCHER_")
     settings = MatcherSettings()
+    host, port = bind.address(settings)
     configure_logging("matcher", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_config=None,  # keep the format configure_logging set
-    )
+    # log_config=None keeps the format configure_logging set.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
 if __name__ == "__main__":
