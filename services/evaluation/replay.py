@@ -169,11 +169,16 @@ class MatcherSystem:
 
     async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
         post = as_post(question, self._tenant)
-        [vector] = await self._embedder.embed([contribution_text(post.title, to_plain_text(post.body))])
+        text = contribution_text(post.title, to_plain_text(post.body))
+        [vector] = await self._embedder.embed([text])
+        # Live, a refit runs beside the ranking; here it finishes first, so every run is the same.
+        await self._service.trainer.settle(self._tenant)
         started = time.perf_counter()
         candidates, _ = await self._service.rank_question(
             tenant=self._tenant,
             vector=vector,
+            text=text,
+            tags=post.tags,
             asker=post.author_id,
             thread_id=post.thread_id,
             audience=post.audience,

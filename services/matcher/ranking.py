@@ -16,7 +16,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
+from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
+from services.matcher.learning import LinearScorer
 from shared.events import Candidate, Evidence, PostKind
 from shared.text import snippet
 
@@ -122,3 +126,58 @@ def _evidence(hit: Hit) -> Evidence:
         score=hit.score,
         created_at=hit.created_at,
     )
+
+
+def rank_candidates(
+    table: FeatureTable,
+    scorer: LinearScorer,
+    *,
+    now: datetime,
+    limit: int = 10,
+    evidence: int = 3,
+    weights: Weights = DEFAULT_WEIGHTS,
+) -> list[Candidate]:
+    """The candidates of a feature table ranked by `scorer`, best first, each with evidence and parts.
+
+    Scores are measured from the weakest candidate of the pool (who scores 0), so they are never
+    negative; `parts` split that lead by what it came from (similarity, lexical, activity,
+    answers, accepted, tags) and sum to the score. A part is negative where the person trails
+    the weakest candidate on it.
+    """
+    if not table.people:
+        return []
+    terms = scorer.terms(table.values)
+    terms = terms - terms[int(np.argmin(terms.sum(axis=1)))]
+    scores = terms.sum(axis=1)
+    order = sorted(range(len(table.people)), key=lambda i: (-scores[i], table.people[i]))[:limit]
+    return [
+        Candidate(
+            person_id=table.people[i],
+            score=float(scores[i]),
+            evidence=_best_evidence(table, table.people[i], now=now, weights=weights, limit=evidence),
+            parts=_grouped(terms[i]),
+        )
+        for i in order
+    ]
+
+
+def _grouped(terms: np.ndarray) -> dict[str, float]:
+    parts: dict[str, float] = defaultdict(float)
+    for name, value in zip(FEATURE_NAMES, terms, strict=True):
+        parts[PART_OF[name]] += float(value)
+    return dict(parts)
+
+
+def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: Weights, limit: int) -> tuple[Evidence, ...]:
+    """A person's best posts: their dense hits by vote, then posts found only by their words."""
+    dense = {h.post_id: h for h in table.dense_hits.get(person, [])}
+    ordered = sorted(dense.values(), key=lambda h: (-sum(vote_parts(h, now=now, weights=weights).values()), h.post_id))
+    chosen = [_evidence(hit) for hit in ordered[:limit]]
+    for hit in table.lexical_hits.get(person, []):
+        if len(chosen) >= limit:
+            break
+        if hit.post_id not in dense:
+            # Found by its words, not its meaning: no cosine similarity to show.
+            chosen.append(_evidence(hit).model_copy(update={"similarity": 0.0}))
+            dense[hit.post_id] = hit
+    return tuple(chosen)

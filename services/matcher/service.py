@@ -8,9 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+
 from services.matcher.embedder import Embedder
+from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
 from services.matcher.index.base import Contribution, ExpertIndex, IndexUnavailable
-from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_experts
+from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
+from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     Candidate,
@@ -35,9 +39,15 @@ _MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
 @dataclass(frozen=True, slots=True)
 class RankingPolicy:
     candidates: int = 10
-    search_depth: int = 200
+    search_depth: int = 300
+    lexical_depth: int = 300
     evidence: int = 3
     weights: Weights = DEFAULT_WEIGHTS
+    learning: LearningPolicy = LearningPolicy()
+
+    @property
+    def pool(self) -> CandidatePool:
+        return CandidatePool(dense=self.search_depth, lexical=self.lexical_depth)
 
 
 def contribution_text(title: str | None, body: str) -> str:
@@ -78,6 +88,8 @@ class MatcherService:
         self._publish = publish
         self._policy = policy
         self._clock = clock
+        self._history = History(policy.learning.history)
+        self.trainer = Trainer(index=index, history=self._history, pool=policy.pool, policy=policy.learning)
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
@@ -87,13 +99,17 @@ class MatcherService:
             if event.data.tenant != event.tenant:
                 raise ValueError(f"post {event.data.id}: tenant {event.data.tenant!r} != envelope {event.tenant!r}")
         titles = await self._thread_titles([e.data for e in upserts])
+        tags = self._thread_tags([e.data for e in upserts])
         texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
         vectors = await self._embedder.embed(texts)
         contributions = {
-            id(event): _contribution(event.data, titles.get((event.tenant, event.data.thread_id)), vector)
+            id(event): _contribution(
+                event.data, titles.get((event.tenant, event.data.thread_id)), vector, tags.get((event.tenant, event.data.thread_id), ())
+            )
             for event, vector in zip(upserts, vectors, strict=True)
         }
         questions = await self._apply(events, contributions)
+        self._remember(upserts, contributions)
         matches = [await self._match(event, contributions[id(event)]) for event in questions]
         if matches:
             await self._publish(matches)
@@ -108,8 +124,18 @@ class MatcherService:
         exclude: Sequence[str] = (),
     ) -> list[Candidate]:
         """Who knows about `text`: the ranked people of one tenant, for readers of `audience`."""
-        [vector] = await self._embedder.embed([contribution_text(None, to_plain_text(text))])
-        return await self._rank(tenant, vector, audience=audience, exclude=exclude, limit=limit, now=self._clock())
+        plain = to_plain_text(text)
+        [vector] = await self._embedder.embed([contribution_text(None, plain)])
+        query = QuestionQuery(
+            tenant=tenant,
+            vector=vector,
+            text=plain,
+            tags=(),
+            now=self._clock(),
+            audiences=visible_to(audience),
+            exclude_authors=tuple(exclude),
+        )
+        return await self._rank(query, limit=limit)
 
     async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
         """Each reply's thread title: from a root in the batch, else from the index."""
@@ -120,6 +146,22 @@ class MatcherService:
                 with _index_call():
                     titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
         return titles
+
+    def _thread_tags(self, posts: Sequence[Post]) -> dict[tuple[str, str], tuple[str, ...]]:
+        """Each thread's tags, from its root in the batch or remembered from an earlier one."""
+        tags = {(p.tenant, p.thread_id): p.tags for p in posts if p.kind is PostKind.QUESTION}
+        for post in posts:
+            tags.setdefault((post.tenant, post.thread_id), self._history.tags(post.tenant, post.thread_id))
+        return tags
+
+    def _remember(self, upserts: Sequence[PostUpserted], contributions: dict[int, Contribution]) -> None:
+        """Questions and accepted answers become the tenant's history to learn from."""
+        for event in upserts:
+            post, contribution = event.data, contributions[id(event)]
+            if post.kind is PostKind.QUESTION:
+                self._history.question(_past_question(post, contribution))
+            elif post.kind is PostKind.ANSWER and post.accepted:
+                self._history.accepted(post.tenant, post.thread_id, post.author_id)
 
     async def _apply(self, events: Sequence[object], contributions: dict[int, Contribution]) -> list[PostUpserted]:
         """Apply the batch to the index in order; returns the new questions still standing after it."""
@@ -136,10 +178,13 @@ class MatcherService:
             if isinstance(event, PostDeleted):
                 with _index_call():
                     await self._index.delete_post(event.tenant, event.data.post_id)
+                self._history.delete(event.tenant, event.data.post_id)
                 questions.pop((event.tenant, event.data.post_id), None)
             elif isinstance(event, PersonErased):
                 with _index_call():
                     await self._index.erase_person(event.tenant, event.data.person_id)
+                self._history.erase(event.tenant, event.data.person_id)
+                self.trainer.forget(event.tenant)
                 questions = {k: q for k, q in questions.items() if q.data.author_id != event.data.person_id}
         await self._flush(run)
         return list(questions.values())
@@ -155,6 +200,8 @@ class MatcherService:
         candidates, participants = await self.rank_question(
             tenant=post.tenant,
             vector=contribution.vector,
+            text=contribution_text(post.title, _plain(post)),
+            tags=post.tags,
             asker=post.author_id,
             thread_id=post.thread_id,
             audience=post.audience,
@@ -178,52 +225,42 @@ class MatcherService:
         audience: Sequence[str],
         now: datetime,
         limit: int,
+        text: str = "",
+        tags: Sequence[str] = (),
     ) -> tuple[list[Candidate], list[str]]:
         """The people to invite to a question, and the thread's participants (never candidates).
 
-        `now` is when the question was asked: recency is measured from then, live and in replays.
+        `now` is when the question was asked: every feature is read as of then, live and in replays.
+        `text` (title and body) feeds the lexical search, `tags` the tag overlap.
         """
         with _index_call():
             thread = await self._index.thread(tenant, thread_id)
         participants = sorted({asker, *thread.participants})
-        candidates = await self._rank(
-            tenant,
-            vector,
-            audience=audience,
-            exclude=participants,
-            limit=limit,
-            exclude_threads=(thread_id,),
+        query = QuestionQuery(
+            tenant=tenant,
+            vector=vector,
+            text=text,
+            tags=tuple(tags),
             now=now,
+            audiences=visible_to(audience),
+            exclude_authors=tuple(participants),
+            exclude_threads=(thread_id,),
         )
+        candidates = await self._rank(query, limit=limit)
+        # The history grew since the last fit: refit in the background, never in the way of this answer.
+        self.trainer.schedule(tenant)
         return candidates, participants
 
-    async def _rank(
-        self,
-        tenant: str,
-        vector: Sequence[float],
-        *,
-        audience: Sequence[str],
-        exclude: Sequence[str],
-        limit: int,
-        now: datetime,
-        exclude_threads: Sequence[str] = (),
-    ) -> list[Candidate]:
+    async def _rank(self, query: QuestionQuery, *, limit: int) -> list[Candidate]:
         with _index_call():
-            hits = await self._index.search(
-                tenant,
-                vector,
-                limit=self._policy.search_depth,
-                audiences=visible_to(audience),
-                exclude_authors=exclude,
-                exclude_threads=exclude_threads,
-            )
-        return rank_experts(
-            hits,
-            now=now,
-            weights=self._policy.weights,
+            table = await candidate_features(self._index, query, pool=self._policy.pool)
+        return rank_candidates(
+            table,
+            self.trainer.scorer(query.tenant),
+            now=query.now,
             limit=limit,
             evidence=self._policy.evidence,
-            exclude=set(exclude),
+            weights=self._policy.weights,
         )
 
 
@@ -231,7 +268,9 @@ def _plain(post: Post) -> str:
     return to_plain_text(post.body)
 
 
-def _contribution(post: Post, thread_title: str | None, vector: Sequence[float]) -> Contribution:
+def _contribution(
+    post: Post, thread_title: str | None, vector: Sequence[float], thread_tags: tuple[str, ...]
+) -> Contribution:
     return Contribution(
         tenant=post.tenant,
         post_id=post.id,
@@ -243,10 +282,25 @@ def _contribution(post: Post, thread_title: str | None, vector: Sequence[float])
         text=_plain(post),
         created_at=post.created_at,
         vector=list(vector),
-        tags=post.tags,
+        # Replies carry their thread's tags, so a person's answers say which topics they cover.
+        tags=post.tags or thread_tags,
         audience=post.audience,
         accepted=post.accepted,
         score=post.score,
+    )
+
+
+def _past_question(post: Post, contribution: Contribution) -> PastQuestion:
+    return PastQuestion(
+        tenant=post.tenant,
+        post_id=post.id,
+        thread_id=post.thread_id,
+        asker=post.author_id,
+        created_at=post.created_at,
+        vector=np.asarray(contribution.vector, dtype=np.float32),
+        text=contribution_text(post.title, contribution.text),
+        tags=post.tags,
+        audiences=tuple(visible_to(post.audience)),
     )
 
 

@@ -1,0 +1,212 @@
+"""Candidate people for a question and their features, read from the index as of the question's time.
+
+Every read passes `before=now`, so the features of a past question are what the index held when
+it was asked: live ranking and training examples for learning to rank come from one function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from services.matcher.index.base import ExpertIndex, Hit
+from shared.events import PostKind
+
+# Each feature is a log-damped count or vote; the order is the column order of a FeatureTable.
+FEATURE_NAMES = (
+    "dense_answers",  # expCombSUM of the person's answers among the dense hits
+    "dense_other",  # the same for their questions and comments (interest, not yet expertise)
+    "dense_best",  # their closest contribution's similarity
+    "lexical",  # CombSUM of their contributions' lexical scores, as shares of the best score
+    "lexical_best",
+    "recent_30",  # answers in the 30, 90 and 365 days before the question
+    "recent_90",
+    "recent_365",
+    "answers",  # answers ever (before the question)
+    "accepted",  # accepted answers ever
+    "acceptance",  # accepted share of their answers, shrunk towards none for few answers
+    "tags",  # answers tagged like the question, each tag weighted by its rarity
+)
+# Where each feature's share of a score is reported (Candidate.parts).
+PART_OF = {
+    "dense_answers": "similarity",
+    "dense_other": "similarity",
+    "dense_best": "similarity",
+    "lexical": "lexical",
+    "lexical_best": "lexical",
+    "recent_30": "activity",
+    "recent_90": "activity",
+    "recent_365": "activity",
+    "answers": "answers",
+    "accepted": "accepted",
+    "acceptance": "accepted",
+    "tags": "tags",
+}
+RECENT_DAYS = (30, 90, 365)
+# At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
+SHARPNESS = 6.0
+MAX_TAGS = 5
+# Timestamps are compared to the second: what was stored in the question's own second was there.
+_SAME_SECOND = timedelta(seconds=1)
+_ANSWER = (PostKind.ANSWER,)
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionQuery:
+    """A question as the ranking sees it, at the moment it was asked."""
+
+    tenant: str
+    vector: Sequence[float]
+    text: str
+    tags: tuple[str, ...]
+    now: datetime
+    audiences: Sequence[str] | None = None
+    exclude_authors: Sequence[str] = ()
+    exclude_threads: Sequence[str] = ()
+
+    @property
+    def before(self) -> datetime:
+        """The index's as-of bound: the question's own thread is excluded, so nothing of it leaks."""
+        return self.now + _SAME_SECOND
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureTable:
+    """One row of features per candidate person, and the hits that are their evidence."""
+
+    people: list[str]
+    values: np.ndarray  # shape (len(people), len(FEATURE_NAMES))
+    dense_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, closest first
+    lexical_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, best first
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, FEATURE_NAMES.index(name)]
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePool:
+    """How deep to look: contributions from the dense and from the lexical search."""
+
+    dense: int = 300
+    lexical: int = 300
+
+
+async def candidate_features(index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool) -> FeatureTable:
+    """The candidates for `query` and their features, everything as of `query.now`."""
+    dense, lexical = await _hits(index, query, pool)
+    # Only people with a post the asker may see: every candidate has evidence to show.
+    excluded = set(query.exclude_authors)
+    people = [p for p in dict.fromkeys(h.author_id for h in [*dense, *lexical]) if p not in excluded]
+    if not people:
+        return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
+    counts = await _count(index, query, people)
+    tag_scores = await _tag_scores(index, query, counts.total_answers)
+    dense_votes = _dense_votes(dense)
+    lexical_votes = _lexical_votes(lexical)
+    floor = min((h.similarity for h in dense), default=0.0)
+    rows = [
+        [
+            *dense_votes.get(person, (0.0, 0.0, floor)),
+            *lexical_votes.get(person, (0.0, 0.0)),
+            *(math.log1p(counts.recent[days].get(person, 0)) for days in RECENT_DAYS),
+            math.log1p(counts.answers.get(person, 0)),
+            math.log1p(counts.accepted.get(person, 0)),
+            counts.accepted.get(person, 0) / (counts.answers.get(person, 0) + 5.0),
+            tag_scores.get(person, 0.0),
+        ]
+        for person in people
+    ]
+    return FeatureTable(
+        people=people, values=np.asarray(rows, dtype=float), dense_hits=_by_person(dense), lexical_hits=_by_person(lexical)
+    )
+
+
+def _by_person(hits: list[Hit]) -> dict[str, list[Hit]]:
+    grouped: dict[str, list[Hit]] = defaultdict(list)
+    for hit in hits:
+        grouped[hit.author_id].append(hit)
+    return dict(grouped)
+
+
+async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -> tuple[list[Hit], list[Hit]]:
+    scope = {
+        "audiences": query.audiences,
+        "exclude_authors": query.exclude_authors,
+        "exclude_threads": query.exclude_threads,
+        "before": query.before,
+    }
+    dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
+    lexical = await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
+    return dense, lexical
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    """Per-author answer counts of the whole tenant as of the question: activity and acceptance."""
+
+    answers: dict[str, int]
+    accepted: dict[str, int]
+    recent: dict[int, dict[str, int]]
+
+    @property
+    def total_answers(self) -> int:
+        return sum(self.answers.values())
+
+
+async def _count(index: ExpertIndex, query: QuestionQuery, people: list[str]) -> _Counts:
+    # Everyone's answers: their sum is the tenant's, which tag rarity is measured against.
+    answers = await index.author_counts(query.tenant, kinds=_ANSWER, before=query.before)
+    accepted = await index.author_counts(
+        query.tenant, kinds=_ANSWER, accepted=True, before=query.before, authors=people
+    )
+    recent = {
+        days: await index.author_counts(
+            query.tenant, kinds=_ANSWER, after=query.now - timedelta(days=days), before=query.before, authors=people
+        )
+        for days in RECENT_DAYS
+    }
+    return _Counts(answers, accepted, recent)
+
+
+async def _tag_scores(index: ExpertIndex, query: QuestionQuery, total_answers: int) -> dict[str, float]:
+    """Per person: sum over the question's tags of rarity(tag) * log(1 + their answers so tagged)."""
+    scores: dict[str, float] = defaultdict(float)
+    for tag in list(dict.fromkeys(query.tags))[:MAX_TAGS]:
+        counts = await index.author_counts(query.tenant, kinds=_ANSWER, tags_any=(tag,), before=query.before)
+        rarity = math.log1p(total_answers / (1.0 + sum(counts.values())))
+        for person, count in counts.items():
+            scores[person] += rarity * math.log1p(count)
+    return scores
+
+
+def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:
+    answers: dict[str, float] = defaultdict(float)
+    other: dict[str, float] = defaultdict(float)
+    best: dict[str, float] = {}
+    for hit in {h.post_id: h for h in hits}.values():
+        vote = math.exp(SHARPNESS * (hit.similarity - 1.0))
+        if hit.kind is PostKind.ANSWER:
+            answers[hit.author_id] += vote * (1.5 if hit.accepted else 1.0)
+        else:
+            other[hit.author_id] += vote
+        best[hit.author_id] = max(best.get(hit.author_id, -1.0), hit.similarity)
+    return {p: (math.log1p(10 * answers[p]), math.log1p(10 * other[p]), best[p]) for p in best}
+
+
+def _lexical_votes(hits: list[Hit]) -> dict[str, tuple[float, float]]:
+    top = max((h.similarity for h in hits), default=0.0)
+    if top <= 0:
+        return {}
+    total: dict[str, float] = defaultdict(float)
+    best: dict[str, float] = defaultdict(float)
+    for hit in {h.post_id: h for h in hits}.values():
+        share = hit.similarity / top
+        # A question shows interest; an answer shows expertise.
+        total[hit.author_id] += share * (1.0 if hit.kind is PostKind.ANSWER else 0.3)
+        best[hit.author_id] = max(best[hit.author_id], share)
+    return {p: (math.log1p(total[p]), best[p]) for p in total}
