@@ -1,4 +1,4 @@
-"""The voting model: who ranks first, why, and with which evidence."""
+"""The ranking: dense votes, the fused and learned scores, who ranks first, why, and with which evidence."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import itertools
 import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
+from services.matcher.features import FEATURE_NAMES
 from services.matcher.index.base import Hit
-from services.matcher.ranking import PART_NAMES, Weights, rank_experts
+from services.matcher.learning import LinearScorer, fusion_scorer
+from services.matcher.ranking import PART_NAMES, Weights, rank_candidates, rank_experts
 from shared.events import PostKind
 
 pytestmark = pytest.mark.unit
@@ -117,3 +120,49 @@ def test_limit_and_a_post_found_twice_votes_once():
 
 def test_no_hits_no_candidates():
     assert rank_experts([], now=NOW) == []
+
+
+def table_of(rows: dict[str, dict[str, float]], dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]] | None = None):
+    from services.matcher.features import FEATURE_NAMES, FeatureTable
+
+    values = np.array([[r.get(name, 0.0) for name in FEATURE_NAMES] for r in rows.values()])
+    return FeatureTable(people=list(rows), values=values, dense_hits=dense, lexical_hits=lexical or {})
+
+
+def test_the_fusion_ranks_by_its_weights_and_parts_add_up_to_a_non_negative_score():
+    close, loose = hit("ana", 0.9), hit("bo", 0.5)
+    table = table_of(
+        {"bo": {"dense_answers": 0.2, "recent_90": 0.5}, "ana": {"dense_answers": 2.0, "tags": 1.0, "recent_90": 0.5}},
+        {"ana": [close], "bo": [loose]},
+    )
+
+    ana, bo = rank_candidates(table, fusion_scorer(), now=NOW)
+
+    assert (ana.person_id, bo.person_id) == ("ana", "bo")
+    assert bo.score == pytest.approx(0.0) and ana.score > 0
+    assert sum(ana.parts.values()) == pytest.approx(ana.score)
+    assert ana.parts["similarity"] > 0 and ana.parts["tags"] > 0 and ana.parts["activity"] == pytest.approx(0.0)
+
+
+def test_evidence_is_the_best_dense_posts_then_posts_found_only_by_their_words():
+    best, second = hit("ana", 0.9, accepted=True), hit("ana", 0.6)
+    worded = hit("ana", 7.5, text="ledgerd crashed")
+    table = table_of({"ana": {"dense_answers": 1.0}}, {"ana": [second, best]}, {"ana": [worded, best]})
+
+    [ana] = rank_candidates(table, fusion_scorer(), now=NOW, evidence=3)
+
+    assert [e.post_id for e in ana.evidence] == [best.post_id, second.post_id, worded.post_id]
+    # A post found by its words alone has no cosine similarity to show.
+    assert ana.evidence[2].similarity == 0.0
+
+
+def test_a_learned_scorer_can_overturn_the_fusion_and_limit_applies():
+    rows = {"ana": {"dense_answers": 2.0}, "bo": {"dense_answers": 0.5, "recent_30": 2.0}, "cy": {}}
+    table = table_of(rows, {})
+    weights = np.zeros(len(FEATURE_NAMES))
+    weights[FEATURE_NAMES.index("recent_30")] = 1.0
+    learned = LinearScorer(weights=weights, center=np.zeros_like(weights), scale=np.ones_like(weights), examples=80)
+
+    assert [c.person_id for c in rank_candidates(table, fusion_scorer(), now=NOW, limit=2)] == ["ana", "bo"]
+    assert [c.person_id for c in rank_candidates(table, learned, now=NOW, limit=1)] == ["bo"]
+    assert rank_candidates(table_of({}, {}), learned, now=NOW) == []

@@ -1,0 +1,93 @@
+"""Candidate features read from the index as of a question's time, with the in-memory index."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
+from services.matcher.index.base import Contribution
+from shared.events import PostKind
+from tests.fakes import FakeEmbedder, InMemoryIndex
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+EMBEDDER = FakeEmbedder()
+POOL = CandidatePool(dense=50, lexical=50)
+
+
+def contribution(pid: str, author: str, text: str, *, days_ago: float, kind=PostKind.ANSWER, tags=("kafka",),
+                 accepted=False, audience=("public",), thread: str | None = None) -> Contribution:
+    return Contribution(
+        tenant="acme", post_id=pid, thread_id=thread or f"t{pid}", author_id=author, kind=kind, title=None, text=text,
+        created_at=NOW - timedelta(days=days_ago), vector=EMBEDDER.vector(text), tags=tags, audience=audience,
+        accepted=accepted,
+    )
+
+
+def query(text: str, **kw) -> QuestionQuery:
+    return QuestionQuery(tenant="acme", vector=EMBEDDER.vector(text), text=text, tags=kw.pop("tags", ("kafka",)),
+                         now=kw.pop("now", NOW), **kw)
+
+
+@pytest.fixture
+async def index():
+    index = InMemoryIndex()
+    await index.upsert([
+        contribution("1", "ana", "kafka consumer lag grows", days_ago=10, accepted=True),
+        contribution("2", "ana", "kafka partitions and consumer groups", days_ago=200),
+        contribution("3", "bo", "kafka broker disk full", days_ago=400, tags=("ops",)),
+        contribution("4", "cy", "why is my kafka consumer slow", days_ago=5, kind=PostKind.QUESTION),
+        contribution("5", "di", "sourdough starter feeding", days_ago=3, tags=("baking",)),
+        contribution("6", "ana", "kafka consumer lag after the question", days_ago=-1),  # the future
+    ])
+    return index
+
+
+def row(table, person: str) -> dict[str, float]:
+    from services.matcher.features import FEATURE_NAMES
+
+    return dict(zip(FEATURE_NAMES, table.values[table.people.index(person)], strict=True))
+
+
+async def test_people_who_wrote_about_the_question_are_candidates_with_their_evidence(index):
+    table = await candidate_features(index, query("kafka consumer lag"), pool=POOL)
+    assert {"ana", "bo", "cy"} <= set(table.people)
+    assert [h.post_id for h in table.dense_hits["ana"]][0] == "1"
+    assert row(table, "ana")["dense_answers"] > row(table, "bo")["dense_answers"]
+    # cy only asked: interest, not yet expertise.
+    assert row(table, "cy")["dense_answers"] == 0 and row(table, "cy")["dense_other"] > 0
+
+
+async def test_activity_acceptance_and_tags_are_counted_as_of_the_question(index):
+    table = await candidate_features(index, query("kafka consumer lag"), pool=POOL)
+    ana, bo = row(table, "ana"), row(table, "bo")
+    assert ana["recent_30"] > 0 and ana["recent_90"] == ana["recent_30"] and ana["recent_365"] > ana["recent_90"]
+    assert bo["recent_365"] == 0 and bo["answers"] > 0
+    assert ana["accepted"] > 0 and bo["accepted"] == 0
+    assert ana["tags"] > 0 and bo["tags"] == 0
+
+
+async def test_nothing_after_the_question_counts(index):
+    later = await candidate_features(index, query("kafka consumer lag", now=NOW + timedelta(days=2)), pool=POOL)
+    now = await candidate_features(index, query("kafka consumer lag"), pool=POOL)
+    assert "6" in [h.post_id for h in later.dense_hits["ana"]]
+    assert "6" not in [h.post_id for h in now.dense_hits["ana"]]
+    assert row(later, "ana")["answers"] > row(now, "ana")["answers"]
+
+
+async def test_excluded_people_and_threads_and_unseen_audiences_give_no_candidates(index):
+    await index.upsert([contribution("7", "eve", "kafka consumer lag secrets", days_ago=1, audience=("platform",))])
+    table = await candidate_features(
+        index, query("kafka consumer lag", audiences=("public",), exclude_authors=("ana",), exclude_threads=("t3",)),
+        pool=POOL,
+    )
+    assert "ana" not in table.people and "bo" not in table.people and "eve" not in table.people
+    assert "cy" in table.people
+
+
+async def test_an_empty_tenant_has_no_candidates():
+    table = await candidate_features(InMemoryIndex(), query("kafka"), pool=POOL)
+    assert table.people == [] and table.values.shape == (0, 12)
