@@ -15,6 +15,7 @@ from services.matcher.index.base import ExpertIndex
 from services.matcher.ranking import Weights
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
+from services.matcher.training import LearningPolicy
 from shared.consumer import ConsumerLoop, TransientError
 from shared.events import ExpertsMatched
 from shared.health import Check
@@ -66,6 +67,7 @@ async def bootstrap(
         service = MatcherService(
             index=index, embedder=embedder, publish=_publisher(producer, settings.topic(MATCHES)), policy=_policy(settings)
         )
+        stack.push_async_callback(service.trainer.close)
         loop = None
         if settings.consume:
             loop = await stack.enter_async_context(posts_consumer(settings, producer=producer, handler=service.handle))
@@ -76,8 +78,15 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
     return RankingPolicy(
         candidates=settings.candidates,
         search_depth=settings.search_depth,
+        lexical_depth=settings.lexical_depth,
         evidence=settings.evidence,
         weights=Weights(half_life_days=settings.recency_half_life_days),
+        learning=LearningPolicy(
+            min_examples=settings.learn_min_examples,
+            retrain_every=settings.learn_every,
+            window=settings.learn_window,
+            history=settings.learn_history,
+        ),
     )
 
 

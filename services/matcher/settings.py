@@ -19,9 +19,15 @@ class MatcherSettings(CommonSettings):
     batch_size: int = Field(default=64, ge=1, le=10_000)
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     candidates: int = Field(default=10, ge=1, le=200)
-    search_depth: int = Field(default=200, ge=1, le=5_000)
+    search_depth: int = Field(default=300, ge=1, le=5_000)
+    lexical_depth: int = Field(default=300, ge=0, le=5_000)
     evidence: int = Field(default=3, ge=1, le=20)
     recency_half_life_days: float = Field(default=365.0, gt=0)
+    # Learning to rank per tenant, from its past questions with an accepted answer.
+    learn_min_examples: int = Field(default=50, ge=1)
+    learn_every: int = Field(default=50, ge=1)
+    learn_window: int = Field(default=600, ge=1)
+    learn_history: int = Field(default=20_000, ge=1)
     consume: bool = True
 
     @property
