@@ -21,12 +21,12 @@ from shared.events import PostKind
 FEATURE_NAMES = (
     "dense_answers",  # expCombSUM of the person's answers among the dense hits
     "dense_other",  # the same for their questions and comments (interest, not yet expertise)
-    "dense_best",  # their closest contribution's similarity
+    "dense_best",  # their closest answer's similarity
     "lexical",  # CombSUM of their contributions' lexical scores, as shares of the best score
     "lexical_best",
-    "recent_30",  # answers in the 30, 90 and 365 days before the question
+    "recent_7",  # answers in the 7, 30 and 90 days before the question
+    "recent_30",
     "recent_90",
-    "recent_365",
     "answers",  # answers ever (before the question)
     "accepted",  # accepted answers ever
     "acceptance",  # accepted share of their answers, shrunk towards none for few answers
@@ -39,18 +39,19 @@ PART_OF = {
     "dense_best": "similarity",
     "lexical": "lexical",
     "lexical_best": "lexical",
+    "recent_7": "activity",
     "recent_30": "activity",
     "recent_90": "activity",
-    "recent_365": "activity",
     "answers": "answers",
     "accepted": "accepted",
     "acceptance": "accepted",
     "tags": "tags",
 }
-RECENT_DAYS = (30, 90, 365)
+# Short windows: a facet over a narrow time range is cheap, and `answers` covers all time.
+RECENT_DAYS = (7, 30, 90)
 # At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
 SHARPNESS = 6.0
-MAX_TAGS = 5
+MAX_TAGS = 3  # one facet call each
 # Timestamps are compared to the second: what was stored in the question's own second was there.
 _SAME_SECOND = timedelta(seconds=1)
 _ANSWER = (PostKind.ANSWER,)
@@ -104,10 +105,11 @@ async def candidate_features(index: ExpertIndex, query: QuestionQuery, *, pool: 
     people = [p for p in dict.fromkeys(h.author_id for h in [*dense, *lexical]) if p not in excluded]
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
-    counts = await _count(index, query, people)
+    counts = await _count(index, query)
     tag_scores = await _tag_scores(index, query, counts.total_answers)
     dense_votes = _dense_votes(dense)
     lexical_votes = _lexical_votes(lexical)
+    # Someone with no answer among the hits is at most as close as the farthest hit.
     floor = min((h.similarity for h in dense), default=0.0)
     rows = [
         [
@@ -158,15 +160,13 @@ class _Counts:
         return sum(self.answers.values())
 
 
-async def _count(index: ExpertIndex, query: QuestionQuery, people: list[str]) -> _Counts:
-    # Everyone's answers: their sum is the tenant's, which tag rarity is measured against.
+async def _count(index: ExpertIndex, query: QuestionQuery) -> _Counts:
+    # Whole-tenant counts: restricting them to the candidates (a long MatchAny) costs as much or more.
     answers = await index.author_counts(query.tenant, kinds=_ANSWER, before=query.before)
-    accepted = await index.author_counts(
-        query.tenant, kinds=_ANSWER, accepted=True, before=query.before, authors=people
-    )
+    accepted = await index.author_counts(query.tenant, kinds=_ANSWER, accepted=True, before=query.before)
     recent = {
         days: await index.author_counts(
-            query.tenant, kinds=_ANSWER, after=query.now - timedelta(days=days), before=query.before, authors=people
+            query.tenant, kinds=_ANSWER, after=query.now - timedelta(days=days), before=query.before
         )
         for days in RECENT_DAYS
     }
@@ -187,15 +187,17 @@ async def _tag_scores(index: ExpertIndex, query: QuestionQuery, total_answers: i
 def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:
     answers: dict[str, float] = defaultdict(float)
     other: dict[str, float] = defaultdict(float)
-    best: dict[str, float] = {}
+    floor = min((h.similarity for h in hits), default=0.0)
+    best: dict[str, float] = defaultdict(lambda: floor)
     for hit in {h.post_id: h for h in hits}.values():
         vote = math.exp(SHARPNESS * (hit.similarity - 1.0))
         if hit.kind is PostKind.ANSWER:
             answers[hit.author_id] += vote * (1.5 if hit.accepted else 1.0)
+            best[hit.author_id] = max(best[hit.author_id], hit.similarity)
         else:
             other[hit.author_id] += vote
-        best[hit.author_id] = max(best.get(hit.author_id, -1.0), hit.similarity)
-    return {p: (math.log1p(10 * answers[p]), math.log1p(10 * other[p]), best[p]) for p in best}
+    people = answers.keys() | other.keys()
+    return {p: (math.log1p(10 * answers[p]), math.log1p(10 * other[p]), best[p]) for p in people}
 
 
 def _lexical_votes(hits: list[Hit]) -> dict[str, tuple[float, float]]:

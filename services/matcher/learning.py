@@ -22,9 +22,9 @@ FUSION_WEIGHTS = {
     "dense_best": 1.0,
     "lexical": 0.5,
     "lexical_best": 0.5,
+    "recent_7": 0.3,
     "recent_30": 0.3,
     "recent_90": 0.5,
-    "recent_365": 0.3,
     "answers": 0.1,
     "accepted": 0.2,
     "acceptance": 0.5,
@@ -68,7 +68,7 @@ class Example:
 class Training:
     """How the fit runs: L2 strength, steps of full-batch gradient descent, step size."""
 
-    l2: float = 0.01
+    l2: float = 0.1
     steps: int = 300
     rate: float = 0.1
 

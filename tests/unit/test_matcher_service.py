@@ -197,3 +197,33 @@ async def test_policy_limits_the_candidates(index, embedder, published):
 def test_long_texts_are_cut_at_a_word_and_keep_the_title():
     text = contribution_text("Kubernetes", "word " * 5000)
     assert text.startswith("Kubernetes\n") and len(text) <= MAX_TEXT_CHARS and text.endswith("word")
+
+
+async def test_a_reply_carries_its_threads_tags_so_answers_count_towards_a_topic(service, index):
+    root = post("carol", PostKind.QUESTION, "pods restart", thread="k1", title="Pods", backfill=True)
+    root = PostUpserted(tenant="acme", data=root.data.model_copy(update={"tags": ("kubernetes",)}))
+    await service.handle(batch(root))
+    await service.handle(batch(answer("kim", "check the probe", thread="k1", backfill=True)))
+
+    assert await index.author_counts("acme", kinds=[PostKind.ANSWER], tags_any=["kubernetes"]) == {"kim": 1}
+
+
+async def test_tag_overlap_and_the_questions_words_rank_the_topic_expert_first(service, index, embedder):
+    def tagged(event, *tags):
+        return PostUpserted(tenant="acme", data=event.data.model_copy(update={"tags": tags}))
+
+    await service.handle(batch(
+        tagged(question("carol", "Deploys", "deploy fails", thread="d1", backfill=True), "ledgerd"),
+        answer("kim", "restart the service after the deploy", thread="d1", backfill=True),
+        tagged(question("dave", "Deploys", "deploy fails", thread="d2", backfill=True), "payroll"),
+        answer("pat", "restart the service after the deploy", thread="d2", backfill=True),
+    ))
+
+    candidates, _ = await service.rank_question(
+        tenant="acme", vector=embedder.vector("deploy fails again"), text="Deploy fails again", tags=("ledgerd",),
+        asker="erin", thread_id="d3", audience=(), now=NOW, limit=5,
+    )
+
+    assert [c.person_id for c in candidates][:2] == ["kim", "pat"]
+    assert candidates[0].parts["tags"] > 0
+    assert candidates[0].evidence[0].thread_id == "d1"
