@@ -1,18 +1,15 @@
-"""The expertise model: nearest contributions vote for their authors. Plain functions, no I/O.
+"""The expertise model: candidates ranked by a scorer over their features, with evidence. No I/O.
 
-Each hit casts a vote `exp(k * (similarity - 1))`, so a close match counts far more than a
-loose one while many good matches still beat one lucky hit (expCombSUM, a voting model of
-expert search). The vote is then weighted by the contribution's kind, acceptance, score and age.
-A candidate's `parts` split the score into additive shares that sum to it exactly:
-`similarity` (the unweighted votes), then what `kind`, `accepted`, `votes` and `recency` added
-or took away, applied in that order.
+Each dense hit's vote, `exp(k * (similarity - 1))` weighted by the contribution's kind,
+acceptance, score and age, orders a person's evidence: their closest, accepted, well-received
+and recent answers first. The ranking itself is `rank_candidates`: a linear scorer (the
+hand-set fusion or the tenant's learned model) over the features of services/matcher/features.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,7 +21,7 @@ from services.matcher.learning import LinearScorer
 from shared.events import Candidate, Evidence, PostKind
 from shared.text import snippet
 
-PART_NAMES = ("similarity", "kind", "accepted", "votes", "recency")
+VOTE_PARTS = ("similarity", "kind", "accepted", "votes", "recency")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,47 +68,15 @@ def _recency_factor(created_at: datetime, *, now: datetime, weights: Weights) ->
 
 
 def vote_parts(hit: Hit, *, now: datetime, weights: Weights) -> dict[str, float]:
-    """One hit's vote split into additive parts: each factor's share, applied in PART_NAMES order."""
+    """One hit's vote split into additive parts: each factor's share, applied in VOTE_PARTS order."""
     factors = vote_factors(hit, now=now, weights=weights)
     running = factors["similarity"]
     parts = {"similarity": running}
-    for name in PART_NAMES[1:]:
+    for name in VOTE_PARTS[1:]:
         weighted = running * factors[name]
         parts[name] = weighted - running
         running = weighted
     return parts
-
-
-def rank_experts(
-    hits: Iterable[Hit],
-    *,
-    now: datetime,
-    weights: Weights = DEFAULT_WEIGHTS,
-    limit: int = 10,
-    evidence: int = 3,
-    exclude: Collection[str] = (),
-) -> list[Candidate]:
-    """People ranked by the votes of their contributions among the hits, best first."""
-    by_person: dict[str, dict[str, tuple[Hit, dict[str, float]]]] = defaultdict(dict)
-    for hit in hits:
-        if hit.author_id in exclude:
-            continue
-        # A post found twice still votes once.
-        by_person[hit.author_id][hit.post_id] = (hit, vote_parts(hit, now=now, weights=weights))
-    candidates = [_candidate(person, list(votes.values()), evidence) for person, votes in by_person.items()]
-    candidates.sort(key=lambda c: (-c.score, c.person_id))
-    return candidates[:limit]
-
-
-def _candidate(person_id: str, votes: list[tuple[Hit, dict[str, float]]], evidence: int) -> Candidate:
-    parts = {name: sum(p[name] for _, p in votes) for name in PART_NAMES}
-    best = sorted(votes, key=lambda v: (-sum(v[1].values()), -v[0].similarity, v[0].post_id))
-    return Candidate(
-        person_id=person_id,
-        score=sum(parts.values()),
-        evidence=tuple(_evidence(hit) for hit, _ in best[:evidence]),
-        parts=parts,
-    )
 
 
 def _evidence(hit: Hit) -> Evidence:

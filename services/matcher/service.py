@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -43,7 +43,7 @@ class RankingPolicy:
     lexical_depth: int = 300
     evidence: int = 3
     weights: Weights = DEFAULT_WEIGHTS
-    learning: LearningPolicy = LearningPolicy()
+    learning: LearningPolicy = field(default_factory=LearningPolicy)
 
     @property
     def pool(self) -> CandidatePool:

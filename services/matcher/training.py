@@ -13,12 +13,18 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
 from services.matcher.index.base import ExpertIndex
-from services.matcher.learning import Example, LinearScorer, Training, fit, fusion_scorer
+from services.matcher.learning import (
+    Example,
+    LinearScorer,
+    Training,
+    fit,
+    fusion_scorer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ class LearningPolicy:
     retrain_every: int = 50
     window: int = 600  # the most recent accepted questions a fit learns from
     history: int = 20_000  # questions remembered per tenant
-    training: Training = Training()
+    training: Training = field(default_factory=Training)
 
 
 class History:

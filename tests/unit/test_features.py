@@ -55,7 +55,7 @@ def row(table, person: str) -> dict[str, float]:
 async def test_people_who_wrote_about_the_question_are_candidates_with_their_evidence(index):
     table = await candidate_features(index, query("kafka consumer lag"), pool=POOL)
     assert {"ana", "bo", "cy"} <= set(table.people)
-    assert [h.post_id for h in table.dense_hits["ana"]][0] == "1"
+    assert table.dense_hits["ana"][0].post_id == "1"
     assert row(table, "ana")["dense_answers"] > row(table, "bo")["dense_answers"]
     # cy only asked: interest, not yet expertise.
     assert row(table, "cy")["dense_answers"] == 0 and row(table, "cy")["dense_other"] > 0

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from services.matcher.features import FEATURE_NAMES, CandidatePool
+from services.matcher.features import FEATURE_NAMES
 from services.matcher.learning import Example, fit, fusion_scorer, mean_reciprocal_rank
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.training import LearningPolicy
