@@ -124,3 +124,22 @@ async def test_examples_are_read_as_of_their_questions_time():
 
     late = service.trainer._examples["acme"]
     assert early and all(np.array_equal(late[k].values, v) for k, v in early.items())
+
+
+async def test_live_ranking_never_waits_for_a_refit():
+    index, embedder = InMemoryIndex(), FakeEmbedder()
+    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10))
+    service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
+    await service.handle([Delivery(e, record=None) for e in history(30)])
+
+    candidates, _ = await service.rank_question(
+        tenant="acme", vector=embedder.vector("espresso grind"), text="espresso grind", asker="new",
+        thread_id="new", audience=(), now=T0 + timedelta(days=100), limit=3,
+    )
+
+    # Ranked by the fusion while the refit it started runs beside it.
+    assert candidates and service.trainer.scorer("acme").examples == 0
+    refit = service.trainer.schedule("acme")
+    assert refit is not None and not refit.done()
+    await refit
+    assert service.trainer.scorer("acme").examples > 0
