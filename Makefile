@@ -25,5 +25,14 @@ test: venv
 bench: venv
 	$(BIN)/python -m tests.bench.pipeline
 
+# Scores the ranking on every Stack Exchange dump in ../shared/data (JSON and plots in .expertmatch/eval).
+DATA ?= ../shared/data
+eval: venv
+	mkdir -p .expertmatch/eval
+	for dump in $(DATA)/*/Posts.xml.gz; do \
+		name=$$(basename $$(dirname $$dump)); \
+		$(BIN)/expertmatch eval $$dump --json .expertmatch/eval/$$name.json --plot .expertmatch/eval/$$name.png || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) .expertmatch
