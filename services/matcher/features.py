@@ -1,16 +1,18 @@
 """Candidate people for a question and their features, read from the index as of the question's time.
 
-Every read passes `before=now`, so the features of a past question are what the index held when
-it was asked: live ranking and training examples for learning to rank come from one function.
+Every read is bounded in time: searches to the question's moment, per-author counts to the start
+of its day. So the features of a past question are what the index held when it was asked: live
+ranking and training examples for learning to rank come from one function.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -24,7 +26,7 @@ FEATURE_NAMES = (
     "dense_best",  # their closest answer's similarity
     "lexical",  # CombSUM of their contributions' lexical scores, as shares of the best score
     "lexical_best",
-    "recent_7",  # answers in the 7, 30 and 90 days before the question
+    "recent_7",  # answers in the 7, 30 and 90 days before the question's day
     "recent_30",
     "recent_90",
     "answers",  # answers ever (before the question)
@@ -71,6 +73,12 @@ class QuestionQuery:
     exclude_threads: Sequence[str] = ()
 
     @property
+    def day(self) -> datetime:
+        """The start of the question's day (UTC): the as-of instant of its counts."""
+        moment = self.now.astimezone(UTC)
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    @property
     def before(self) -> datetime:
         """The index's as-of bound: the question's own thread is excluded, so nothing of it leaks."""
         return self.now + _SAME_SECOND
@@ -97,7 +105,37 @@ class CandidatePool:
     lexical: int = 300
 
 
-async def candidate_features(index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool) -> FeatureTable:
+class DailyCounts:
+    """Whole-tenant answer counts as of the start of a question's day (UTC), memoised.
+
+    The questions of one day share them, so the slow facet counts run about once a day per
+    tenant and filter; an entry lives `ttl` seconds, so a late backfill shows within minutes.
+    """
+
+    def __init__(self, index: ExpertIndex, *, size: int = 512, ttl: float = 300.0) -> None:
+        self._index = index
+        self._size = size
+        self._ttl = ttl
+        self._memo: OrderedDict[tuple, tuple[float, dict[str, int]]] = OrderedDict()
+
+    async def answers(self, tenant: str, day: datetime, *, days: int | None = None, **where) -> dict[str, int]:
+        """Answers per author created before `day` (in the `days` before it, if given)."""
+        key = (tenant, day, days, tuple(sorted(where.items())))
+        cached = self._memo.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
+            self._memo.move_to_end(key)
+            return cached[1]
+        after = day - timedelta(days=days) if days is not None else None
+        counts = await self._index.author_counts(tenant, kinds=_ANSWER, after=after, before=day, **where)
+        self._memo[key] = (time.monotonic(), counts)
+        while len(self._memo) > self._size:
+            self._memo.popitem(last=False)
+        return counts
+
+
+async def candidate_features(
+    index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool, daily: DailyCounts | None = None
+) -> FeatureTable:
     """The candidates for `query` and their features, everything as of `query.now`."""
     dense, lexical = await _hits(index, query, pool)
     # Only people with a post the asker may see: every candidate has evidence to show.
@@ -105,8 +143,9 @@ async def candidate_features(index: ExpertIndex, query: QuestionQuery, *, pool: 
     people = [p for p in dict.fromkeys(h.author_id for h in [*dense, *lexical]) if p not in excluded]
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
-    counts = await _count(index, query)
-    tag_scores = await _tag_scores(index, query, counts.total_answers)
+    daily = daily or DailyCounts(index)
+    counts = await _count(daily, query)
+    tag_scores = await _tag_scores(daily, query, counts.total_answers)
     dense_votes = _dense_votes(dense)
     lexical_votes = _lexical_votes(lexical)
     # Someone with no answer among the hits is at most as close as the farthest hit.
@@ -160,24 +199,20 @@ class _Counts:
         return sum(self.answers.values())
 
 
-async def _count(index: ExpertIndex, query: QuestionQuery) -> _Counts:
+async def _count(daily: DailyCounts, query: QuestionQuery) -> _Counts:
     # Whole-tenant counts: restricting them to the candidates (a long MatchAny) costs as much or more.
-    answers = await index.author_counts(query.tenant, kinds=_ANSWER, before=query.before)
-    accepted = await index.author_counts(query.tenant, kinds=_ANSWER, accepted=True, before=query.before)
-    recent = {
-        days: await index.author_counts(
-            query.tenant, kinds=_ANSWER, after=query.now - timedelta(days=days), before=query.before
-        )
-        for days in RECENT_DAYS
-    }
+    day = query.day
+    answers = await daily.answers(query.tenant, day)
+    accepted = await daily.answers(query.tenant, day, accepted=True)
+    recent = {days: await daily.answers(query.tenant, day, days=days) for days in RECENT_DAYS}
     return _Counts(answers, accepted, recent)
 
 
-async def _tag_scores(index: ExpertIndex, query: QuestionQuery, total_answers: int) -> dict[str, float]:
+async def _tag_scores(daily: DailyCounts, query: QuestionQuery, total_answers: int) -> dict[str, float]:
     """Per person: sum over the question's tags of rarity(tag) * log(1 + their answers so tagged)."""
     scores: dict[str, float] = defaultdict(float)
     for tag in list(dict.fromkeys(query.tags))[:MAX_TAGS]:
-        counts = await index.author_counts(query.tenant, kinds=_ANSWER, tags_any=(tag,), before=query.before)
+        counts = await daily.answers(query.tenant, query.day, tags_any=(tag,))
         rarity = math.log1p(total_answers / (1.0 + sum(counts.values())))
         for person, count in counts.items():
             scores[person] += rarity * math.log1p(count)

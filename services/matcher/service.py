@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from services.matcher.embedder import Embedder
-from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
+from services.matcher.features import (
+    CandidatePool,
+    DailyCounts,
+    QuestionQuery,
+    candidate_features,
+)
 from services.matcher.index.base import Contribution, ExpertIndex, IndexUnavailable
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
 from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
@@ -89,7 +94,10 @@ class MatcherService:
         self._policy = policy
         self._clock = clock
         self._history = History(policy.learning.history)
-        self.trainer = Trainer(index=index, history=self._history, pool=policy.pool, policy=policy.learning)
+        self._daily = DailyCounts(index)
+        self.trainer = Trainer(
+            index=index, history=self._history, pool=policy.pool, policy=policy.learning, daily=self._daily
+        )
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
@@ -253,7 +261,7 @@ class MatcherService:
 
     async def _rank(self, query: QuestionQuery, *, limit: int) -> list[Candidate]:
         with _index_call():
-            table = await candidate_features(self._index, query, pool=self._policy.pool)
+            table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
         return rank_candidates(
             table,
             self.trainer.scorer(query.tenant),

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
+from services.matcher.features import (
+    CandidatePool,
+    DailyCounts,
+    QuestionQuery,
+    candidate_features,
+)
 from services.matcher.index.base import ExpertIndex
 from services.matcher.learning import (
     Example,
@@ -103,8 +108,11 @@ class History:
 class Trainer:
     """Each tenant's current scorer: the hand-set fusion until enough history, then a learned one."""
 
-    def __init__(self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: LearningPolicy) -> None:
+    def __init__(
+        self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: LearningPolicy, daily: DailyCounts
+    ) -> None:
         self._index = index
+        self._daily = daily
         self._history = history
         self._pool = pool
         self._policy = policy
@@ -182,7 +190,7 @@ class Trainer:
                 exclude_authors=(question.asker,),
                 exclude_threads=(question.thread_id,),
             )
-            table = await candidate_features(self._index, query, pool=self._pool)
+            table = await candidate_features(self._index, query, pool=self._pool, daily=self._daily)
             positive = table.people.index(answerer) if answerer in table.people else None
             cache[key] = None if positive is None else Example(values=table.values, positive=positive)
         return cache[key]

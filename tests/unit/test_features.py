@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.matcher.features import CandidatePool, QuestionQuery, candidate_features
+from services.matcher.features import CandidatePool, DailyCounts, QuestionQuery, candidate_features
 from services.matcher.index.base import Contribution
 from shared.events import PostKind
 from tests.fakes import FakeEmbedder, InMemoryIndex
@@ -92,3 +92,33 @@ async def test_excluded_people_and_threads_and_unseen_audiences_give_no_candidat
 async def test_an_empty_tenant_has_no_candidates():
     table = await candidate_features(InMemoryIndex(), query("kafka"), pool=POOL)
     assert table.people == [] and table.values.shape == (0, 12)
+
+
+class CountingIndex(InMemoryIndex):
+    """The in-memory index, counting the facet calls it answers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.facets = 0
+
+    async def author_counts(self, tenant, **where):
+        self.facets += 1
+        return await super().author_counts(tenant, **where)
+
+
+async def test_questions_of_one_day_share_its_counts_which_stop_at_the_start_of_the_day():
+    index = CountingIndex()
+    await index.upsert([
+        contribution("1", "ana", "kafka consumer lag grows", days_ago=10),
+        contribution("2", "bo", "kafka consumer lag today", days_ago=-2 / 24),  # 2 am on the day
+    ])
+    daily = DailyCounts(index)
+    morning, evening = NOW + timedelta(hours=8), NOW + timedelta(hours=20)
+
+    first = await candidate_features(index, query("kafka consumer lag", now=morning), pool=POOL, daily=daily)
+    calls = index.facets
+    second = await candidate_features(index, query("kafka lag", now=evening), pool=POOL, daily=daily)
+
+    assert index.facets == calls  # the second question of the day reads no counts
+    # bo's post from this morning is found, but counts as activity only from the next day on.
+    assert "bo" in second.people and row(second, "bo")["answers"] == 0 and row(first, "ana")["answers"] > 0
