@@ -41,7 +41,7 @@ from qdrant_edge import (
 )
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
-from services.matcher.index.lexical import query_terms
+from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
     ACCEPTED_FLAG,
     DENSE,
@@ -180,7 +180,7 @@ def _where(tenant: str, **fields: str) -> Filter:
     return Filter(must=conditions)
 
 
-class EdgeIndex:
+class EdgeIndex(LexicalSearch):
     """The ExpertIndex on a Qdrant Edge shard; open it with `await EdgeIndex.open(path)`."""
 
     def __init__(self, shard: EdgeShard, executor: ThreadPoolExecutor, path: Path, dimensions: int):
@@ -260,31 +260,6 @@ class EdgeIndex:
         query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
         where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, where, limit)
-
-    async def search_lexical(
-        self,
-        tenant: str,
-        text: str,
-        *,
-        limit: int,
-        audiences: Sequence[str] | None = None,
-        exclude_authors: Sequence[str] = (),
-        exclude_threads: Sequence[str] = (),
-        before: datetime | None = None,
-    ) -> list[Hit]:
-        """Contributions of one tenant by BM25 score of their title and text, best first."""
-        terms = query_terms(text)
-        if not terms:  # only stopwords or punctuation: nothing to match
-            return []
-        return await self.search_sparse(
-            tenant,
-            terms,
-            limit=limit,
-            audiences=audiences,
-            exclude_authors=exclude_authors,
-            exclude_threads=exclude_threads,
-            before=before,
-        )
 
     async def search_sparse(
         self,

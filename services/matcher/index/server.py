@@ -16,7 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
-from services.matcher.index.lexical import query_terms
+from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
     DENSE,
     DIMENSIONS,
@@ -134,7 +134,7 @@ def _where(tenant: str, **fields: str) -> models.Filter:
     return models.Filter(must=conditions)
 
 
-class QdrantServerIndex:
+class QdrantServerIndex(LexicalSearch):
     """The ExpertIndex on a Qdrant collection; open it with `await QdrantServerIndex.open(client)`."""
 
     def __init__(self, client: AsyncQdrantClient, collection: str, dimensions: int):
@@ -233,31 +233,6 @@ class QdrantServerIndex:
         query = checked_vector(vector, self.dimensions)
         where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, DENSE, where, limit)
-
-    async def search_lexical(
-        self,
-        tenant: str,
-        text: str,
-        *,
-        limit: int,
-        audiences: Sequence[str] | None = None,
-        exclude_authors: Sequence[str] = (),
-        exclude_threads: Sequence[str] = (),
-        before: datetime | None = None,
-    ) -> list[Hit]:
-        """Contributions of one tenant by BM25 score of their title and text, best first."""
-        terms = query_terms(text)
-        if not terms:  # only stopwords or punctuation: nothing to match
-            return []
-        return await self.search_sparse(
-            tenant,
-            terms,
-            limit=limit,
-            audiences=audiences,
-            exclude_authors=exclude_authors,
-            exclude_threads=exclude_threads,
-            before=before,
-        )
 
     async def search_sparse(
         self,
