@@ -41,6 +41,7 @@ from qdrant_edge import (
 )
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.counts import FacetCounts
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
     ACCEPTED_FLAG,
@@ -180,8 +181,10 @@ def _where(tenant: str, **fields: str) -> Filter:
     return Filter(must=conditions)
 
 
-class EdgeIndex(LexicalSearch):
+class EdgeIndex(LexicalSearch, FacetCounts):
     """The ExpertIndex on a Qdrant Edge shard; open it with `await EdgeIndex.open(path)`."""
+
+    _count_filter = staticmethod(_count_filter)
 
     def __init__(self, shard: EdgeShard, executor: ThreadPoolExecutor, path: Path, dimensions: int):
         self._shard: EdgeShard | None = shard
@@ -308,35 +311,6 @@ class EdgeIndex(LexicalSearch):
             title=thread_title(payloads),
             participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
         )
-
-    async def author_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        tags_any: Sequence[str] | None = None,
-        accepted: bool | None = None,
-        after: datetime | None = None,
-        before: datetime | None = None,
-        authors: Sequence[str] | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many matching contributions each author has (only authors with at least one)."""
-        where = _count_filter(
-            tenant, kinds=kinds, tags_any=tags_any, accepted=accepted, after=after, before=before, authors=authors
-        )
-        return await self._facet("author_id", where, limit)
-
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many contributions (of `kinds`, created before `before`) carry each tag."""
-        return await self._facet("tags", _count_filter(tenant, kinds=kinds, before=before), limit)
 
     async def _facet(self, key: str, where: Filter, limit: int) -> dict[str, int]:
         if limit < 1:

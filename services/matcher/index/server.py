@@ -16,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.counts import FacetCounts
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
     DENSE,
@@ -134,8 +135,10 @@ def _where(tenant: str, **fields: str) -> models.Filter:
     return models.Filter(must=conditions)
 
 
-class QdrantServerIndex(LexicalSearch):
+class QdrantServerIndex(LexicalSearch, FacetCounts):
     """The ExpertIndex on a Qdrant collection; open it with `await QdrantServerIndex.open(client)`."""
+
+    _count_filter = staticmethod(_count_filter)
 
     def __init__(self, client: AsyncQdrantClient, collection: str, dimensions: int):
         self._client = client
@@ -290,35 +293,6 @@ class QdrantServerIndex(LexicalSearch):
             title=thread_title(payloads),
             participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
         )
-
-    async def author_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        tags_any: Sequence[str] | None = None,
-        accepted: bool | None = None,
-        after: datetime | None = None,
-        before: datetime | None = None,
-        authors: Sequence[str] | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many matching contributions each author has (only authors with at least one)."""
-        where = _count_filter(
-            tenant, kinds=kinds, tags_any=tags_any, accepted=accepted, after=after, before=before, authors=authors
-        )
-        return await self._facet("author_id", where, limit)
-
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many contributions (of `kinds`, created before `before`) carry each tag."""
-        return await self._facet("tags", _count_filter(tenant, kinds=kinds, before=before), limit)
 
     async def _facet(self, key: str, where: models.Filter, limit: int) -> dict[str, int]:
         if limit < 1:
