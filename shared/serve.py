@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from shared.logs import configure_logging
 
 
 class _Listens(Protocol):
@@ -35,3 +37,23 @@ def parse_bind(argv: Sequence[str] | None, *, service: str, env_prefix: str) -> 
     parser.add_argument("--port", type=int, help=f"overrides {env_prefix}PORT")
     args = parser.parse_args(argv)
     return Bind(host=args.host, port=args.port)
+
+
+def serve(
+    argv: Sequence[str] | None,
+    *,
+    service: str,
+    env_prefix: str,
+    load_settings: Callable[[], Any],
+    create_app: Callable[[Any], Any],
+    **uvicorn_options: Any,
+) -> None:
+    """Settings from the environment, flags over them, logging, then the app under uvicorn."""
+    import uvicorn
+
+    bind = parse_bind(argv, service=service, env_prefix=env_prefix)
+    settings = load_settings()
+    host, port = bind.address(settings)
+    configure_logging(service, settings.log_level)
+    # log_config=None keeps the format configure_logging set.
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, **uvicorn_options)

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
-from shared.logs import configure_logging
-from shared.serve import parse_bind
+from shared.serve import serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    bind = parse_bind(argv, service="notifier", env_prefix="NOTIFIER_")
-    settings = NotifierSettings()
-    host, port = bind.address(settings)
-    configure_logging("notifier", settings.log_level)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    serve(argv, service="notifier", env_prefix="NOTIFIER_", load_settings=NotifierSettings, create_app=create_app)
 
 
 if __name__ == "__main__":
