@@ -8,7 +8,15 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.base import (
+    Contribution,
+    Feedback,
+    FeedbackHit,
+    Hit,
+    IndexUnavailable,
+    ThreadInfo,
+    point_id,
+)
 from services.matcher.index.lexical import query_terms
 from services.matcher.index.payload import epoch_seconds, sparse_terms
 from shared.events import PostKind
@@ -43,6 +51,7 @@ class InMemoryIndex:
 
     def __init__(self) -> None:
         self.points: dict[str, Contribution] = {}
+        self.feedback: dict[tuple[str, str, str], Feedback] = {}  # by tenant, question, person
         self.available = True
         self.closed = False
 
@@ -58,13 +67,49 @@ class InMemoryIndex:
     async def delete_post(self, tenant: str, post_id: str) -> None:
         self._check()
         self.points.pop(point_id(tenant, post_id), None)
+        for key in [k for k in self.feedback if k[:2] == (tenant, post_id)]:
+            del self.feedback[key]
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
         self._check()
         gone = [k for k, c in self.points.items() if c.tenant == tenant and c.author_id == person_id]
         for key in gone:
             del self.points[key]
-        return len(gone)
+        responses = [k for k in self.feedback if k[0] == tenant and k[2] == person_id]
+        for key in responses:
+            del self.feedback[key]
+        return len(gone) + len(responses)
+
+    async def vector(self, tenant: str, post_id: str) -> list[float] | None:
+        self._check()
+        point = self.points.get(point_id(tenant, post_id))
+        return list(point.vector) if point else None
+
+    async def record_feedback(self, feedback: Feedback) -> None:
+        self._check()
+        self.feedback[(feedback.tenant, feedback.question_post_id, feedback.person_id)] = feedback
+
+    async def feedback_near(
+        self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None
+    ) -> list[FeedbackHit]:
+        self._check()
+        found = [
+            (_cosine(vector, f.vector), f)
+            for f in self.feedback.values()
+            if f.tenant == tenant and (before is None or int(epoch_seconds(f.at)) < epoch_seconds(before))
+        ]
+        found.sort(key=lambda pair: (-pair[0], pair[1].question_post_id, pair[1].person_id))
+        return [
+            FeedbackHit(
+                person_id=f.person_id,
+                response=f.response,
+                question_post_id=f.question_post_id,
+                thread_id=f.thread_id,
+                at=f.at,
+                similarity=similarity,
+            )
+            for similarity, f in found[:limit]
+        ]
 
     async def search(
         self,

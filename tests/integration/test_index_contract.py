@@ -15,6 +15,7 @@ from qdrant_edge import EdgeShard, KeywordIndexParams, UpdateOperation
 from services.matcher.index import (
     Contribution,
     EdgeIndex,
+    Feedback,
     IndexUnavailable,
     QdrantServerIndex,
     ShardLocked,
@@ -503,3 +504,79 @@ async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_
         assert await reopened.author_counts("acme", tags_any=["kafka"], accepted=True) == {"ann": 1}
     finally:
         await reopened.close()
+
+
+def response(question: str, person: str, kind: str, vector: list[float], *, tenant: str = "acme", at=WHEN) -> Feedback:
+    return Feedback(
+        tenant=tenant,
+        question_post_id=question,
+        thread_id=f"t-{question}",
+        person_id=person,
+        response=kind,
+        at=at,
+        vector=vector,
+    )
+
+
+async def test_a_posts_vector_comes_back_as_indexed(any_index):
+    await any_index.upsert([contribution("q1", vec((0, 1.0), (3, 0.5)), kind=PostKind.QUESTION)])
+
+    stored = await any_index.vector("acme", "q1")
+
+    assert stored is not None and len(stored) == DIM
+    # Cosine adapters may keep the vector normalised: compare directions.
+    assert stored[3] / stored[0] == pytest.approx(0.5, abs=1e-5)
+    assert await any_index.vector("acme", "missing") is None
+    assert await any_index.vector("globex", "q1") is None
+
+
+async def test_responses_are_found_near_similar_questions_and_never_among_posts(any_index):
+    await any_index.upsert(corpus())
+    await any_index.record_feedback(response("q-near", "bob", "not_my_area", vec((0, 1.0), (1, 0.2))))
+    await any_index.record_feedback(response("q-far", "carol", "answered", vec((1, 1.0))))
+    await any_index.record_feedback(response("q-near", "dave", "answered", vec((0, 1.0)), tenant="globex"))
+
+    near = await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)
+
+    assert [(h.person_id, h.response, h.question_post_id, h.thread_id) for h in near] == [
+        ("bob", "not_my_area", "q-near", "t-q-near"),
+        ("carol", "answered", "q-far", "t-q-far"),
+    ]
+    assert near[0].similarity == pytest.approx(1 / (1 + 0.2**2) ** 0.5, abs=1e-5)
+    assert near[1].similarity == pytest.approx(0.0, abs=1e-5)
+    assert near[0].at == WHEN
+    # Responses live apart from posts: searches, counts and threads never see them.
+    assert {h.post_id for h in await any_index.search("acme", vec((0, 1.0)), limit=50)} == {c.post_id for c in corpus()}
+    assert await any_index.count("acme") == len(CORPUS)
+    assert "bob" not in (await any_index.thread("acme", "t-q-near")).participants
+
+
+async def test_a_later_response_replaces_the_earlier_one_and_before_bounds_them(any_index):
+    await any_index.record_feedback(response("q1", "bob", "accepted", vec((0, 1.0))))
+    await any_index.record_feedback(response("q1", "bob", "answered", vec((0, 1.0)), at=WHEN + timedelta(hours=2)))
+
+    [latest] = await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)
+
+    assert (latest.response, latest.at) == ("answered", WHEN + timedelta(hours=2))
+    assert await any_index.feedback_near("acme", vec((0, 1.0)), limit=10, before=WHEN + timedelta(hours=2)) == []
+    assert len(await any_index.feedback_near("acme", vec((0, 1.0)), limit=10, before=WHEN + timedelta(hours=3))) == 1
+
+
+async def test_deleting_a_question_or_erasing_a_person_removes_their_responses(any_index):
+    await any_index.upsert([contribution("q1", vec((0, 1.0)), kind=PostKind.QUESTION, author_id="asker")])
+    await any_index.upsert([contribution("q2", vec((0, 1.0)), kind=PostKind.QUESTION, author_id="asker")])
+    await any_index.record_feedback(response("q1", "bob", "answered", vec((0, 1.0))))
+    await any_index.record_feedback(response("q2", "bob", "declined", vec((0, 1.0))))
+    await any_index.record_feedback(response("q2", "carol", "not_my_area", vec((0, 1.0))))
+    await any_index.record_feedback(response("q2", "carol", "answered", vec((0, 1.0)), tenant="globex"))
+
+    await any_index.delete_post("acme", "q1")
+    assert {(h.question_post_id, h.person_id) for h in await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)} == {
+        ("q2", "bob"),
+        ("q2", "carol"),
+    }
+
+    assert await any_index.erase_person("acme", "carol") == 1
+    assert [h.person_id for h in await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)] == ["bob"]
+    # The other tenant's responses stay.
+    assert [h.person_id for h in await any_index.feedback_near("globex", vec((0, 1.0)), limit=10)] == ["carol"]

@@ -9,6 +9,8 @@ from qdrant_client import AsyncQdrantClient
 from services.matcher.index.base import (
     Contribution,
     ExpertIndex,
+    Feedback,
+    FeedbackHit,
     Hit,
     IndexUnavailable,
     ThreadInfo,
@@ -21,6 +23,8 @@ __all__ = [
     "Contribution",
     "EdgeIndex",
     "ExpertIndex",
+    "Feedback",
+    "FeedbackHit",
     "Hit",
     "IndexUnavailable",
     "QdrantServerIndex",

@@ -71,6 +71,34 @@ class ThreadInfo:
     participants: frozenset[str] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What an invited person said about a question, kept beside the question's vector.
+
+    One per (question, person): a later response replaces the earlier one.
+    """
+
+    tenant: str
+    question_post_id: str
+    thread_id: str
+    person_id: str
+    response: str  # a shared.events.ResponseKind value
+    at: datetime
+    vector: Sequence[float]  # the question's own vector
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackHit:
+    """A response given near a question, with the similarity of the two questions."""
+
+    person_id: str
+    response: str
+    question_post_id: str
+    thread_id: str
+    at: datetime
+    similarity: float
+
+
 class IndexUnavailable(Exception):
     """The index did not answer: a transient failure, the caller retries."""
 
@@ -78,10 +106,26 @@ class IndexUnavailable(Exception):
 class ExpertIndex(Protocol):
     async def upsert(self, contributions: Sequence[Contribution]) -> None: ...
 
-    async def delete_post(self, tenant: str, post_id: str) -> None: ...
+    async def delete_post(self, tenant: str, post_id: str) -> None:
+        """Remove a post's point, and the responses given to invitations to it (if a question)."""
+        ...
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
-        """Remove every contribution of a person; returns how many points went."""
+        """Remove every contribution and every response of a person; returns how many points went."""
+        ...
+
+    async def vector(self, tenant: str, post_id: str) -> list[float] | None:
+        """The dense vector a post was indexed with; None if it is not (or no longer) there."""
+        ...
+
+    async def record_feedback(self, feedback: Feedback) -> None:
+        """Keep a response to an invitation, replacing that person's earlier one on that question."""
+        ...
+
+    async def feedback_near(
+        self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None
+    ) -> list[FeedbackHit]:
+        """Responses given on the questions closest to `vector` (given strictly before `before`), closest first."""
         ...
 
     async def search(

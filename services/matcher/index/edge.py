@@ -40,7 +40,15 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.base import (
+    Contribution,
+    Feedback,
+    FeedbackHit,
+    Hit,
+    IndexUnavailable,
+    ThreadInfo,
+    point_id,
+)
 from services.matcher.index.counts import FacetCounts
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
@@ -53,8 +61,12 @@ from services.matcher.index.payload import (
     checked_sparse,
     checked_vector,
     epoch_seconds,
+    feedback_partition,
+    feedback_payload,
+    feedback_point_id,
     sparse_terms,
     thread_title,
+    to_feedback_hit,
     to_hit,
     to_payload,
 )
@@ -233,20 +245,57 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         await self._run(lambda shard: shard.update(operation))
 
     async def delete_post(self, tenant: str, post_id: str) -> None:
-        """Remove a post's point (nothing happens if it is not there)."""
-        operation = UpdateOperation.delete_points([point_id(tenant, post_id)])
-        await self._run(lambda shard: shard.update(operation))
+        """Remove a post's point and the responses to it (nothing happens if it is not there)."""
+        point = UpdateOperation.delete_points([point_id(tenant, post_id)])
+        responses = UpdateOperation.delete_points_by_filter(_where(feedback_partition(tenant), post_id=post_id))
+
+        def delete(shard: EdgeShard) -> None:
+            shard.update(point)
+            shard.update(responses)
+
+        await self._run(delete)
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
-        """Remove every contribution of a person; returns how many points went."""
-        where = _where(tenant, author_id=person_id)
+        """Remove every contribution and response of a person; returns how many points went."""
+        filters = [_where(partition, author_id=person_id) for partition in (tenant, feedback_partition(tenant))]
 
         def erase(shard: EdgeShard) -> int:
-            removed = shard.count(CountRequest(exact=True, filter=where))
-            shard.update(UpdateOperation.delete_points_by_filter(where))
+            removed = 0
+            for where in filters:
+                removed += shard.count(CountRequest(exact=True, filter=where))
+                shard.update(UpdateOperation.delete_points_by_filter(where))
             return removed
 
         return await self._run(erase)
+
+    async def vector(self, tenant: str, post_id: str) -> list[float] | None:
+        """The dense vector a post was indexed with; None if it is not there."""
+        records = await self._run(lambda shard: shard.retrieve([point_id(tenant, post_id)], False, [DENSE]))
+        if not records or records[0].vector is None:
+            return None
+        return [float(x) for x in records[0].vector[DENSE]]
+
+    async def record_feedback(self, feedback: Feedback) -> None:
+        """Keep a response beside its question's vector, replacing the person's earlier one."""
+        point = Point(
+            id=feedback_point_id(feedback),
+            vector={DENSE: checked_vector(feedback.vector, self.dimensions)},
+            payload=feedback_payload(feedback),
+        )
+        operation = UpdateOperation.upsert_points([point])
+        await self._run(lambda shard: shard.update(operation))
+
+    async def feedback_near(
+        self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None
+    ) -> list[FeedbackHit]:
+        """Responses given on the questions closest to `vector`, closest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
+        where = _search_filter(feedback_partition(tenant), None, (), (), before)
+        request = QueryRequest(limit=limit, query=query, filter=where, with_payload=True)
+        points = await self._run(lambda shard: shard.query(request))
+        return [to_feedback_hit(p.payload or {}, p.score) for p in points]
 
     async def search(
         self,

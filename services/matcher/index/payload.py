@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.matcher.index.base import Contribution, Hit
+from services.matcher.index.base import Contribution, Feedback, FeedbackHit, Hit, point_id
 from services.matcher.index.lexical import document_terms
 from shared.events import PostKind
 
@@ -109,3 +109,42 @@ def thread_title(payloads: Sequence[Mapping[str, Any]]) -> str | None:
     titles = [(p.get("kind") == PostKind.QUESTION.value, p.get("title")) for p in payloads]
     ranked = sorted((t for t in titles if t[1]), key=lambda t: not t[0])
     return ranked[0][1] if ranked else None
+
+
+def feedback_partition(tenant: str) -> str:
+    """Where a tenant's responses to invitations are kept: a partition of their own.
+
+    A tenant's name never contains a comma (EXPERTMATCH_API_KEYS is a comma-separated list), so
+    no tenant's posts share this partition and no search over posts ever meets a response.
+    """
+    return f"{tenant},feedback"
+
+
+def feedback_point_id(feedback: Feedback) -> str:
+    """One point per (question, person): a later response replaces the earlier one."""
+    return point_id(feedback_partition(feedback.tenant), f"{feedback.question_post_id}/{feedback.person_id}")
+
+
+def feedback_payload(feedback: Feedback) -> dict[str, Any]:
+    """The payload of a response's point: keyed like a post's, so the same filters erase it."""
+    at = _aware(feedback.at)
+    return {
+        "tenant": feedback_partition(feedback.tenant),
+        "post_id": feedback.question_post_id,
+        "thread_id": feedback.thread_id,
+        "author_id": feedback.person_id,
+        "response": feedback.response,
+        "created_at": at.isoformat(),
+        "created_ts": int(at.timestamp()),
+    }
+
+
+def to_feedback_hit(payload: Mapping[str, Any], similarity: float) -> FeedbackHit:
+    return FeedbackHit(
+        person_id=payload["author_id"],
+        response=payload["response"],
+        question_post_id=payload["post_id"],
+        thread_id=payload["thread_id"],
+        at=_aware(datetime.fromisoformat(payload["created_at"])),
+        similarity=float(similarity),
+    )

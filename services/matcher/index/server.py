@@ -15,7 +15,15 @@ import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from services.matcher.index.base import Contribution, Hit, IndexUnavailable, ThreadInfo, point_id
+from services.matcher.index.base import (
+    Contribution,
+    Feedback,
+    FeedbackHit,
+    Hit,
+    IndexUnavailable,
+    ThreadInfo,
+    point_id,
+)
 from services.matcher.index.counts import FacetCounts
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
@@ -27,8 +35,12 @@ from services.matcher.index.payload import (
     checked_sparse,
     checked_vector,
     epoch_seconds,
+    feedback_partition,
+    feedback_payload,
+    feedback_point_id,
     sparse_terms,
     thread_title,
+    to_feedback_hit,
     to_hit,
     to_payload,
 )
@@ -206,20 +218,62 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
             await self._client.upsert(self.collection, points=points, wait=True)
 
     async def delete_post(self, tenant: str, post_id: str) -> None:
-        """Remove a post's point (nothing happens if it is not there)."""
+        """Remove a post's point and the responses to it (nothing happens if it is not there)."""
         self._check_open()
-        selector = models.PointIdsList(points=[point_id(tenant, post_id)])
+        point = models.PointIdsList(points=[point_id(tenant, post_id)])
+        responses = models.FilterSelector(filter=_where(feedback_partition(tenant), post_id=post_id))
         with _unavailable_on_failure(self.collection):
-            await self._client.delete(self.collection, points_selector=selector, wait=True)
+            await self._client.delete(self.collection, points_selector=point, wait=True)
+            await self._client.delete(self.collection, points_selector=responses, wait=True)
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
-        """Remove every contribution of a person; returns how many points went."""
+        """Remove every contribution and response of a person; returns how many points went."""
         self._check_open()
-        where = _where(tenant, author_id=person_id)
+        removed = 0
         with _unavailable_on_failure(self.collection):
-            removed = (await self._client.count(self.collection, count_filter=where, exact=True)).count
-            await self._client.delete(self.collection, points_selector=models.FilterSelector(filter=where), wait=True)
+            for partition in (tenant, feedback_partition(tenant)):
+                where = _where(partition, author_id=person_id)
+                removed += (await self._client.count(self.collection, count_filter=where, exact=True)).count
+                selector = models.FilterSelector(filter=where)
+                await self._client.delete(self.collection, points_selector=selector, wait=True)
         return removed
+
+    async def vector(self, tenant: str, post_id: str) -> list[float] | None:
+        """The dense vector a post was indexed with; None if it is not there."""
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            records = await self._client.retrieve(
+                self.collection, ids=[point_id(tenant, post_id)], with_payload=False, with_vectors=[DENSE]
+            )
+        if not records or not isinstance(records[0].vector, dict):
+            return None
+        return [float(x) for x in records[0].vector[DENSE]]
+
+    async def record_feedback(self, feedback: Feedback) -> None:
+        """Keep a response beside its question's vector, replacing the person's earlier one."""
+        point = models.PointStruct(
+            id=feedback_point_id(feedback),
+            vector={DENSE: checked_vector(feedback.vector, self.dimensions)},
+            payload=feedback_payload(feedback),
+        )
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            await self._client.upsert(self.collection, points=[point], wait=True)
+
+    async def feedback_near(
+        self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None
+    ) -> list[FeedbackHit]:
+        """Responses given on the questions closest to `vector`, closest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = checked_vector(vector, self.dimensions)
+        where = _search_filter(feedback_partition(tenant), None, (), (), before)
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            response = await self._client.query_points(
+                self.collection, query=query, using=DENSE, query_filter=where, limit=limit, with_payload=True
+            )
+        return [to_feedback_hit(p.payload or {}, p.score) for p in response.points]
 
     async def search(
         self,
