@@ -1,4 +1,4 @@
-"""Wiring from the posts topic to the matcher's handler; the loop itself lives in shared/consumer.py."""
+"""Wiring from the posts and responses topics to the matcher's handler; the loop lives in shared/consumer.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from services.matcher.settings import MatcherSettings
 from shared.consumer import ConsumerLoop, Handler
 from shared.kafka import make_consumer
-from shared.topics import POSTS
+from shared.topics import POSTS, RESPONSES
 
 GROUP = "matcher"
 
@@ -19,8 +19,13 @@ GROUP = "matcher"
 async def posts_consumer(
     settings: MatcherSettings, *, producer: AIOKafkaProducer, handler: Handler
 ) -> AsyncIterator[ConsumerLoop]:
-    """A started consumer on the posts topic in the matcher group, as a loop; closed on exit."""
-    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic(GROUP))
+    """A started consumer in the matcher group, as a loop; closed on exit.
+
+    Posts keep the index in step; responses to invitations (`invitation.responded`) move the
+    ranking of the next questions close to theirs.
+    """
+    topics = (settings.topic(POSTS), settings.topic(RESPONSES))
+    consumer = make_consumer(settings, *topics, group_id=settings.topic(GROUP))
     await consumer.start()
     try:
         yield ConsumerLoop(

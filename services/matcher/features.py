@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from services.matcher.index.base import ExpertIndex, Hit
+from services.matcher.index.base import ExpertIndex, FeedbackHit, Hit
 from shared.events import PostKind
 
 # Each feature is a log-damped count or vote; the order is the column order of a FeatureTable.
@@ -54,6 +54,12 @@ RECENT_DAYS = (7, 30, 90)
 # At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
 SHARPNESS = 6.0
 MAX_TAGS = 3  # one facet call each
+# Responses to invitations on the questions closest to this one; farther than MIN, none counts:
+# a "not my area" is about that topic, not about the person everywhere.
+FEEDBACK_DEPTH = 50
+FEEDBACK_MIN_SIMILARITY = 0.5
+# What each response says of the person near that question: answering shows it most.
+RESPONSE_WEIGHTS = {"answered": (1.0, 0.0), "accepted": (0.5, 0.0), "declined": (0.0, 0.0), "not_my_area": (0.0, 1.0)}
 # Timestamps are compared to the second: what was stored in the question's own second was there.
 _SAME_SECOND = timedelta(seconds=1)
 _ANSWER = (PostKind.ANSWER,)
@@ -92,6 +98,8 @@ class FeatureTable:
     values: np.ndarray  # shape (len(people), len(FEATURE_NAMES))
     dense_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, closest first
     lexical_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, best first
+    # Per person: (for, against) in [0, 1], what their responses near this question said.
+    feedback: np.ndarray | None = None
 
     def column(self, name: str) -> np.ndarray:
         return self.values[:, FEATURE_NAMES.index(name)]
@@ -144,6 +152,7 @@ async def candidate_features(
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
     daily = daily or DailyCounts(index)
+    feedback = _feedback(await index.feedback_near(query.tenant, query.vector, limit=FEEDBACK_DEPTH, before=query.before))
     counts = await _count(daily, query)
     tag_scores = await _tag_scores(daily, query, counts.total_answers)
     dense_votes = _dense_votes(dense)
@@ -163,8 +172,37 @@ async def candidate_features(
         for person in people
     ]
     return FeatureTable(
-        people=people, values=np.asarray(rows, dtype=float), dense_hits=_by_person(dense), lexical_hits=_by_person(lexical)
+        people=people,
+        values=np.asarray(rows, dtype=float),
+        dense_hits=_by_person(dense),
+        lexical_hits=_by_person(lexical),
+        feedback=np.asarray([feedback.get(person, (0.0, 0.0)) for person in people], dtype=float),
     )
+
+
+def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:
+    """Per person: how much their responses near this question speak for and against them.
+
+    A response counts by its question's closeness: 1 for the same question, falling linearly to 0
+    at FEEDBACK_MIN_SIMILARITY. A person's total is the strongest response plus a tenth of the rest,
+    capped at 1, so many distant responses never outweigh one on the same question.
+    """
+    found: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for hit in hits:
+        closeness = (hit.similarity - FEEDBACK_MIN_SIMILARITY) / (1.0 - FEEDBACK_MIN_SIMILARITY)
+        if closeness <= 0:
+            continue
+        weight_for, weight_against = RESPONSE_WEIGHTS.get(hit.response, (0.0, 0.0))
+        found[hit.person_id][0].append(weight_for * min(closeness, 1.0))
+        found[hit.person_id][1].append(weight_against * min(closeness, 1.0))
+    return {person: (_strongest(f), _strongest(a)) for person, (f, a) in found.items()}
+
+
+def _strongest(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    best = max(values)
+    return min(1.0, best + 0.1 * (sum(values) - best))
 
 
 def _by_person(hits: list[Hit]) -> dict[str, list[Hit]]:

@@ -40,6 +40,11 @@ class Weights:
     recency_floor: float = 0.25
     # How sharply votes favour close matches: at 6, one hit at 0.8 is worth ten at 0.42.
     sharpness: float = 6.0
+    # Responses to invitations near the question, as shares of the spread between the pool's best
+    # and weakest scores at full strength (the same question): "not my area" there sinks a person
+    # to the bottom, "answered" lifts them by a third, whichever scorer ranks (fusion or learned).
+    feedback_for: float = 0.33
+    feedback_against: float = 1.0
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -111,7 +116,7 @@ def rank_candidates(
     """
     if not table.people:
         return []
-    terms = scorer.terms(table.values)
+    terms = _with_feedback(scorer.terms(table.values), table, weights)
     terms = terms - terms[int(np.argmin(terms.sum(axis=1)))]
     scores = terms.sum(axis=1)
     order = sorted(range(len(table.people)), key=lambda i: (-scores[i], table.people[i]))[:limit]
@@ -126,10 +131,28 @@ def rank_candidates(
     ]
 
 
+def _with_feedback(terms: np.ndarray, table: FeatureTable, weights: Weights) -> np.ndarray:
+    """The scorer's terms plus one column: what responses near this question say of each person.
+
+    Measured in the spread of the pool's scores, so it moves people as far under the fusion as
+    under a learned model, whose scores have another scale.
+    """
+    if table.feedback is None or not table.feedback.any():
+        return np.hstack([terms, np.zeros((len(terms), 1))])
+    scores = terms.sum(axis=1)
+    spread = max(float(scores.max() - scores.min()), 1e-6)
+    for_, against = table.feedback[:, 0], table.feedback[:, 1]
+    column = spread * (weights.feedback_for * for_ - weights.feedback_against * against)
+    return np.hstack([terms, column[:, None]])
+
+
 def _grouped(terms: np.ndarray) -> dict[str, float]:
+    """A candidate's terms by part: the features' groups, then `feedback` (the last column)."""
     parts: dict[str, float] = defaultdict(float)
-    for name, value in zip(FEATURE_NAMES, terms, strict=True):
+    for name, value in zip(FEATURE_NAMES, terms[:-1], strict=True):
         parts[PART_OF[name]] += float(value)
+    if terms[-1]:
+        parts["feedback"] = float(terms[-1])
     return dict(parts)
 
 

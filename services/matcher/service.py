@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,13 +18,14 @@ from services.matcher.features import (
     QuestionQuery,
     candidate_features,
 )
-from services.matcher.index.base import Contribution, ExpertIndex, IndexUnavailable
+from services.matcher.index.base import Contribution, ExpertIndex, Feedback, IndexUnavailable
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
 from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     Candidate,
     ExpertsMatched,
+    InvitationResponded,
     Match,
     PersonErased,
     Post,
@@ -33,6 +35,8 @@ from shared.events import (
     Question,
 )
 from shared.text import snippet, to_plain_text
+
+log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
 
@@ -118,9 +122,33 @@ class MatcherService:
         }
         questions = await self._apply(events, contributions)
         self._remember(upserts, contributions)
+        for event in events:
+            if isinstance(event, InvitationResponded):
+                await self._record_response(event)
         matches = [await self._match(event, contributions[id(event)]) for event in questions]
         if matches:
             await self._publish(matches)
+
+    async def _record_response(self, event: InvitationResponded) -> None:
+        """Keep a response beside its question's vector: the next questions close to it feel it."""
+        response = event.data
+        with _index_call():
+            vector = await self._index.vector(event.tenant, response.question_post_id)
+            if vector is None:
+                # The question was deleted, or its asker erased: nothing to be close to.
+                log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
+                return
+            await self._index.record_feedback(
+                Feedback(
+                    tenant=event.tenant,
+                    question_post_id=response.question_post_id,
+                    thread_id=response.thread_id,
+                    person_id=response.person_id,
+                    response=response.response.value,
+                    at=response.responded_at,
+                    vector=vector,
+                )
+            )
 
     async def search(
         self,

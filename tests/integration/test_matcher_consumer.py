@@ -12,15 +12,18 @@ from services.matcher.index import EdgeIndex
 from services.matcher.settings import MatcherSettings
 from shared.events import (
     ExpertsMatched,
+    InvitationResponded,
+    InvitationResponse,
     Post,
     PostDeleted,
     PostKind,
     PostRef,
     PostUpserted,
+    ResponseKind,
     decode_event,
 )
 from shared.kafka import make_consumer, make_producer, publish
-from shared.topics import MATCHES, POSTS, dlq
+from shared.topics import MATCHES, POSTS, RESPONSES, dlq
 from tests.fakes import FakeEmbedder
 
 pytestmark = pytest.mark.integration
@@ -28,12 +31,12 @@ pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)
 
 
-def upserted(post_id, author, kind, body, *, thread, title=None, backfill=False) -> PostUpserted:
+def upserted(post_id, author, kind, body, *, thread, title=None, backfill=False, at=None) -> PostUpserted:
     return PostUpserted(
         tenant="acme",
         data=Post(
             id=post_id, tenant="acme", thread_id=thread, author_id=author, kind=kind, title=title,
-            body=body, created_at=NOW - timedelta(days=20), backfill=backfill,
+            body=body, created_at=at or NOW - timedelta(days=20), backfill=backfill,
         ),
     )
 
@@ -141,3 +144,34 @@ async def test_a_delete_removes_the_post_from_search(matcher, producer):
 
     experts = await running.service.search(tenant="acme", text="payroll first of the month", limit=5)
     assert "pat" not in [e.person_id for e in experts]
+
+
+async def test_a_response_on_the_responses_topic_moves_the_next_similar_question(matcher, producer):
+    settings, running = matcher
+    asked = upserted("q5", "erin", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k5", title="Kubernetes pods")
+    await publish(producer, settings.topic(POSTS), [*HISTORY, asked])
+    await handle_until(running, index_holds(running, len(HISTORY) + 1))
+    [first] = await read(settings, settings.topic(MATCHES), expect=1)
+    assert decode_event(first.value).data.candidates[0].person_id == "kim"
+
+    said = InvitationResponded(
+        tenant="acme",
+        data=InvitationResponse(
+            invitation_id="inv-1", thread_id="k5", person_id="kim", response=ResponseKind.NOT_MY_AREA,
+            question_post_id="q5", question_title="Kubernetes pods", responded_at=NOW - timedelta(minutes=5),
+        ),
+    )
+    await publish(producer, settings.topic(RESPONSES), [said])
+
+    async def recorded() -> bool:
+        return bool(await running.index.feedback_near("acme", FakeEmbedder().vector("kubernetes pods"), limit=5))
+
+    await handle_until(running, recorded)
+    # Asked after the response: a ranking reads everything as of its question's time.
+    again = upserted("q6", "lee", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k6", title="Kubernetes pods", at=NOW)
+    await publish(producer, settings.topic(POSTS), [again])
+    await handle_until(running, index_holds(running, len(HISTORY) + 2))
+
+    second = [decode_event(r.value) for r in await read(settings, settings.topic(MATCHES), expect=2)]
+    [match] = [m for m in second if m.data.question.post_id == "q6"]
+    assert match.data.candidates[0].person_id != "kim"

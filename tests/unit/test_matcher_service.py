@@ -9,7 +9,19 @@ import pytest
 
 from services.matcher.service import MAX_TEXT_CHARS, MatcherService, RankingPolicy, contribution_text
 from shared.consumer import Delivery, TransientError
-from shared.events import ExpertsMatched, PersonErased, PersonRef, Post, PostDeleted, PostKind, PostRef, PostUpserted
+from shared.events import (
+    ExpertsMatched,
+    InvitationResponded,
+    InvitationResponse,
+    PersonErased,
+    PersonRef,
+    Post,
+    PostDeleted,
+    PostKind,
+    PostRef,
+    PostUpserted,
+    ResponseKind,
+)
 from tests.fakes import FakeEmbedder, InMemoryIndex
 
 pytestmark = pytest.mark.unit
@@ -227,3 +239,78 @@ async def test_tag_overlap_and_the_questions_words_rank_the_topic_expert_first(s
     assert [c.person_id for c in candidates][:2] == ["kim", "pat"]
     assert candidates[0].parts["tags"] > 0
     assert candidates[0].evidence[0].thread_id == "d1"
+
+
+def responded(person: str, kind: str, *, question_event: PostUpserted, at=NOW - timedelta(days=1)) -> InvitationResponded:
+    q = question_event.data
+    return InvitationResponded(
+        tenant=q.tenant,
+        data=InvitationResponse(
+            invitation_id=f"inv-{person}-{q.id}",
+            thread_id=q.thread_id,
+            person_id=person,
+            response=ResponseKind(kind),
+            question_post_id=q.id,
+            question_title=q.title,
+            responded_at=at,
+        ),
+    )
+
+
+async def rank(service, embedder, text: str, *, asker: str = "zoe", thread: str = "new", now=NOW):
+    candidates, _ = await service.rank_question(
+        tenant="acme", vector=embedder.vector(text), text=text, asker=asker, thread_id=thread, audience=(), now=now, limit=5
+    )
+    return candidates
+
+
+async def test_not_my_area_sinks_that_person_near_that_question_only(service, embedder):
+    pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(*HISTORY, pods))
+    close = "Kubernetes pods: they restart, what to check?"
+    before_pods = await rank(service, embedder, close)
+    before_payroll = await rank(service, embedder, "payroll export on the first of the month")
+    assert before_pods[0].person_id == "kim" and "feedback" not in before_pods[0].parts
+
+    await service.handle(batch(responded("kim", "not_my_area", question_event=pods)))
+
+    after_pods = await rank(service, embedder, close)
+    assert after_pods[0].person_id != "kim"
+    assert all(c.parts["feedback"] < 0 for c in after_pods if c.person_id == "kim")
+    # Far from that question, kim is ranked as before.
+    after_payroll = await rank(service, embedder, "payroll export on the first of the month")
+    assert [(c.person_id, round(c.score, 6)) for c in after_payroll] == [
+        (c.person_id, round(c.score, 6)) for c in before_payroll
+    ]
+
+
+async def test_answering_an_invitation_lifts_that_person_on_similar_questions(service, embedder):
+    pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(*HISTORY, pods))
+    before = {c.person_id: c for c in await rank(service, embedder, "kubernetes pods restart again")}
+
+    await service.handle(batch(responded("dave", "answered", question_event=pods)))
+
+    after = {c.person_id: c for c in await rank(service, embedder, "kubernetes pods restart again")}
+    # Parts are measured from the weakest candidate: dave's lift shows as everyone else's loss.
+    assert after["dave"].score - after["kim"].score > before["dave"].score - before["kim"].score
+    assert after["kim"].parts["feedback"] < 0
+
+
+async def test_a_response_counts_only_for_questions_asked_after_it(service, embedder):
+    pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(*HISTORY, pods, responded("kim", "not_my_area", question_event=pods, at=NOW)))
+
+    earlier = await rank(service, embedder, "kubernetes pods restart again", now=NOW - timedelta(hours=1))
+
+    assert earlier[0].person_id == "kim" and "feedback" not in earlier[0].parts
+
+
+async def test_a_response_to_a_question_no_longer_indexed_is_dropped_and_the_batch_goes_on(service, index, embedder, published):
+    gone = question("erin", "Kubernetes pods", "kubernetes pods restart", thread="k3", backfill=True)
+    await service.handle(batch(*HISTORY))
+
+    await service.handle(batch(responded("kim", "not_my_area", question_event=gone), question("zoe", "Pods", "kubernetes pods", thread="k9")))
+
+    assert index.feedback == {}
+    assert published[0].data.candidates[0].person_id == "kim"
