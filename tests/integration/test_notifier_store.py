@@ -123,6 +123,29 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgre
     assert len(set(claimed)) == 40
 
 
+async def test_two_replicas_inviting_one_person_at_once_keep_to_the_daily_cap(postgres_url):
+    replicas = [Database(postgres_url), Database(postgres_url)]
+    await replicas[0].migrate()
+    policy = InvitePolicy(initial=1, per_day=3)
+
+    # Twelve threads at the same instant, each with the same best candidate, split over two replicas.
+    await asyncio.gather(
+        *(
+            invitations.record_match(replicas[thread % 2], event=matched("ann", f"bob{thread}", thread=f"t{thread}"), policy=policy, now=NOW)
+            for thread in range(12)
+        )
+    )
+
+    async with replicas[0].transaction() as session:
+        ann = (await session.scalars(sa.select(Invitation.thread_id).where(Invitation.person_id == "ann"))).all()
+        others = (await session.scalars(sa.select(Invitation.person_id).where(Invitation.person_id != "ann"))).all()
+    for db in replicas:
+        await db.close()
+    assert len(ann) == 3
+    # Every other thread invited its next candidate instead.
+    assert len(others) == 9
+
+
 async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db):
     await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
     wakes = []

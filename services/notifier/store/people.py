@@ -44,10 +44,23 @@ async def put_preferences(
 async def load_people(
     session: AsyncSession, *, tenant: str, person_ids: Collection[str], now: datetime
 ) -> dict[str, Person]:
-    """Preferences, last week's invitations and the last invitation of each of these people."""
-    ids = list(set(person_ids))
+    """Preferences, last week's invitations and the last invitation of each of these people.
+
+    On PostgreSQL it first locks each person until the transaction ends, so two replicas inviting
+    one person to different threads at once take turns, and the second sees the first's invitation
+    when it checks the caps. (SQLite serialises writers by itself: the embedded default is one
+    process.)
+    """
+    ids = sorted(set(person_ids))
     if not ids:
         return {}
+    if session.bind.dialect.name == "postgresql":
+        # One transaction-scoped advisory lock per person, always taken in the same (sorted) order,
+        # so two transactions wanting the same people never deadlock.
+        for person_id in ids:
+            await session.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"person/{tenant}/{person_id}"}
+            )
     prefs = {
         p.person_id: p
         for p in await session.scalars(
