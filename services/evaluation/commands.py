@@ -21,6 +21,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--plot", type=Path, help="draw Hit@k for k = 1..20 to this PNG")
     evaluation.add_argument("--cache", type=Path, help="embedding cache file "
                             "(default: $EXPERTMATCH_DATA_DIR/cache, else ~/.cache/expertmatch)")
+    evaluation.add_argument("--feedback", action="store_true",
+                            help="also score expertmatch+feedback: its top --invited of each test question "
+                            "respond (answered, if they answered the thread) and the matcher hears it")
+    evaluation.add_argument("--invited", type=int, default=3, help="invitations per test question with --feedback (default 3)")
+    evaluation.add_argument("--silence", choices=("declined", "not_my_area"), default="declined",
+                            help="what an invitee who never answered says, with --feedback (default declined)")
     evaluation.set_defaults(handler=run_eval)
 
     backfill = subparsers.add_parser("import", help="send a Stack Exchange dump to the ingest API as backfill")
@@ -43,6 +49,8 @@ def run_eval(args: argparse.Namespace) -> int:
     # Imported here: the model, Qdrant Edge and bm25s load only when an evaluation runs.
     from services.evaluation.cache import EmbeddingCache, default_cache_path
     from services.evaluation.evaluate import evaluate
+    from services.evaluation.replay import SimulatedInvitations
+    from shared.events import ResponseKind
     from services.evaluation.report import plot, table, write_json
     from services.matcher.bootstrap import _policy
     from services.matcher.embedder import SentenceEmbedder
@@ -51,6 +59,10 @@ def run_eval(args: argparse.Namespace) -> int:
     if not args.dump.exists():
         print(f"expertmatch eval: no dump at {args.dump}", file=sys.stderr)
         return 2
+    if args.invited < 1:
+        print("expertmatch eval: --invited must be at least 1", file=sys.stderr)
+        return 2
+    feedback = SimulatedInvitations(invited=args.invited, silence=ResponseKind(args.silence)) if args.feedback else None
     settings = MatcherSettings()
     cache_path = args.cache or default_cache_path(_data_dir_from_env())
     cache = EmbeddingCache(cache_path)
@@ -58,7 +70,14 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         # The matcher's own ranking policy, from the same MATCHER_* settings it runs with.
         evaluation = asyncio.run(
-            evaluate(args.dump, embedder=model, cache=cache, policy=_policy(settings), test_fraction=args.test_fraction)
+            evaluate(
+                args.dump,
+                embedder=model,
+                cache=cache,
+                policy=_policy(settings),
+                test_fraction=args.test_fraction,
+                feedback=feedback,
+            )
         )
     finally:
         model.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from contextlib import AsyncExitStack
 from tempfile import TemporaryDirectory
 
 import numpy as np
@@ -13,7 +14,15 @@ from tqdm import tqdm
 from services.evaluation.baselines import Bm25Experts, MostActive
 from services.evaluation.cache import CachedEmbedder, EmbeddingCache
 from services.evaluation.metrics import hit_curve, summarize
-from services.evaluation.replay import RELEVANCES, MatcherSystem, ReplayResult, contribution_texts, never_publish, replay
+from services.evaluation.replay import (
+    RELEVANCES,
+    MatcherSystem,
+    ReplayResult,
+    SimulatedInvitations,
+    contribution_texts,
+    never_publish,
+    replay,
+)
 from services.matcher.embedder import Embedder
 from services.matcher.index import EdgeIndex
 from services.matcher.service import MatcherService, RankingPolicy
@@ -59,9 +68,14 @@ async def evaluate(
     cache: EmbeddingCache,
     policy: RankingPolicy,
     test_fraction: float = 0.2,
+    feedback: SimulatedInvitations | None = None,
     show_progress: bool = True,
 ) -> Evaluation:
-    """Replay the dump at `path` through expertmatch, bm25 and most_active, and score all three."""
+    """Replay the dump at `path` through expertmatch, bm25 and most_active, and score all three.
+
+    With `feedback`, a fourth system, `expertmatch+feedback`, is expertmatch on an index of its
+    own that also hears how its invitations went.
+    """
     started = time.perf_counter()
     read = read_dump(path)
     posts = read.posts
@@ -71,15 +85,20 @@ async def evaluate(
         await cached.embed(contribution_texts(posts))
     cached.progress = None
     with TemporaryDirectory(prefix="expertmatch-eval-") as folder:
-        index = await EdgeIndex.open(Path(folder) / "index")
-        try:
-            service = MatcherService(index=index, embedder=cached, publish=never_publish, policy=policy)
-            matcher, bm25 = MatcherSystem(service, cached), Bm25Experts()
+        async with AsyncExitStack() as stack:
+
+            async def matcher_system(name: str, **options) -> MatcherSystem:
+                index = await EdgeIndex.open(Path(folder) / name)
+                stack.push_async_callback(index.close)
+                service = MatcherService(index=index, embedder=cached, publish=never_publish, policy=policy)
+                return MatcherSystem(service, cached, name=name, **options)
+
+            matcher, bm25 = await matcher_system("expertmatch"), Bm25Experts()
             systems = [matcher, bm25, MostActive()]
+            if feedback is not None:
+                systems.append(await matcher_system("expertmatch+feedback", feedback=feedback))
             with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
                 result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
-        finally:
-            await index.close()
     return Evaluation(
         dataset=dataset_name(path),
         n_test=result.n_test,

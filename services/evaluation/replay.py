@@ -10,12 +10,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.matcher.embedder import Embedder
 from services.matcher.service import MatcherService, contribution_text
 from shared.consumer import Delivery
-from shared.events import Post, PostKind, PostUpserted
+from shared.events import InvitationResponded, InvitationResponse, Post, PostKind, PostUpserted, ResponseKind
 from shared.stackexchange import DumpPost
 from shared.text import to_plain_text
 
@@ -94,6 +95,16 @@ def relevant_people(posts: Sequence[DumpPost]) -> dict[str, dict[str, frozenset[
     return {qid: {"acc": frozenset(accepted[qid]), "any": frozenset(answerers[qid])} for qid in askers}
 
 
+def first_answers(posts: Sequence[DumpPost]) -> dict[str, dict[str, datetime]]:
+    """Per question id: when each answerer (never the asker) first answered it."""
+    askers = {p.id: p.author_id for p in posts if p.kind == "question"}
+    first: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for post in posts:
+        if post.kind == "answer" and post.author_id != askers.get(post.thread_id):
+            first[post.thread_id].setdefault(post.author_id, post.created_at)
+    return first
+
+
 def pick_test_questions(posts: Sequence[DumpPost], fraction: float) -> set[str]:
     """The last `fraction` of the questions, in time order."""
     questions = [p.id for p in posts if p.kind == "question"]
@@ -112,6 +123,7 @@ async def replay(
     """Feed `posts` (time-ordered) to every system; rank each test question the moment it is asked."""
     tests = pick_test_questions(posts, test_fraction)
     relevant = relevant_people(posts)
+    answered = first_answers(posts)
     result = ReplayResult(n_test=len(tests))
     authors_so_far: set[str] = set()
     pending: list[DumpPost] = []
@@ -122,7 +134,12 @@ async def replay(
             progress(len(pending))
             authors_so_far.update(p.author_id for p in pending)
             pending = []
-            result.judged.append(await _judge(post, systems, relevant[post.id], authors_so_far, depth))
+            judged = await _judge(post, systems, relevant[post.id], authors_so_far, depth)
+            result.judged.append(judged)
+            for system in systems:
+                # Systems that learn from invitations hear how theirs went; they see it only later.
+                if (respond := getattr(system, "respond", None)) is not None:
+                    await respond(post, judged.rankings[system.name], answered.get(post.id, {}))
         pending.append(post)
     for system in systems:
         await system.observe(pending)
@@ -151,21 +168,73 @@ async def _judge(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SimulatedInvitations:
+    """The real outcome fed back as responses: the top `invited` of each test question respond.
+
+    An invitee who answered the thread says `answered` when they first answered; one who never
+    did says `silence` a `delay` after the question (`declined`, which moves nothing, or the
+    stronger assumption `not_my_area`).
+    """
+
+    invited: int = 3
+    silence: ResponseKind = ResponseKind.DECLINED
+    delay: timedelta = timedelta(days=1)
+
+    def responses(
+        self, question: DumpPost, ranking: Sequence[str], answered: dict[str, datetime], tenant: str
+    ) -> list[InvitationResponded]:
+        return [
+            InvitationResponded(
+                tenant=tenant,
+                data=InvitationResponse(
+                    invitation_id=f"{question.id}/{person}",
+                    thread_id=question.thread_id,
+                    person_id=person,
+                    response=ResponseKind.ANSWERED if person in answered else self.silence,
+                    question_post_id=question.id,
+                    question_title=question.title,
+                    responded_at=answered.get(person, question.created_at + self.delay),
+                ),
+            )
+            for person in ranking[: self.invited]
+        ]
+
+
 class MatcherSystem:
-    """expertmatch itself: posts go through `MatcherService.handle`, questions through `rank_question`."""
+    """expertmatch itself: posts go through `MatcherService.handle`, questions through `rank_question`.
 
-    name = "expertmatch"
+    With `feedback`, its invitations' outcomes come back through `handle` as the matcher gets them
+    live (`invitation.responded`), in the batch after the question itself.
+    """
 
-    def __init__(self, service: MatcherService, embedder: Embedder, *, tenant: str = TENANT) -> None:
+    def __init__(
+        self,
+        service: MatcherService,
+        embedder: Embedder,
+        *,
+        tenant: str = TENANT,
+        name: str = "expertmatch",
+        feedback: SimulatedInvitations | None = None,
+    ) -> None:
+        self.name = name
         self._service = service
         self._embedder = embedder
         self._tenant = tenant
+        self._feedback = feedback
+        self._responses: list[InvitationResponded] = []
         self.rank_ms: list[float] = []
 
     async def observe(self, posts: Sequence[DumpPost]) -> None:
-        if posts:
-            events = [PostUpserted(tenant=self._tenant, data=as_post(p, self._tenant)) for p in posts]
+        events: list[object] = [PostUpserted(tenant=self._tenant, data=as_post(p, self._tenant)) for p in posts]
+        events += self._responses
+        self._responses = []
+        if events:
             await self._service.handle([Delivery(event, record=None) for event in events])
+
+    async def respond(self, question: DumpPost, ranking: Sequence[str], answered: dict[str, datetime]) -> None:
+        if self._feedback is not None:
+            self._responses += self._feedback.responses(question, ranking, answered, self._tenant)
 
     async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
         post = as_post(question, self._tenant)

@@ -17,13 +17,13 @@ def table(evaluation: Evaluation) -> str:
     lines = [
         f"{e.dataset}: {e.n_test} test questions, coverage {e.coverage:.3f}, {e.seconds:.1f} s, "
         f"rank step p50 {e.rank_ms['p50']:.1f} ms, p95 {e.rank_ms['p95']:.1f} ms",
-        f"{'system':<12} {'rel':<4} " + " ".join(f"{m:>8}" for m in METRICS) + f" {'n':>6}",
+        f"{'system':<20} {'rel':<4} " + " ".join(f"{m:>8}" for m in METRICS) + f" {'n':>6}",
     ]
     for system, by_relevance in e.systems.items():
         for relevance in RELEVANCES:
             scores = by_relevance[relevance]
             values = " ".join(f"{scores[m]:>8.3f}" for m in METRICS)
-            lines.append(f"{system:<12} {relevance:<4} {values} {scores['n']:>6}")
+            lines.append(f"{system:<20} {relevance:<4} {values} {scores['n']:>6}")
     return "\n".join(lines)
 
 

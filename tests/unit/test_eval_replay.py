@@ -9,12 +9,14 @@ import pytest
 
 from services.evaluation.replay import (
     MatcherSystem,
+    SimulatedInvitations,
     never_publish,
     pick_test_questions,
     relevant_people,
     replay,
 )
 from services.matcher.service import MatcherService
+from shared.events import ResponseKind
 from shared.stackexchange import DumpPost
 from tests.fakes import FakeEmbedder, InMemoryIndex
 
@@ -139,3 +141,40 @@ async def test_recency_is_measured_from_when_the_question_was_asked():
     # bob answered the day before: recent activity, which a clock 5000 days on would not see.
     assert candidates[0].parts["activity"] > 0
     assert participants == ["zed"]
+
+
+def test_simulated_invitations_feed_back_the_real_outcome():
+    question = POSTS[8]  # eve's espresso question, answered by dan (day 10) and zed
+    answered = {"dan": POSTS[9].created_at, "zed": POSTS[10].created_at}
+    silent_declines = SimulatedInvitations(invited=2)
+    silent_not_mine = SimulatedInvitations(invited=3, silence=ResponseKind.NOT_MY_AREA)
+
+    said = silent_declines.responses(question, ["dan", "ann", "bob"], answered, "eval")
+    told = silent_not_mine.responses(question, ["dan", "ann", "bob"], answered, "eval")
+
+    assert [(r.data.person_id, r.data.response, r.data.responded_at) for r in said] == [
+        ("dan", ResponseKind.ANSWERED, POSTS[9].created_at),
+        ("ann", ResponseKind.DECLINED, question.created_at + timedelta(days=1)),
+    ]
+    assert [r.data.response for r in told] == [ResponseKind.ANSWERED, ResponseKind.NOT_MY_AREA, ResponseKind.NOT_MY_AREA]
+    assert {(r.data.question_post_id, r.data.thread_id, r.tenant) for r in told} == {("9", "9", "eval")}
+
+
+async def test_a_feedback_system_hears_its_invitations_outcome_after_the_question_is_indexed():
+    embedder, index = FakeEmbedder(), InMemoryIndex()
+    service = MatcherService(index=index, embedder=embedder, publish=never_publish)
+    plain = MatcherSystem(MatcherService(index=InMemoryIndex(), embedder=embedder, publish=never_publish), embedder)
+    listening = MatcherSystem(
+        service, embedder, name="expertmatch+feedback", feedback=SimulatedInvitations(invited=1, silence=ResponseKind.NOT_MY_AREA)
+    )
+
+    result = await replay(POSTS, [plain, listening], test_fraction=0.5)
+
+    # Both rank the first test question alike; only the listening one was told how it went.
+    assert result.judged[0].rankings["expertmatch"] == result.judged[0].rankings["expertmatch+feedback"]
+    top_of_six = result.judged[0].rankings["expertmatch+feedback"][0]
+    top_of_nine = result.judged[1].rankings["expertmatch+feedback"][0]
+    assert {(k[1], k[2], f.response) for k, f in index.feedback.items()} == {
+        ("6", top_of_six, "answered" if top_of_six == "ann" else "not_my_area"),
+        ("9", top_of_nine, "answered" if top_of_nine == "dan" else "not_my_area"),
+    }
