@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notifier.egress import AllowList
@@ -23,12 +23,13 @@ class NotifierSettings(CommonSettings):
     # None means the embedded default: SQLite under the data folder.
     database_url: str | None = _env("DATABASE_URL", default=None)
     # The invite policy's defaults; NOTIFIER_TENANT_POLICIES overrides them per tenant (JSON).
-    max_invites_per_thread: int = 3
-    max_invites_total_per_thread: int = 6
-    max_invites_per_day: int = 3
-    max_invites_per_week: int = 10
-    spread_margin: float = 0.05
-    escalation_delay: float = 4 * 3600
+    # Bounded like NOTIFIER_TENANT_POLICIES' fields: a default may not be what an override may not.
+    max_invites_per_thread: int = Field(default=3, ge=1)
+    max_invites_total_per_thread: int = Field(default=6, ge=1)
+    max_invites_per_day: int = Field(default=3, ge=0)
+    max_invites_per_week: int = Field(default=10, ge=0)
+    spread_margin: float = Field(default=0.05, ge=0, le=1)
+    escalation_delay: float = Field(default=4 * 3600, ge=0)
     tenant_policies: str = "{}"
     escalation_poll_interval: float = 30.0
     # Seconds between attempts: attempt 1 is immediate, then one retry per entry.
@@ -51,12 +52,6 @@ class NotifierSettings(CommonSettings):
         parse_schedule(value)
         return value
 
-    @field_validator("max_invites_per_thread")
-    @classmethod
-    def _limit_positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("max_invites_per_thread must be at least 1")
-        return value
 
     @field_validator("tenant_policies")
     @classmethod

@@ -123,6 +123,14 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgre
     assert len(set(claimed)) == 40
 
 
+async def test_the_first_round_never_invites_more_than_the_threads_total(db):
+    created = await invitations.record_match(
+        db, event=matched("ann", "bob", "cy", "dee"), policy=InvitePolicy(initial=3, total=2), now=NOW
+    )
+
+    assert [i.person_id for i in created] == ["ann", "bob"]
+
+
 async def test_two_replicas_inviting_one_person_at_once_keep_to_the_daily_cap(postgres_url):
     replicas = [Database(postgres_url), Database(postgres_url)]
     await replicas[0].migrate()

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.notifier.policy import InvitePolicy, Person, Policies, PolicyOverride, parse_tenant_policies, plan_invitations
+from services.notifier.settings import NotifierSettings
 from shared.events import Candidate
 
 pytestmark = pytest.mark.unit
@@ -98,3 +99,20 @@ def test_tenant_overrides_change_only_what_they_name():
     with pytest.raises(ValueError, match="NOTIFIER_TENANT_POLICIES"):
         parse_tenant_policies('{"acme": {"initail": 1}}')
     assert PolicyOverride().model_dump(exclude_none=True) == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NOTIFIER_MAX_INVITES_PER_THREAD", "0"),
+        ("NOTIFIER_MAX_INVITES_TOTAL_PER_THREAD", "0"),
+        ("NOTIFIER_MAX_INVITES_PER_DAY", "-1"),
+        ("NOTIFIER_MAX_INVITES_PER_WEEK", "-1"),
+        ("NOTIFIER_SPREAD_MARGIN", "1.5"),
+        ("NOTIFIER_ESCALATION_DELAY", "-60"),
+    ],
+)
+def test_policy_defaults_out_of_range_are_refused_naming_the_setting(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable.removeprefix("NOTIFIER_").lower()):
+        NotifierSettings()

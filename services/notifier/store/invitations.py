@@ -49,7 +49,8 @@ async def record_match(
         state.candidates = [c.model_dump(mode="json") for c in match.candidates]
         state.match_event_id, state.updated_at = str(event.id), now
         invited = await invited_people(session, tenant=tenant, thread_id=thread_id)
-        room = policy.initial - len(invited)
+        # The first round never goes past the thread's total, whatever a tenant set as the first count.
+        room = min(policy.initial, policy.total) - len(invited)
         if room <= 0:
             return []
         return await invite(
