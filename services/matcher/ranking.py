@@ -42,8 +42,8 @@ class Weights:
     sharpness: float = 6.0
     # Responses to invitations near the question, as shares of the spread between the pool's best
     # and weakest scores at full strength (the same question): "not my area" there sinks a person
-    # to the bottom, "answered" lifts them by a third, whichever scorer ranks (fusion or learned).
-    feedback_for: float = 0.33
+    # to the bottom, "answered" lifts them as far, whichever scorer ranks (fusion or learned).
+    feedback_for: float = 1.0
     feedback_against: float = 1.0
 
 
