@@ -191,6 +191,54 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
             assert len(receiver.received()) == len(requests)
 
 
+async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such_question(system):
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": _posts()})
+        assert answer.status_code == 202, answer.text
+
+        async def invitations_to(thread: str, expected: int | None = None):
+            got = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": thread})
+            rows = got.json()
+            return rows if rows and (expected is None or len(rows) >= expected) else None
+
+        async def indexed():
+            stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
+            return stats.json()["contributions"] == len(HISTORY)
+
+        await _until(indexed, 60, "the history to be indexed")
+        await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)
+        first = await _until(lambda: invitations_to("q-new"), 60, "the first question's invitations")
+        [kims] = [row for row in first if row["person_id"] == "kim"]
+
+        said = await http.post(
+            f"{system.url('notifier')}/v1/invitations/{kims['id']}/response", headers=ACME, json={"response": "not_my_area"}
+        )
+        assert said.status_code == 201, said.text
+
+        async def kim_sunk():
+            search = await http.post(
+                f"{system.url('matcher')}/v1/experts/search", headers=ACME,
+                json={"text": f"{QUESTION['title']}\n{QUESTION['body']}", "exclude": ["dana"]},
+            )
+            experts = search.json()["experts"]
+            return experts and experts[0]["person_id"] != "kim" and experts
+
+        # The response travels notifier -> responses topic -> matcher.
+        experts = await _until(kim_sunk, 60, "the matcher to take the response into account")
+        # On the same question, a "not my area" sinks the person to the bottom of the pool.
+        assert experts[-1]["person_id"] == "kim"
+
+        again = {**QUESTION, "id": "q-again", "thread_id": "q-again", "author_id": "lee"}
+        await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=again)
+        second = await _until(lambda: invitations_to("q-again", expected=3), 60, "the second question's invitations")
+        assert "kim" not in {row["person_id"] for row in second}
+        # Far from that question, kim is still the one asked.
+        hits = await http.post(
+            f"{system.url('matcher')}/v1/experts/search", headers=ACME, json={"text": "helm rollback lost the TLS secret"}
+        )
+        assert hits.json()["experts"][0]["person_id"] == "kim"
+
+
 async def _read_matches(settings: CommonSettings):
     consumer = make_consumer(settings, settings.topic(MATCHES), group_id=None)
     await consumer.start()
