@@ -58,7 +58,7 @@ def test_eval_scores_all_three_systems_and_a_rerun_reads_the_cache(beer_slice, t
             assert scores["n"] > 0
             assert all(0 <= scores[m] <= 1 for m in METRICS - {"n"})
     assert first["rank_ms"]["p50"] > 0
-    assert "expertmatch  acc" in table and "rank step p50" in table
+    assert any(line.split()[:2] == ["expertmatch", "acc"] for line in table.splitlines()) and "rank step p50" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert run(*common, "--json", str(out)) == 0
@@ -66,3 +66,20 @@ def test_eval_scores_all_three_systems_and_a_rerun_reads_the_cache(beer_slice, t
     assert "embedded 0 new texts" in capsys.readouterr().out
     # Cached vectors are the vectors: the rerun ranks exactly as the first run did.
     assert again["systems"] == first["systems"]
+
+
+def test_eval_with_feedback_scores_a_fourth_system_beside_the_same_three(beer_slice, tmp_path, capsys):
+    out, cache = tmp_path / "eval.json", tmp_path / "cache.sqlite"
+    common = ("eval", str(beer_slice), "--cache", str(cache), "--test-fraction", "0.3", "--json", str(out))
+
+    assert run(*common) == 0
+    plain = json.loads(out.read_text())
+    assert run(*common, "--feedback", "--silence", "not_my_area") == 0
+    listened = json.loads(out.read_text())
+    table = capsys.readouterr().out
+
+    assert set(listened["systems"]) == SYSTEMS | {"expertmatch+feedback"}
+    # The three are untouched by the fourth: same replay, same scores.
+    assert {name: listened["systems"][name] for name in SYSTEMS} == plain["systems"]
+    assert any(line.split()[:2] == ["expertmatch+feedback", "acc"] for line in table.splitlines())
+    assert run(*common, "--feedback", "--invited", "0") == 2
