@@ -116,7 +116,8 @@ async def _start_broker_work(
     app.state.publisher = publisher
     matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
     app.state.consumer_loop = await _start_loop(stack, "notifier", matches_consumer(settings), producer, matches)
-    app.state.posts_loop = await _start_loop(stack, "notifier-posts", posts_consumer(settings), producer, posts_handler(db))
+    posts = posts_handler(db, clock=clock)
+    app.state.posts_loop = await _start_loop(stack, "notifier-posts", posts_consumer(settings), producer, posts)
     app.state.readiness["broker"] = lambda: broker_answers(settings)
     app.state.readiness["consumer"] = running_check(app.state.consumer_loop)
     app.state.readiness["posts_consumer"] = running_check(app.state.posts_loop)

@@ -45,7 +45,7 @@ def matches_handler(
     return handle
 
 
-def posts_handler(db: Database) -> Handler:
+def posts_handler(db: Database, *, clock: Clock = utcnow) -> Handler:
     """Learn who replied to which thread and which answers were accepted (escalation stops on them);
     erase the people the posts topic says to erase."""
 
@@ -56,10 +56,12 @@ def posts_handler(db: Database) -> Handler:
             match delivery.event:
                 case PostUpserted(data=post):
                     posts.append(post)
-                case PersonErased(tenant=tenant, data=ref):
+                case PersonErased(tenant=tenant, data=ref, time=asked_at):
                     await _record_replies(db, posts)
                     posts = []
-                    await _erase(db, tenant=tenant, person_id=ref.person_id)
+                    # A match ranked before either moment may still be on its way: both count.
+                    erased_at = max(asked_at, clock())
+                    await _erase(db, tenant=tenant, person_id=ref.person_id, erased_at=erased_at)
         await _record_replies(db, posts)
 
     return handle
@@ -70,8 +72,8 @@ async def _record_replies(db: Database, posts: list[Post]) -> None:
         await _store(threads.record_replies(db, posts))
 
 
-async def _erase(db: Database, *, tenant: str, person_id: str) -> None:
-    erased = await _store(erasure.erase_person(db, tenant=tenant, person_id=person_id))
+async def _erase(db: Database, *, tenant: str, person_id: str, erased_at: datetime) -> None:
+    erased = await _store(erasure.erase_person(db, tenant=tenant, person_id=person_id, erased_at=erased_at))
     # Counts only: the log is not a place to keep the id of someone just erased.
     log.info("erased a person of tenant %s: %s", tenant, erased)
 

@@ -1,4 +1,4 @@
-"""The notifier's tables: subscriptions, invitations, deliveries, preferences, threads, responses."""
+"""The notifier's tables: subscriptions, invitations, deliveries, preferences, threads, responses, erasures."""
 
 from __future__ import annotations
 
@@ -158,6 +158,9 @@ class ThreadState(Base):
     participants: Mapped[list[str]] = mapped_column(sa.JSON())
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON())
     match_event_id: Mapped[str] = mapped_column(sa.String(64))
+    # When that match was ranked (its event's time): nobody erased since is invited from it.
+    # None for threads stored before it was kept: then any erasure on record counts.
+    matched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rounds: Mapped[int] = mapped_column(sa.Integer(), default=1)
     # When to look again for a reply; None once escalation is over (`closed_reason` says why).
     escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -192,3 +195,18 @@ class InvitationResponseRecord(Base):
     response: Mapped[str] = mapped_column(sa.String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PersonErasure(Base):
+    """That a person was erased, and when, so a match ranked before it never invites them.
+
+    The person is kept only as a hash of tenant and id, and only as long as such a match can
+    still be on the matches topic.
+    """
+
+    __tablename__ = "person_erasures"
+    __table_args__ = (sa.Index("ix_person_erasures_erased_at", "erased_at"),)
+
+    tenant: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    person_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,6 +1,7 @@
 """Erasing a person: ingest publishes it, the matcher and the notifier forget them, nobody else."""
 
 import asyncio
+import hashlib
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,16 @@ from services.matcher.index import EdgeIndex
 from services.matcher.settings import MatcherSettings
 from services.notifier.app import create_app as notifier_app
 from services.notifier.consumer import posts_handler
-from services.notifier.models import Delivery as DeliveryRow, DeliveryAttempt, DeliveryState, ThreadReply
+from services.notifier.models import (
+    Base,
+    Delivery as DeliveryRow,
+    DeliveryAttempt,
+    DeliveryState,
+    Invitation,
+    PersonErasure,
+    ThreadReply,
+    ThreadState,
+)
 from services.notifier.policy import InvitePolicy
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, deliveries, erasure, invitations, people, responses, subscriptions, threads
@@ -59,15 +69,19 @@ class Clock:
         return self.now
 
 
-def matched(*people: str, thread: str, asker: str = "asker", tenant: str = "acme") -> ExpertsMatched:
+def matched(
+    *people: str, thread: str, asker: str = "asker", tenant: str = "acme", participants=(), at: datetime | None = None
+) -> ExpertsMatched:
+    """A match of `people`, best first; ranked `at` (default: now)."""
     question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Kubernetes pods restart", excerpt="Why?")
     evidence = (Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.3, evidence=evidence) for i, p in enumerate(people))
-    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates))
+    candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.1, evidence=evidence) for i, p in enumerate(people))
+    match = Match(question=question, candidates=candidates, participants=participants)
+    return ExpertsMatched(tenant=tenant, data=match, **({"time": at} if at else {}))
 
 
-def erased(person_id: str, tenant: str = "acme") -> PersonErased:
-    return PersonErased(tenant=tenant, data=PersonRef(person_id=person_id))
+def erased(person_id: str, tenant: str = "acme", at: datetime | None = None) -> PersonErased:
+    return PersonErased(tenant=tenant, data=PersonRef(person_id=person_id), **({"time": at} if at else {}))
 
 
 def reply(author: str, *, thread: str) -> PostUpserted:
@@ -127,11 +141,150 @@ async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that
     [globex] = await invitations.list_for(db, tenant="globex")
     assert globex.invitation.person_id == "kim" and len(globex.deliveries) == 1
 
-    assert await erasure.erase_person(db, tenant="acme", person_id="kim") == Erasure()
+    assert await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=datetime.now(UTC)) == Erasure()
     later = T0 + timedelta(hours=2)
     for thread in ("t1", "t2"):
         await threads.escalate(db, tenant="acme", thread_id=thread, policy=POLICY, now=later)
     assert "kim" not in [i.invitation.person_id for i in await invitations.list_for(db, tenant="acme")]
+
+
+async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nobody_erased(db):
+    # Handled a minute after it was asked for: the later moment counts.
+    handle = posts_handler(db, clock=Clock(T0 + timedelta(minutes=2)))
+    await handle([Delivery(erased("kim", at=T0 + timedelta(minutes=1)), None), Delivery(erased("zoe", at=T0), None)])
+    await posts_handler(db, clock=Clock(T0 - timedelta(minutes=2)))(
+        [Delivery(erased("kim", tenant="globex", at=T0 - timedelta(minutes=1)), None)]
+    )
+
+    stale = matched("kim", "pat", "zoe", "ann", "lee", thread="t1", participants=("zoe", "max"), at=T0)
+    created = await invitations.record_match(db, event=stale, policy=POLICY, now=T0 + timedelta(minutes=3))
+    asked_by_kim = matched("pat", thread="t2", asker="kim", at=T0)
+    assert await invitations.record_match(db, event=asked_by_kim, policy=POLICY, now=T0 + timedelta(minutes=3)) == []
+    globex = await invitations.record_match(db, event=matched("kim", thread="t1", tenant="globex", at=T0), policy=POLICY, now=T0)
+    escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
+
+    assert [i.person_id for i in created] == ["pat", "ann"]
+    assert [i.person_id for i in escalated] == ["lee"]
+    found = await threads.decisions(db, tenant="acme", thread_id="t1")
+    assert found.state.participants == ["max"]
+    assert [c["person_id"] for c in found.state.candidates] == ["pat", "ann", "lee"]
+    # Not even a record of passing them over: the only skips are of those invited before.
+    assert sorted((s.person_id, s.reason) for s in found.skips) == [("ann", "already_invited"), ("pat", "already_invited")]
+    assert (await threads.decisions(db, tenant="acme", thread_id="t2")).state is None
+    # Globex's kim was erased before that match was ranked: it is a later one, and invites them.
+    assert [i.person_id for i in globex] == ["kim"]
+    # What is kept of acme's erased people: their erasure's time, under a hash of tenant and id.
+    assert set(await _rows_mentioning(db, "kim")) == {"invitations: globex", "deliveries: globex", "thread_states: globex"}
+    assert await _rows_mentioning(db, "zoe") == []
+    assert await _erasures(db) == {
+        ("acme", _sha256("acme/kim")): T0 + timedelta(minutes=2),
+        ("acme", _sha256("acme/zoe")): T0 + timedelta(minutes=2),
+        ("globex", _sha256("globex/kim")): T0 - timedelta(minutes=1),
+    }
+
+
+async def test_a_match_ranked_after_the_erasure_invites_them_again_until_erased_again(db):
+    erased_at = T0 + timedelta(minutes=1)
+    await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=erased_at)
+
+    # Kim posted again: the matcher ranks them for a new question after their erasure.
+    after = matched("kim", "pat", "ann", "lee", thread="t1", at=erased_at + timedelta(seconds=1))
+    assert [i.person_id for i in await invitations.record_match(db, event=after, policy=POLICY, now=erased_at)] == ["kim", "pat"]
+    escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
+    assert [i.person_id for i in escalated] == ["ann", "lee"]
+    ranked_at_the_erasure = matched("kim", thread="t2", at=erased_at)
+    assert await invitations.record_match(db, event=ranked_at_the_erasure, policy=POLICY, now=erased_at) == []
+
+    # Erasing again moves the record later: what was ranked in between no longer invites them.
+    again = T0 + timedelta(hours=3)
+    assert (await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=again)).invitations == 1
+    between = matched("kim", "pat", thread="t3", at=again - timedelta(minutes=1))
+    assert [i.person_id for i in await invitations.record_match(db, event=between, policy=POLICY, now=again)] == ["pat"]
+    assert await _erasures(db) == {("acme", _sha256("acme/kim")): again}
+
+
+async def test_escalation_never_invites_a_person_erased_since_the_threads_match(db):
+    await invitations.record_match(db, event=matched("pat", "ann", "kim", "lee", thread="t1", at=T0), policy=POLICY, now=T0)
+    await invitations.record_match(db, event=matched("pat", "ann", "kim", thread="t2", at=T0), policy=POLICY, now=T0)
+    await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=T0 + timedelta(minutes=1))
+    # As if a replica wrote kim back as they were being erased, or before this version kept the
+    # match's time (then any erasure on record counts).
+    async with db.transaction() as session:
+        for state in (await session.scalars(sa.select(ThreadState))).all():
+            state.candidates = [*state.candidates, Candidate(person_id="kim", score=0.75).model_dump(mode="json")]
+            state.matched_at = None if state.thread_id == "t2" else state.matched_at
+
+    for thread in ("t1", "t2"):
+        escalated = await threads.escalate(db, tenant="acme", thread_id=thread, policy=POLICY, now=T0 + timedelta(hours=2))
+        found = await threads.decisions(db, tenant="acme", thread_id=thread)
+        assert "kim" not in [i.person_id for i in escalated] + [c["person_id"] for c in found.state.candidates]
+    assert "kim" not in [i.invitation.person_id for i in await invitations.list_for(db, tenant="acme")]
+    assert await _rows_mentioning(db, "kim") == []
+
+
+async def test_an_erasure_during_a_match_waits_for_it_and_then_deletes_its_invitation(postgres_url):
+    db = Database(postgres_url)
+    await db.migrate()
+    await subscriptions.create(db, tenant="acme", url="http://acme/hook", description=None, now=T0)
+    async with db.engine.connect() as blocker:
+        # An uncommitted invitation of kim holds the match's own, after it found kim not erased.
+        held = await blocker.begin()
+        await blocker.execute(sa.insert(Invitation).values(
+            id="inv_held", tenant="acme", thread_id="t1", person_id="kim", question_post_id="q", score=1.0,
+            evidence=[], parts={}, match_event_id="e", created_at=T0, round=1,
+        ))
+        match = matched("kim", "pat", thread="t1", at=T0)
+        recording = asyncio.create_task(invitations.record_match(db, event=match, policy=POLICY, now=T0))
+        await until(lambda: _waiting_for_locks(db, 1), what="the match to be held")
+        erasing = asyncio.create_task(erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=T0))
+        await until(lambda: _done_or_waiting(erasing, db), what="the erasure to wait or finish")
+        await held.rollback()
+    await asyncio.gather(recording, erasing)
+
+    invited = [i.invitation.person_id for i in await invitations.list_for(db, tenant="acme")]
+    await db.close()
+    assert invited == ["pat"]
+
+
+async def _waiting_for_locks(db: Database, count: int) -> bool:
+    async with db.engine.connect() as connection:
+        return await connection.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")) >= count
+
+
+async def _done_or_waiting(task: asyncio.Task, db: Database) -> bool:
+    return task.done() or await _waiting_for_locks(db, 2)
+
+
+async def test_erasures_no_match_can_predate_any_more_are_purged_by_the_next_erasure(db):
+    await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=T0)
+    await erasure.erase_person(db, tenant="acme", person_id="pat", erased_at=T0 + timedelta(days=2))
+    week = erasure.ERASURE_MEMORY
+
+    await erasure.erase_person(db, tenant="globex", person_id="lee", erased_at=T0 + week)
+    assert set(await _erasures(db)) == {("acme", _sha256("acme/kim")), ("acme", _sha256("acme/pat")), ("globex", _sha256("globex/lee"))}
+    await erasure.erase_person(db, tenant="globex", person_id="lee", erased_at=T0 + week + timedelta(seconds=1))
+    assert set(await _erasures(db)) == {("acme", _sha256("acme/pat")), ("globex", _sha256("globex/lee"))}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _erasures(db: Database) -> dict[tuple[str, str], datetime]:
+    async with db.sessions() as session:
+        rows = (await session.scalars(sa.select(PersonErasure))).all()
+    return {(r.tenant, r.person_hash): r.erased_at for r in rows}
+
+
+async def _rows_mentioning(db: Database, text: str) -> list[str]:
+    """`table: tenant` for every row of the notifier's tables with `text` anywhere in it."""
+    found = []
+    async with db.sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(sa.select(table))).mappings():
+                if text in repr(dict(row)):
+                    found.append(f"{table.name}: {row.get('tenant')}")
+    return found
 
 
 async def _fail_every_first_attempt(db: Database) -> None:

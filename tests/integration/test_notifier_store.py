@@ -5,12 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.consumer import matches_handler
-from services.notifier.models import Invitation
+from services.notifier.models import Invitation, ThreadState
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import Database, deliveries, invitations, subscriptions
+from services.notifier.store.database import MIGRATIONS
 from shared.consumer import Delivery, TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
@@ -48,7 +51,32 @@ async def test_migrations_create_the_tables_and_run_again_harmlessly(db):
     await db.migrate()
     async with db.engine.connect() as connection:
         tables = await connection.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
-    assert {"subscriptions", "invitations", "deliveries", "delivery_attempts", "alembic_version"} <= tables
+    assert {"subscriptions", "invitations", "deliveries", "delivery_attempts", "person_erasures", "alembic_version"} <= tables
+
+
+async def test_migration_0003_upgrades_a_0002_database_keeping_its_threads(db):
+    await invitations.record_match(db, event=matched("ann", "bob"), now=NOW)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(_alembic, "downgrade", "0002")
+        assert "person_erasures" not in await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+
+    await db.migrate()
+    await db.migrate()
+
+    async with db.engine.connect() as connection:
+        assert "person_erasures" in await connection.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        version = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    async with db.sessions() as session:
+        [state] = (await session.scalars(sa.select(ThreadState))).all()
+    assert version == "0003"
+    assert [c["person_id"] for c in state.candidates] == ["ann", "bob"] and state.matched_at is None
+
+
+def _alembic(connection: sa.Connection, step: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    getattr(command, step)(config, revision)
 
 
 async def test_a_match_invites_the_best_three_with_one_delivery_per_active_subscription(db):

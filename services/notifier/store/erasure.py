@@ -1,9 +1,13 @@
-"""Erasing a person: everything the notifier holds about them goes, in one transaction."""
+"""Erasing a person: everything the notifier holds about them goes, in one transaction, and a
+hashed record of the erasure keeps matches ranked before it from inviting them again."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,11 +18,17 @@ from services.notifier.models import (
     Invitation,
     InvitationResponseRecord,
     InvitationSkip,
+    PersonErasure,
     PersonPreferences,
     ThreadReply,
     ThreadState,
 )
 from services.notifier.store.database import Database
+from services.notifier.store.people import lock_people
+
+# The matches topic keeps a match 7 days (deploy/topics.json): after that no match ranked before
+# an erasure can still arrive, and its record goes.
+ERASURE_MEMORY = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +45,10 @@ class Erasure:
     threads_removed: int = 0
 
 
-async def erase_person(db: Database, *, tenant: str, person_id: str) -> Erasure:
-    """Delete the person's invitations (with their webhooks and responses), preferences, skips and
-    replies, and drop them from every thread's stored candidates; idempotent."""
+async def erase_person(db: Database, *, tenant: str, person_id: str, erased_at: datetime) -> Erasure:
+    """Record the erasure, then delete the person's invitations (with their webhooks and responses),
+    preferences, skips and replies, and drop them from every thread's stored candidates; idempotent."""
+    await _remember(db, tenant=tenant, person_id=person_id, erased_at=erased_at)
     async with db.transaction() as session:
         # Taken first on SQLite, so a delivery claim cannot interleave with the deletes.
         await db.write_lock(session)
@@ -69,6 +80,58 @@ async def erase_person(db: Database, *, tenant: str, person_id: str) -> Erasure:
         threads_rewritten=rewritten,
         threads_removed=removed,
     )
+
+
+def person_hash(tenant: str, person_id: str) -> str:
+    """How an erasure record names the person: no readable id of an erased person is kept."""
+    return hashlib.sha256(f"{tenant}/{person_id}".encode()).hexdigest()
+
+
+async def erased_since(
+    session: AsyncSession, *, tenant: str, person_ids: Collection[str], since: datetime | None
+) -> set[str]:
+    """Which of these people were erased at or after `since` (at any time on record if None).
+
+    Each person is locked first (see `lock_people`), so an erasure either waits for this
+    transaction to end, and then deletes what it wrote, or has committed its record, seen here.
+    """
+    ids = sorted(set(person_ids))
+    if not ids:
+        return set()
+    await lock_people(session, tenant=tenant, person_ids=ids)
+    by_hash = {person_hash(tenant, person_id): person_id for person_id in ids}
+    query = sa.select(PersonErasure.person_hash).where(
+        PersonErasure.tenant == tenant, PersonErasure.person_hash.in_(by_hash)
+    )
+    if since is not None:
+        query = query.where(PersonErasure.erased_at >= since)
+    return {by_hash[found] for found in await session.scalars(query)}
+
+
+async def _remember(db: Database, *, tenant: str, person_id: str, erased_at: datetime) -> None:
+    """Record (or move later) the person's erasure, committed before the deletes start, and drop
+    the records no match on the topic can predate any more."""
+    async with db.transaction() as session:
+        await db.write_lock(session)
+        # Whoever is inviting the person right now commits first: the deletes then see it.
+        await lock_people(session, tenant=tenant, person_ids=[person_id])
+        key = (tenant, person_hash(tenant, person_id))
+        found = await session.get(PersonErasure, key, with_for_update=True)
+        if found is None:
+            session.add(PersonErasure(tenant=tenant, person_hash=key[1], erased_at=erased_at))
+        else:
+            found.erased_at = max(found.erased_at, erased_at)
+        await _purge(session, before=erased_at - ERASURE_MEMORY)
+
+
+async def _purge(session: AsyncSession, *, before: datetime) -> None:
+    # Rows another erasure holds are left for the next one: two purges never wait on each other.
+    stale = sa.select(PersonErasure.tenant, PersonErasure.person_hash).where(PersonErasure.erased_at < before)
+    keys = (await session.execute(stale.with_for_update(skip_locked=True))).all()
+    if keys:
+        await session.execute(
+            sa.delete(PersonErasure).where(sa.tuple_(PersonErasure.tenant, PersonErasure.person_hash).in_(keys))
+        )
 
 
 async def _forget_in_threads(session: AsyncSession, *, tenant: str, person_id: str) -> tuple[int, int]:

@@ -20,8 +20,9 @@ from services.notifier.models import (
 from services.notifier.payload import INVITATION_CREATED, invitation_payload
 from services.notifier.policy import InvitePolicy, Skip, plan_invitations
 from services.notifier.store.database import Database, new_id
+from services.notifier.store.erasure import erased_since
 from services.notifier.store.people import load_people
-from shared.events import Candidate, ExpertsMatched, Question
+from shared.events import Candidate, ExpertsMatched, Match, Question
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +36,41 @@ class InvitationView:
 async def record_match(
     db: Database, *, event: ExpertsMatched, policy: InvitePolicy = InvitePolicy(), now: datetime
 ) -> list[Invitation]:
-    """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread."""
+    """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread.
+
+    Whoever was erased at or after the match was ranked is neither invited nor kept, nor skipped:
+    the match reached us after their erasure. A match whose asker was erased is dropped whole.
+    """
     match, tenant = event.data, event.tenant
     thread_id = match.question.thread_id
     async with db.transaction() as session:
+        # On SQLite: an erasure cannot commit between the check below and the invitations.
+        await db.write_lock(session)
         state = await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
+        erased = await erased_since(session, tenant=tenant, person_ids=_people_of(match), since=event.time)
+        if match.question.author_id in erased:
+            return []
         if state is None:
             state = ThreadState(tenant=tenant, thread_id=thread_id, rounds=1, escalate_at=now + policy.escalation_delay)
             session.add(state)
         # The latest match of the thread is the one escalation draws from.
+        candidates = [c for c in match.candidates if c.person_id not in erased]
         state.question = match.question.model_dump(mode="json")
-        state.participants = list(match.participants)
-        state.candidates = [c.model_dump(mode="json") for c in match.candidates]
-        state.match_event_id, state.updated_at = str(event.id), now
+        state.participants = [p for p in match.participants if p not in erased]
+        state.candidates = [c.model_dump(mode="json") for c in candidates]
+        state.match_event_id, state.matched_at, state.updated_at = str(event.id), event.time, now
         invited = await invited_people(session, tenant=tenant, thread_id=thread_id)
         # The first round never goes past the thread's total, whatever a tenant set as the first count.
         room = min(policy.initial, policy.total) - len(invited)
         if room <= 0:
             return []
         return await invite(
-            session, state=state, candidates=match.candidates, invited=invited, room=room, round_=1, policy=policy, now=now
+            session, state=state, candidates=candidates, invited=invited, room=room, round_=1, policy=policy, now=now
         )
+
+
+def _people_of(match: Match) -> list[str]:
+    return [match.question.author_id, *match.participants, *(c.person_id for c in match.candidates)]
 
 
 async def invited_people(session: AsyncSession, *, tenant: str, thread_id: str) -> set[str]:

@@ -46,21 +46,14 @@ async def load_people(
 ) -> dict[str, Person]:
     """Preferences, last week's invitations and the last invitation of each of these people.
 
-    On PostgreSQL it first locks each person until the transaction ends, so two replicas inviting
-    one person to different threads at once take turns, and the second sees the first's invitation
-    when it checks the caps. (SQLite serialises writers by itself: the embedded default is one
-    process.)
+    It first locks each person (see `lock_people`), so two replicas inviting one person to
+    different threads at once take turns, and the second sees the first's invitation when it
+    checks the caps.
     """
     ids = sorted(set(person_ids))
     if not ids:
         return {}
-    if session.bind.dialect.name == "postgresql":
-        # One transaction-scoped advisory lock per person, always taken in the same (sorted) order,
-        # so two transactions wanting the same people never deadlock.
-        for person_id in ids:
-            await session.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"person/{tenant}/{person_id}"}
-            )
+    await lock_people(session, tenant=tenant, person_ids=ids)
     prefs = {
         p.person_id: p
         for p in await session.scalars(
@@ -82,6 +75,20 @@ async def load_people(
         )).all()
     )
     return {person_id: _person(prefs.get(person_id), recent[person_id], last.get(person_id)) for person_id in ids}
+
+
+async def lock_people(session: AsyncSession, *, tenant: str, person_ids: Collection[str]) -> None:
+    """On PostgreSQL, hold these people until the transaction ends: whoever invites or erases one
+    of them meanwhile waits. (SQLite serialises writers by itself: the embedded default is one
+    process.)"""
+    if session.bind.dialect.name != "postgresql":
+        return
+    # One transaction-scoped advisory lock per person, always taken in the same (sorted) order, so
+    # two transactions wanting the same people never deadlock; taking one again is free.
+    for person_id in sorted(set(person_ids)):
+        await session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"person/{tenant}/{person_id}"}
+        )
 
 
 def _person(prefs: PersonPreferences | None, recent: list[datetime], last: datetime | None) -> Person:

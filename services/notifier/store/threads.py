@@ -18,6 +18,7 @@ from services.notifier.models import (
 )
 from services.notifier.policy import InvitePolicy
 from services.notifier.store.database import Database
+from services.notifier.store.erasure import erased_since
 from services.notifier.store.invitations import invite, invited_people
 from shared.events import Candidate, Post, PostKind, ResponseKind
 
@@ -74,6 +75,8 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
 async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InvitePolicy, now: datetime) -> list[Invitation]:
     """Stop if someone answered; else invite the thread's next candidates, up to the policy's total."""
     async with db.transaction() as session:
+        # On SQLite: an erasure cannot commit between the check of the candidates and the invitations.
+        await db.write_lock(session)
         state = await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
         if state is None or state.closed_reason is not None:
             return []
@@ -85,7 +88,7 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
         if reason is not None:
             _close(state, reason, now)
             return []
-        candidates = [Candidate.model_validate(c) for c in state.candidates]
+        candidates = await _candidates(session, state)
         created = await invite(
             session, state=state, candidates=candidates, invited=invited, room=room,
             round_=state.rounds + 1, policy=policy, now=now,
@@ -99,6 +102,17 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
             state.rounds += 1
             state.escalate_at, state.updated_at = now + policy.escalation_delay, now
         return created
+
+
+async def _candidates(session: AsyncSession, state: ThreadState) -> list[Candidate]:
+    """The thread's stored candidates but anyone erased since its match was ranked (dropped from it too)."""
+    candidates = [Candidate.model_validate(c) for c in state.candidates]
+    erased = await erased_since(
+        session, tenant=state.tenant, person_ids=[c.person_id for c in candidates], since=state.matched_at
+    )
+    if erased:
+        state.candidates = [c for c in state.candidates if c["person_id"] not in erased]
+    return [c for c in candidates if c.person_id not in erased]
 
 
 def _close(state: ThreadState, reason: str, now: datetime) -> None:
