@@ -29,6 +29,8 @@ FUSION_WEIGHTS = {
     "accepted": 0.2,
     "acceptance": 0.5,
     "tags": 0.3,
+    "thread_dense": 1.0,
+    "thread_lexical": 0.5,
 }
 
 

@@ -134,7 +134,7 @@ def _grouped(terms: np.ndarray) -> dict[str, float]:
 
 
 def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: Weights, limit: int) -> tuple[Evidence, ...]:
-    """A person's best posts: their dense hits by vote, then posts found only by their words."""
+    """A person's best posts: their dense hits by vote, posts found only by their words, then answers in similar threads."""
     dense = {h.post_id: h for h in table.dense_hits.get(person, [])}
     ordered = sorted(dense.values(), key=lambda h: (-sum(vote_parts(h, now=now, weights=weights).values()), h.post_id))
     chosen = [_evidence(hit) for hit in ordered[:limit]]
@@ -144,5 +144,12 @@ def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: 
         if hit.post_id not in dense:
             # Found by its words, not its meaning: no cosine similarity to show.
             chosen.append(_evidence(hit).model_copy(update={"similarity": 0.0}))
+            dense[hit.post_id] = hit
+    # Then their answers in threads like the question, closest thread first.
+    for hit in sorted(table.thread_hits.get(person, []), key=lambda h: (-h.similarity, h.post_id)):
+        if len(chosen) >= limit:
+            break
+        if hit.post_id not in dense:
+            chosen.append(_evidence(hit))
             dense[hit.post_id] = hit
     return tuple(chosen)
