@@ -212,6 +212,28 @@ class InMemoryIndex:
                     counts[tag] = counts.get(tag, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
+    async def thread_answers(
+        self,
+        tenant: str,
+        thread_ids: Sequence[str],
+        *,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        self._check()
+        found = [
+            c
+            for c in self.points.values()
+            if c.tenant == tenant
+            and c.kind is PostKind.ANSWER
+            and c.thread_id in thread_ids
+            and (audiences is None or set(c.audience) & set(audiences))
+            and c.author_id not in exclude_authors
+            and _created_in(c, None, before)
+        ]
+        return [_hit(c, 0.0) for c in sorted(found, key=lambda c: (c.thread_id, c.post_id))]
+
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         self._check()
         posts = [c for c in self.points.values() if c.tenant == tenant and c.thread_id == thread_id]

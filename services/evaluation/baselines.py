@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import bm25s
 import numpy as np
 
+from services.evaluation.bm25 import GrowingBm25
 from shared.stackexchange import DumpPost
 from shared.text import to_plain_text
 
@@ -41,8 +42,8 @@ def question_tokens(post: DumpPost) -> list[str]:
 class Bm25Experts:
     """BM25 over past questions; the best `documents` give their score to their answerers (CombSUM).
 
-    The index is rebuilt from the past questions whenever new ones arrived before a test
-    question, so its term statistics never include a later post.
+    The questions' term statistics grow with each one observed, so a question is scored against
+    exactly the questions before it (the scores of a bm25s index rebuilt then, without the rebuild).
     """
 
     name = "bm25"
@@ -50,27 +51,27 @@ class Bm25Experts:
     def __init__(self, *, documents: int = BM25_DOCUMENTS) -> None:
         self._documents = documents
         self._question_ids: list[str] = []
-        self._tokens: list[list[str]] = []
+        self._index = GrowingBm25()
         self._answerers: dict[str, list[str]] = defaultdict(list)
-        self._retriever: bm25s.BM25 | None = None
-        self._stale = True
-        self.build_seconds = 0.0
-        self.builds = 0
+        self.seconds = 0.0
 
     async def observe(self, posts: Sequence[DumpPost]) -> None:
+        started = time.perf_counter()
         for post in posts:
             if post.kind == "question":
                 self._question_ids.append(post.id)
-                self._tokens.append(question_tokens(post))
-                self._stale = True
+                self._index.add(question_tokens(post))
             else:
                 self._answerers[post.thread_id].append(post.author_id)
+        self.seconds += time.perf_counter() - started
 
     async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
         terms = question_tokens(question)
         if not self._question_ids or not terms:
             return []
-        scores = self._retriever_now().get_scores(terms)
+        started = time.perf_counter()
+        scores = self._index.scores(terms)
+        self.seconds += time.perf_counter() - started
         top = np.argsort(-scores, kind="stable")[: self._documents]
         votes: Counter[str] = Counter()
         for doc in top:
@@ -81,13 +82,3 @@ class Bm25Experts:
         votes.pop(question.author_id, None)
         ranked = sorted(votes.items(), key=lambda item: (-item[1], item[0]))
         return [person for person, _ in ranked[:limit]]
-
-    def _retriever_now(self) -> bm25s.BM25:
-        if self._stale or self._retriever is None:
-            started = time.perf_counter()
-            retriever = bm25s.BM25()
-            retriever.index(self._tokens, show_progress=False)
-            self._retriever, self._stale = retriever, False
-            self.build_seconds += time.perf_counter() - started
-            self.builds += 1
-        return self._retriever

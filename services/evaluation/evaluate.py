@@ -112,8 +112,7 @@ async def evaluate(
             "skipped": dict(read.skipped),
             "dated": read.has_dates,
             "embedded": cached.misses,
-            "bm25_builds": bm25.builds,
-            "bm25_build_s": bm25.build_seconds,
+            "bm25_s": bm25.seconds,
         },
     )
 

@@ -11,7 +11,7 @@ import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -33,6 +33,8 @@ FEATURE_NAMES = (
     "accepted",  # accepted answers ever
     "acceptance",  # accepted share of their answers, shrunk towards none for few answers
     "tags",  # answers tagged like the question, each tag weighted by its rarity
+    "thread_dense",  # expCombSUM of the dense question hits whose threads the person answered
+    "thread_lexical",  # CombSUM of the lexical question hits' shares whose threads they answered
 )
 # Where each feature's share of a score is reported (Candidate.parts).
 PART_OF = {
@@ -48,6 +50,8 @@ PART_OF = {
     "accepted": "accepted",
     "acceptance": "accepted",
     "tags": "tags",
+    "thread_dense": "similarity",
+    "thread_lexical": "lexical",
 }
 # Short windows: a facet over a narrow time range is cheap, and `answers` covers all time.
 RECENT_DAYS = (7, 30, 90)
@@ -65,6 +69,8 @@ RESPONSE_WEIGHTS = {"answered": (1.0, 0.0), "accepted": (0.5, 0.0), "declined": 
 # Timestamps are compared to the second: what was stored in the question's own second was there.
 _SAME_SECOND = timedelta(seconds=1)
 _ANSWER = (PostKind.ANSWER,)
+# An accepted answer in a similar thread says more than any other answer there.
+ACCEPTED_VOTE = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,8 @@ class FeatureTable:
     values: np.ndarray  # shape (len(people), len(FEATURE_NAMES))
     dense_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, closest first
     lexical_hits: dict[str, list[Hit]] = field(default_factory=dict)  # by person, best first
+    # Their answers in the threads of similar questions, similarity that of the thread's question.
+    thread_hits: dict[str, list[Hit]] = field(default_factory=dict)
     # Per person: (for, against) in [0, 1], what their responses near this question said.
     feedback: np.ndarray | None = None
 
@@ -148,9 +156,11 @@ async def candidate_features(
 ) -> FeatureTable:
     """The candidates for `query` and their features, everything as of `query.now`."""
     dense, lexical = await _hits(index, query, pool)
+    answers = await _thread_answers(index, query, dense, lexical)
     # Only people with a post the asker may see: every candidate has evidence to show.
     excluded = set(query.exclude_authors)
-    people = [p for p in dict.fromkeys(h.author_id for h in [*dense, *lexical]) if p not in excluded]
+    found = dict.fromkeys(h.author_id for h in [*dense, *lexical, *answers])
+    people = [p for p in found if p not in excluded]
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
     daily = daily or DailyCounts(index)
@@ -159,6 +169,7 @@ async def candidate_features(
     tag_scores = await _tag_scores(daily, query, counts.total_answers)
     dense_votes = _dense_votes(dense)
     lexical_votes = _lexical_votes(lexical)
+    thread_votes = _thread_votes(dense, lexical, answers)
     # Someone with no answer among the hits is at most as close as the farthest hit.
     floor = min((h.similarity for h in dense), default=0.0)
     rows = [
@@ -170,6 +181,7 @@ async def candidate_features(
             math.log1p(counts.accepted.get(person, 0)),
             counts.accepted.get(person, 0) / (counts.answers.get(person, 0) + 5.0),
             tag_scores.get(person, 0.0),
+            *thread_votes.get(person, (0.0, 0.0)),
         ]
         for person in people
     ]
@@ -178,6 +190,7 @@ async def candidate_features(
         values=np.asarray(rows, dtype=float),
         dense_hits=_by_person(dense),
         lexical_hits=_by_person(lexical),
+        thread_hits=_by_person(_with_question_similarity(answers, dense)),
         feedback=np.asarray([feedback.get(person, (0.0, 0.0)) for person in people], dtype=float),
     )
 
@@ -222,6 +235,41 @@ async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -
     dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
     lexical = await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
     return dense, lexical
+
+
+async def _thread_answers(index: ExpertIndex, query: QuestionQuery, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:
+    """The answers, as of the question, in the threads of the questions the searches found."""
+    threads = dict.fromkeys(h.thread_id for h in [*dense, *lexical] if h.kind is PostKind.QUESTION)
+    if not threads:
+        return []
+    return await index.thread_answers(
+        query.tenant,
+        list(threads),
+        audiences=query.audiences,
+        exclude_authors=query.exclude_authors,
+        before=query.before,
+    )
+
+
+def _thread_votes(dense: list[Hit], lexical: list[Hit], answers: list[Hit]) -> dict[str, tuple[float, float]]:
+    """Balog's document model: a similar question votes for the people who answered it."""
+    dense_vote = {h.thread_id: math.exp(SHARPNESS * (h.similarity - 1.0)) for h in dense if h.kind is PostKind.QUESTION}
+    top = max((h.similarity for h in lexical), default=0.0)
+    lexical_vote = {h.thread_id: h.similarity / top for h in lexical if h.kind is PostKind.QUESTION and top > 0}
+    by_dense: dict[str, float] = defaultdict(float)
+    by_lexical: dict[str, float] = defaultdict(float)
+    for answer in {h.post_id: h for h in answers}.values():
+        weight = ACCEPTED_VOTE if answer.accepted else 1.0
+        by_dense[answer.author_id] += weight * dense_vote.get(answer.thread_id, 0.0)
+        by_lexical[answer.author_id] += weight * lexical_vote.get(answer.thread_id, 0.0)
+    people = by_dense.keys() | by_lexical.keys()
+    return {p: (math.log1p(10 * by_dense[p]), math.log1p(by_lexical[p])) for p in people}
+
+
+def _with_question_similarity(answers: list[Hit], dense: list[Hit]) -> list[Hit]:
+    """Each answer with its thread question's dense similarity (0 where only the words matched)."""
+    similarity = {h.thread_id: h.similarity for h in dense if h.kind is PostKind.QUESTION}
+    return [replace(a, similarity=similarity.get(a.thread_id, 0.0)) for a in answers]
 
 
 @dataclass(frozen=True, slots=True)

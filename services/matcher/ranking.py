@@ -41,10 +41,11 @@ class Weights:
     # How sharply votes favour close matches: at 6, one hit at 0.8 is worth ten at 0.42.
     sharpness: float = 6.0
     # Responses to invitations near the question, as shares of the spread between the pool's best
-    # and weakest scores at full strength (the same question): "not my area" there sinks a person
-    # to the bottom, "answered" lifts them as far, whichever scorer ranks (fusion or learned).
+    # and weakest scores at full strength (the same question), whichever scorer ranks (fusion or
+    # learned). "Not my area" counts twice: on any question at least halfway close (cosine 0.75)
+    # it sinks the person to the bottom, even a clear expert far ahead of everyone else.
     feedback_for: float = 1.0
-    feedback_against: float = 1.0
+    feedback_against: float = 2.0
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -157,7 +158,7 @@ def _grouped(terms: np.ndarray) -> dict[str, float]:
 
 
 def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: Weights, limit: int) -> tuple[Evidence, ...]:
-    """A person's best posts: their dense hits by vote, then posts found only by their words."""
+    """A person's best posts: their dense hits by vote, posts found only by their words, then answers in similar threads."""
     dense = {h.post_id: h for h in table.dense_hits.get(person, [])}
     ordered = sorted(dense.values(), key=lambda h: (-sum(vote_parts(h, now=now, weights=weights).values()), h.post_id))
     chosen = [_evidence(hit) for hit in ordered[:limit]]
@@ -167,5 +168,12 @@ def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: 
         if hit.post_id not in dense:
             # Found by its words, not its meaning: no cosine similarity to show.
             chosen.append(_evidence(hit).model_copy(update={"similarity": 0.0}))
+            dense[hit.post_id] = hit
+    # Then their answers in threads like the question, closest thread first.
+    for hit in sorted(table.thread_hits.get(person, []), key=lambda h: (-h.similarity, h.post_id)):
+        if len(chosen) >= limit:
+            break
+        if hit.post_id not in dense:
+            chosen.append(_evidence(hit))
             dense[hit.post_id] = hit
     return tuple(chosen)

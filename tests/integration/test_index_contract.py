@@ -580,3 +580,39 @@ async def test_deleting_a_question_or_erasing_a_person_removes_their_responses(a
     assert [h.person_id for h in await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)] == ["bob"]
     # The other tenant's responses stay.
     assert [h.person_id for h in await any_index.feedback_near("globex", vec((0, 1.0)), limit=10)] == ["carol"]
+
+
+async def test_thread_answers_are_the_answers_of_those_threads_as_a_search_would_see_them(any_index):
+    def answer(post_id: str, thread: str, author: str, **fields) -> Contribution:
+        return contribution(post_id, vec((0, 1.0)), thread_id=thread, author_id=author, **fields)
+
+    await any_index.upsert(
+        [
+            contribution("q1", vec((0, 1.0)), thread_id="t1", author_id="asker", kind=PostKind.QUESTION, title="Q"),
+            answer("a1", "t1", "ann", accepted=True, score=3, title="Q", text="use the flag"),
+            answer("a2", "t1", "ben"),
+            contribution("c1", vec((0, 1.0)), thread_id="t1", author_id="cat", kind=PostKind.COMMENT),
+            answer("a3", "t2", "cat", created_at=WHEN + SECOND),  # after the question
+            answer("a4", "t2", "dan", audience=("hr",)),
+            answer("a5", "t2", "eve"),
+            answer("a6", "t3", "fay"),  # a thread not asked for
+            answer("a1", "t1", "gus", tenant="globex"),
+        ]
+    )
+
+    found = await any_index.thread_answers("acme", ["t1", "t2"])
+    seen = await any_index.thread_answers(
+        "acme", ["t2", "t1"], audiences=["public"], exclude_authors=["ben"], before=WHEN + SECOND
+    )
+
+    assert [(h.thread_id, h.post_id, h.author_id) for h in found] == [
+        ("t1", "a1", "ann"), ("t1", "a2", "ben"), ("t2", "a3", "cat"), ("t2", "a4", "dan"), ("t2", "a5", "eve")
+    ]
+    assert [h.post_id for h in seen] == ["a1", "a5"]
+    first = found[0]
+    assert (first.kind, first.accepted, first.score, first.title, first.text) == (
+        PostKind.ANSWER, True, 3, "Q", "use the flag"
+    )
+    assert first.created_at == WHEN and all(h.similarity == 0.0 for h in found)
+    assert await any_index.thread_answers("acme", []) == []
+    assert await any_index.thread_answers("initech", ["t1"]) == []

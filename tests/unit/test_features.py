@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.matcher.features import CandidatePool, DailyCounts, QuestionQuery, candidate_features
+from services.matcher.features import FEATURE_NAMES, CandidatePool, DailyCounts, QuestionQuery, candidate_features
 from services.matcher.index.base import Contribution
 from shared.events import PostKind
 from tests.fakes import FakeEmbedder, InMemoryIndex
@@ -47,8 +47,6 @@ async def index():
 
 
 def row(table, person: str) -> dict[str, float]:
-    from services.matcher.features import FEATURE_NAMES
-
     return dict(zip(FEATURE_NAMES, table.values[table.people.index(person)], strict=True))
 
 
@@ -91,7 +89,7 @@ async def test_excluded_people_and_threads_and_unseen_audiences_give_no_candidat
 
 async def test_an_empty_tenant_has_no_candidates():
     table = await candidate_features(InMemoryIndex(), query("kafka"), pool=POOL)
-    assert table.people == [] and table.values.shape == (0, 12)
+    assert table.people == [] and table.values.shape == (0, len(FEATURE_NAMES))
 
 
 class CountingIndex(InMemoryIndex):
@@ -122,3 +120,27 @@ async def test_questions_of_one_day_share_its_counts_which_stop_at_the_start_of_
     assert index.facets == calls  # the second question of the day reads no counts
     # bo's post from this morning is found, but counts as activity only from the next day on.
     assert "bo" in second.people and row(second, "bo")["answers"] == 0 and row(first, "ana")["answers"] > 0
+
+
+async def test_a_similar_question_votes_for_the_people_who_answered_it_accepted_more():
+    # Answers that say little themselves (an empty body), as in many dumps: only their thread names the topic.
+    index = InMemoryIndex()
+    await index.upsert([
+        contribution("q1", "cy", "kafka consumer lag keeps growing", days_ago=30, kind=PostKind.QUESTION, thread="t1"),
+        contribution("a1", "ana", "", days_ago=29, thread="t1", accepted=True),
+        contribution("a2", "bo", "", days_ago=29, thread="t1"),
+        contribution("q2", "cy", "sourdough starter feeding", days_ago=30, kind=PostKind.QUESTION, thread="t2"),
+        contribution("a3", "di", "", days_ago=29, thread="t2", accepted=True),
+        contribution("a4", "eve", "", days_ago=29, thread="t1", audience=("hr",)),
+        contribution("a5", "fay", "", days_ago=-1, thread="t1"),  # after the question
+    ])
+
+    table = await candidate_features(index, query("kafka consumer lag", audiences=("public",)), pool=POOL)
+
+    ana, bo, di = row(table, "ana"), row(table, "bo"), row(table, "di")
+    assert ana["thread_dense"] > bo["thread_dense"] > di["thread_dense"] >= 0
+    assert ana["thread_lexical"] > bo["thread_lexical"] > 0 and di["thread_lexical"] == 0
+    assert "eve" not in table.people and "fay" not in table.people
+    # Their answer in the similar thread is their evidence, with that thread's similarity.
+    [evidence] = table.thread_hits["ana"]
+    assert evidence.post_id == "a1" and evidence.similarity > 0.5

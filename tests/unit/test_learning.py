@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from services.matcher.features import FEATURE_NAMES
-from services.matcher.learning import Example, fit, fusion_scorer, mean_reciprocal_rank
+from services.matcher.learning import (
+    Example,
+    Training,
+    _derivatives,
+    _padded,
+    fit,
+    fusion_scorer,
+    mean_reciprocal_rank,
+)
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.training import LearningPolicy
 from shared.consumer import Delivery
@@ -42,6 +50,31 @@ def test_the_fit_finds_the_feature_that_marks_the_expert():
     assert mean_reciprocal_rank(scorer, held_out) > 0.95
     assert mean_reciprocal_rank(fusion_scorer(), held_out) < 0.5
     assert scorer.examples == 200
+
+
+def correlated_examples(count: int, *, seed: int = 5) -> list[Example]:
+    """Features as real ones are: near-copies of each other and long-tailed, the expert ahead on a few."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for _ in range(count):
+        base = rng.exponential(size=(300, 1)) ** 2
+        values = base + 0.05 * rng.normal(size=(300, len(FEATURE_NAMES)))
+        positive = int(np.argsort(base[:, 0])[-1 - int(rng.integers(5))])
+        examples.append(Example(values=values, positive=positive))
+    return examples
+
+
+def test_the_fit_settles_at_its_one_minimum_on_correlated_long_tailed_features():
+    examples = correlated_examples(200)
+
+    scorer = fit(examples)
+    # The same examples laid out in memory another way: the same minimum, to rounding.
+    again = fit([Example(values=np.asfortranarray(e.values), positive=e.positive) for e in examples])
+
+    assert np.allclose(scorer.weights, again.weights, atol=1e-6)
+    values, mask, positives = _padded(examples, scorer.center, scorer.scale)
+    gradient, _ = _derivatives(scorer.weights, values, mask, positives, Training().l2)
+    assert np.abs(gradient).max() < 1e-6
 
 
 def test_a_scores_terms_add_up_to_it():

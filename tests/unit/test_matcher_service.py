@@ -276,7 +276,9 @@ async def test_not_my_area_sinks_that_person_near_that_question_only(service, em
 
     after_pods = await rank(service, embedder, close)
     assert after_pods[0].person_id != "kim"
-    assert all(c.parts["feedback"] < 0 for c in after_pods if c.person_id == "kim")
+    ranked = [c.person_id for c in after_pods]
+    # On a question this close, the clear expert sinks to the bottom of the pool.
+    assert "kim" not in ranked or ranked[-1] == "kim"
     # Far from that question, kim is ranked as before.
     after_payroll = await rank(service, embedder, "payroll export on the first of the month")
     assert [(c.person_id, round(c.score, 6)) for c in after_payroll] == [

@@ -114,6 +114,24 @@ def test_evidence_is_the_best_dense_posts_then_posts_found_only_by_their_words()
     assert ana.evidence[2].similarity == 0.0
 
 
+def test_someone_found_only_by_their_answers_in_similar_threads_shows_those_answers():
+    # Closest thread first; a post already shown by a search is not shown twice.
+    near, far = hit("bo", 0.8, text="use the journal flag"), hit("bo", 0.6)
+    shown = hit("ana", 0.7)
+    table = FeatureTable(
+        people=["ana", "bo"],
+        values=np.array([[0.0] * len(FEATURE_NAMES), [1.0 if n == "thread_dense" else 0.0 for n in FEATURE_NAMES]]),
+        dense_hits={"ana": [shown]},
+        thread_hits={"ana": [shown], "bo": [far, near]},
+    )
+
+    bo, ana = rank_candidates(table, fusion_scorer(), now=NOW)
+
+    assert [e.post_id for e in bo.evidence] == [near.post_id, far.post_id]
+    assert bo.evidence[0].snippet == "use the journal flag" and bo.parts["similarity"] > 0
+    assert [e.post_id for e in ana.evidence] == [shown.post_id]
+
+
 def test_a_learned_scorer_can_overturn_the_fusion_and_limit_applies():
     rows = {"ana": {"dense_answers": 2.0}, "bo": {"dense_answers": 0.5, "recent_30": 2.0}, "cy": {}}
     table = table_of(rows, {})

@@ -193,6 +193,21 @@ class ExpertIndex(Protocol):
         """How many contributions (of `kinds`, created before `before`) carry each tag."""
         ...
 
+    async def thread_answers(
+        self,
+        tenant: str,
+        thread_ids: Sequence[str],
+        *,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """The answers in these threads, by thread then post id; `Hit.similarity` is 0.
+
+        Same filters as `search`: it finds who answered the threads a search found.
+        """
+        ...
+
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo: ...
 
     async def count(self, tenant: str) -> int: ...

@@ -328,20 +328,43 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
             )
         return [to_hit(p.payload or {}, p.score) for p in response.points]
 
-    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
-        """The thread's title and everyone who has posted in it."""
+    async def thread_answers(
+        self,
+        tenant: str,
+        thread_ids: Sequence[str],
+        *,
+        audiences: Sequence[str] | None = None,
+        exclude_authors: Sequence[str] = (),
+        before: datetime | None = None,
+    ) -> list[Hit]:
+        """The answers in these threads, by thread then post id; `Hit.similarity` is 0."""
+        if not thread_ids:
+            return []
+        where = _search_filter(tenant, audiences, exclude_authors, (), before)
+        where = models.Filter(
+            must=[*(where.must or []), _any("thread_id", thread_ids), _any("kind", [PostKind.ANSWER.value])],
+            must_not=where.must_not,
+        )
+        payloads = await self._scroll(where, True)
+        return sorted((to_hit(p, 0.0) for p in payloads), key=lambda h: (h.thread_id, h.post_id))
+
+    async def _scroll(self, where: models.Filter, fields: Any) -> list[dict[str, Any]]:
+        """The payloads (`fields` of them) of every point matching `where`, page by page."""
         self._check_open()
-        where = _where(tenant, thread_id=thread_id)
         payloads: list[dict[str, Any]] = []
         offset = None
         with _unavailable_on_failure(self.collection):
             while True:
                 records, offset = await self._client.scroll(
-                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=THREAD_FIELDS
+                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=fields
                 )
                 payloads += [r.payload or {} for r in records]
                 if offset is None:
-                    break
+                    return payloads
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
+        """The thread's title and everyone who has posted in it."""
+        payloads = await self._scroll(_where(tenant, thread_id=thread_id), THREAD_FIELDS)
         return ThreadInfo(
             thread_id=thread_id,
             title=thread_title(payloads),
