@@ -39,7 +39,7 @@ def plot(evaluation: Evaluation, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, axes = plt.subplots(figsize=(10, 4.5))
     for index, (system, curves) in enumerate(evaluation.curves.items()):
         colour = f"C{index}"
         axes.plot(CURVE_KS, curves["acc"], color=colour, marker="o", markersize=3, label=f"{system} (accepted)")
@@ -52,7 +52,8 @@ def plot(evaluation: Evaluation, path: Path) -> None:
         ylim=(0, 1),
     )
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    # Beside the axes, never over the curves.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
