@@ -22,18 +22,14 @@ from qdrant_edge import (
     EdgeSparseVectorParams,
     EdgeVectorParams,
     FacetRequest,
-    FieldCondition,
     Filter,
     IdfParams,
     IntegerIndexParams,
     KeywordIndexParams,
-    MatchAny,
-    MatchValue,
     Modifier,
     Point,
     Query,
     QueryRequest,
-    RangeFloat,
     ScrollRequest,
     SearchParams,
     SparseVector,
@@ -50,6 +46,12 @@ from services.matcher.index.base import (
     point_id,
 )
 from services.matcher.index.counts import FacetCounts
+from services.matcher.index.edge_filters import (
+    any_of,
+    count_filter,
+    matching,
+    search_filter,
+)
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
     ACCEPTED_FLAG,
@@ -60,7 +62,6 @@ from services.matcher.index.payload import (
     THREAD_FIELDS,
     checked_sparse,
     checked_vector,
-    epoch_seconds,
     feedback_partition,
     feedback_payload,
     feedback_point_id,
@@ -132,67 +133,6 @@ def _translate(exc: Exception) -> Exception:
     return IndexUnavailable(f"Qdrant Edge failed: {message}")
 
 
-def _any(key: str, values: Sequence[str]) -> FieldCondition:
-    return FieldCondition(key=key, match=MatchAny(list(values)))
-
-
-def _created(after: datetime | None, before: datetime | None) -> list[Any]:
-    if after is None and before is None:
-        return []
-    gte = epoch_seconds(after) if after is not None else None
-    lt = epoch_seconds(before) if before is not None else None
-    return [FieldCondition(key="created_ts", range=RangeFloat(gte=gte, lt=lt))]
-
-
-def _search_filter(
-    tenant: str,
-    audiences: Sequence[str] | None,
-    exclude_authors: Sequence[str],
-    exclude_threads: Sequence[str],
-    before: datetime | None = None,
-) -> Filter:
-    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant)), *_created(None, before)]
-    if audiences is not None:
-        must.append(_any("audience", audiences))
-    must_not: list[Any] = []
-    if exclude_authors:
-        must_not.append(_any("author_id", exclude_authors))
-    if exclude_threads:
-        must_not.append(_any("thread_id", exclude_threads))
-    return Filter(must=must, must_not=must_not or None)
-
-
-def _count_filter(
-    tenant: str,
-    *,
-    kinds: Sequence[PostKind] | None = None,
-    tags_any: Sequence[str] | None = None,
-    accepted: bool | None = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
-    authors: Sequence[str] | None = None,
-) -> Filter:
-    must: list[Any] = [FieldCondition(key="tenant", match=MatchValue(tenant)), *_created(after, before)]
-    must_not: list[Any] = []
-    if kinds is not None:
-        must.append(_any("kind", [PostKind(k).value for k in kinds]))
-    if tags_any is not None:
-        must.append(_any("tags", tags_any))
-    if authors is not None:
-        must.append(_any("author_id", authors))
-    if accepted is not None:
-        # Not accepted = anything but flag 1, so points indexed before the flag existed count too.
-        accepted_flag = FieldCondition(key=ACCEPTED_FLAG, match=MatchValue(1))
-        (must if accepted else must_not).append(accepted_flag)
-    return Filter(must=must, must_not=must_not or None)
-
-
-def _where(tenant: str, **fields: str) -> Filter:
-    conditions = [FieldCondition(key="tenant", match=MatchValue(tenant))]
-    conditions += [FieldCondition(key=key, match=MatchValue(value)) for key, value in fields.items()]
-    return Filter(must=conditions)
-
-
 def _scroll(shard: EdgeShard, where: Filter, fields: Any) -> list[dict[str, Any]]:
     """The payloads (`fields` of them) of every point matching `where`, page by page."""
     payloads: list[dict[str, Any]] = []
@@ -208,7 +148,7 @@ def _scroll(shard: EdgeShard, where: Filter, fields: Any) -> list[dict[str, Any]
 class EdgeIndex(LexicalSearch, FacetCounts):
     """The ExpertIndex on a Qdrant Edge shard; open it with `await EdgeIndex.open(path)`."""
 
-    _count_filter = staticmethod(_count_filter)
+    _count_filter = staticmethod(count_filter)
 
     def __init__(self, shard: EdgeShard, executor: ThreadPoolExecutor, path: Path, dimensions: int):
         self._shard: EdgeShard | None = shard
@@ -259,7 +199,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
     async def delete_post(self, tenant: str, post_id: str) -> None:
         """Remove a post's point and the responses to it (nothing happens if it is not there)."""
         point = UpdateOperation.delete_points([point_id(tenant, post_id)])
-        responses = UpdateOperation.delete_points_by_filter(_where(feedback_partition(tenant), post_id=post_id))
+        responses = UpdateOperation.delete_points_by_filter(matching(feedback_partition(tenant), post_id=post_id))
 
         def delete(shard: EdgeShard) -> None:
             shard.update(point)
@@ -269,7 +209,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
         """Remove every contribution and response of a person; returns how many points went."""
-        filters = [_where(partition, author_id=person_id) for partition in (tenant, feedback_partition(tenant))]
+        filters = [matching(partition, author_id=person_id) for partition in (tenant, feedback_partition(tenant))]
 
         def erase(shard: EdgeShard) -> int:
             removed = 0
@@ -304,7 +244,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
-        where = _search_filter(feedback_partition(tenant), None, (), (), before)
+        where = search_filter(feedback_partition(tenant), None, (), (), before)
         request = QueryRequest(limit=limit, query=query, filter=where, with_payload=True)
         points = await self._run(lambda shard: shard.query(request))
         return [to_feedback_hit(p.payload or {}, p.score) for p in points]
@@ -322,7 +262,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
     ) -> list[Hit]:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, where, limit)
 
     async def search_sparse(
@@ -338,9 +278,9 @@ class EdgeIndex(LexicalSearch, FacetCounts):
     ) -> list[Hit]:
         """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
         query = Query.Nearest(SparseVector(*checked_sparse(sparse)), using=SPARSE)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
-        corpus = SearchParams(idf=IdfParams(corpus=_search_filter(tenant, None, (), (), before)))
+        corpus = SearchParams(idf=IdfParams(corpus=search_filter(tenant, None, (), (), before)))
         return await self._query(query, where, limit, corpus)
 
     async def _query(self, query: Query, where: Filter, limit: int, params: SearchParams | None = None) -> list[Hit]:
@@ -362,9 +302,9 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         """The answers in these threads, by thread then post id; `Hit.similarity` is 0."""
         if not thread_ids:
             return []
-        where = _search_filter(tenant, audiences, exclude_authors, (), before)
+        where = search_filter(tenant, audiences, exclude_authors, (), before)
         where = Filter(
-            must=[*where.must, _any("thread_id", thread_ids), _any("kind", [PostKind.ANSWER.value])],
+            must=[*where.must, any_of("thread_id", thread_ids), any_of("kind", [PostKind.ANSWER.value])],
             must_not=where.must_not,
         )
         payloads = await self._run(lambda shard: _scroll(shard, where, True))
@@ -372,7 +312,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""
-        where = _where(tenant, thread_id=thread_id)
+        where = matching(tenant, thread_id=thread_id)
         payloads = await self._run(lambda shard: _scroll(shard, where, THREAD_FIELDS))
         return ThreadInfo(
             thread_id=thread_id,
@@ -392,7 +332,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
 
     async def count(self, tenant: str) -> int:
         """How many contributions a tenant has indexed."""
-        request = CountRequest(exact=True, filter=_where(tenant))
+        request = CountRequest(exact=True, filter=matching(tenant))
         return await self._run(lambda shard: shard.count(request))
 
     async def ready(self) -> bool:

@@ -34,7 +34,6 @@ from services.matcher.index.payload import (
     THREAD_FIELDS,
     checked_sparse,
     checked_vector,
-    epoch_seconds,
     feedback_partition,
     feedback_payload,
     feedback_point_id,
@@ -43,6 +42,12 @@ from services.matcher.index.payload import (
     to_feedback_hit,
     to_hit,
     to_payload,
+)
+from services.matcher.index.server_filters import (
+    any_of,
+    count_filter,
+    matching,
+    search_filter,
 )
 from shared.events import PostKind
 
@@ -81,76 +86,10 @@ def _field_indexes() -> dict[str, models.PayloadSchemaParams]:
     return indexes
 
 
-def _any(key: str, values: Sequence[str]) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
-
-
-def _created(after: datetime | None, before: datetime | None) -> list[models.Condition]:
-    if after is None and before is None:
-        return []
-    gte = epoch_seconds(after) if after is not None else None
-    lt = epoch_seconds(before) if before is not None else None
-    return [models.FieldCondition(key="created_ts", range=models.Range(gte=gte, lt=lt))]
-
-
-def _search_filter(
-    tenant: str,
-    audiences: Sequence[str] | None,
-    exclude_authors: Sequence[str],
-    exclude_threads: Sequence[str],
-    before: datetime | None = None,
-) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
-        *_created(None, before),
-    ]
-    if audiences is not None:
-        must.append(_any("audience", audiences))
-    must_not: list[models.Condition] = []
-    if exclude_authors:
-        must_not.append(_any("author_id", exclude_authors))
-    if exclude_threads:
-        must_not.append(_any("thread_id", exclude_threads))
-    return models.Filter(must=must, must_not=must_not or None)
-
-
-def _count_filter(
-    tenant: str,
-    *,
-    kinds: Sequence[PostKind] | None = None,
-    tags_any: Sequence[str] | None = None,
-    accepted: bool | None = None,
-    after: datetime | None = None,
-    before: datetime | None = None,
-    authors: Sequence[str] | None = None,
-) -> models.Filter:
-    must: list[models.Condition] = [
-        models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant)),
-        *_created(after, before),
-    ]
-    if kinds is not None:
-        must.append(_any("kind", [PostKind(k).value for k in kinds]))
-    if tags_any is not None:
-        must.append(_any("tags", tags_any))
-    if authors is not None:
-        must.append(_any("author_id", authors))
-    if accepted is not None:
-        must.append(models.FieldCondition(key="accepted", match=models.MatchValue(value=accepted)))
-    return models.Filter(must=must)
-
-
-def _where(tenant: str, **fields: str) -> models.Filter:
-    conditions: list[models.Condition] = [
-        models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        for key, value in {"tenant": tenant, **fields}.items()
-    ]
-    return models.Filter(must=conditions)
-
-
 class QdrantServerIndex(LexicalSearch, FacetCounts):
     """The ExpertIndex on a Qdrant collection; open it with `await QdrantServerIndex.open(client)`."""
 
-    _count_filter = staticmethod(_count_filter)
+    _count_filter = staticmethod(count_filter)
 
     def __init__(self, client: AsyncQdrantClient, collection: str, dimensions: int):
         self._client = client
@@ -221,7 +160,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         """Remove a post's point and the responses to it (nothing happens if it is not there)."""
         self._check_open()
         point = models.PointIdsList(points=[point_id(tenant, post_id)])
-        responses = models.FilterSelector(filter=_where(feedback_partition(tenant), post_id=post_id))
+        responses = models.FilterSelector(filter=matching(feedback_partition(tenant), post_id=post_id))
         with _unavailable_on_failure(self.collection):
             await self._client.delete(self.collection, points_selector=point, wait=True)
             await self._client.delete(self.collection, points_selector=responses, wait=True)
@@ -232,7 +171,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         removed = 0
         with _unavailable_on_failure(self.collection):
             for partition in (tenant, feedback_partition(tenant)):
-                where = _where(partition, author_id=person_id)
+                where = matching(partition, author_id=person_id)
                 removed += (await self._client.count(self.collection, count_filter=where, exact=True)).count
                 selector = models.FilterSelector(filter=where)
                 await self._client.delete(self.collection, points_selector=selector, wait=True)
@@ -267,7 +206,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         query = checked_vector(vector, self.dimensions)
-        where = _search_filter(feedback_partition(tenant), None, (), (), before)
+        where = search_filter(feedback_partition(tenant), None, (), (), before)
         self._check_open()
         with _unavailable_on_failure(self.collection):
             response = await self._client.query_points(
@@ -288,7 +227,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
     ) -> list[Hit]:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = checked_vector(vector, self.dimensions)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, DENSE, where, limit)
 
     async def search_sparse(
@@ -305,9 +244,9 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
         indices, values = checked_sparse(sparse)
         query = models.SparseVector(indices=indices, values=values)
-        where = _search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
+        where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
-        corpus = models.IdfCorpusParams(corpus=_search_filter(tenant, None, (), (), before))
+        corpus = models.IdfCorpusParams(corpus=search_filter(tenant, None, (), (), before))
         return await self._query(query, SPARSE, where, limit, models.SearchParams(idf=corpus))
 
     async def _query(
@@ -340,9 +279,9 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         """The answers in these threads, by thread then post id; `Hit.similarity` is 0."""
         if not thread_ids:
             return []
-        where = _search_filter(tenant, audiences, exclude_authors, (), before)
+        where = search_filter(tenant, audiences, exclude_authors, (), before)
         where = models.Filter(
-            must=[*(where.must or []), _any("thread_id", thread_ids), _any("kind", [PostKind.ANSWER.value])],
+            must=[*(where.must or []), any_of("thread_id", thread_ids), any_of("kind", [PostKind.ANSWER.value])],
             must_not=where.must_not,
         )
         payloads = await self._scroll(where, True)
@@ -364,7 +303,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""
-        payloads = await self._scroll(_where(tenant, thread_id=thread_id), THREAD_FIELDS)
+        payloads = await self._scroll(matching(tenant, thread_id=thread_id), THREAD_FIELDS)
         return ThreadInfo(
             thread_id=thread_id,
             title=thread_title(payloads),
@@ -383,7 +322,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         """How many contributions a tenant has indexed."""
         self._check_open()
         with _unavailable_on_failure(self.collection):
-            return (await self._client.count(self.collection, count_filter=_where(tenant), exact=True)).count
+            return (await self._client.count(self.collection, count_filter=matching(tenant), exact=True)).count
 
     async def ready(self) -> bool:
         """True when the collection answers a count."""
