@@ -164,7 +164,6 @@ async def candidate_features(
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
     daily = daily or DailyCounts(index)
-    feedback = _feedback(await index.feedback_near(query.tenant, query.vector, limit=FEEDBACK_DEPTH, before=query.before))
     counts = await _count(daily, query)
     tag_scores = await _tag_scores(daily, query, counts.total_answers)
     dense_votes = _dense_votes(dense)
@@ -191,8 +190,20 @@ async def candidate_features(
         dense_hits=_by_person(dense),
         lexical_hits=_by_person(lexical),
         thread_hits=_by_person(_with_question_similarity(answers, dense)),
-        feedback=np.asarray([feedback.get(person, (0.0, 0.0)) for person in people], dtype=float),
     )
+
+
+async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: FeatureTable) -> FeatureTable:
+    """The table with what responses to invitations near `query` (given before it) say of its people.
+
+    Read only when ranking: the learned model does not use it, so training examples skip the search.
+    """
+    if not table.people:
+        return table
+    hits = await index.feedback_near(query.tenant, query.vector, limit=FEEDBACK_DEPTH, before=query.before)
+    found = _feedback(hits)
+    values = np.asarray([found.get(person, (0.0, 0.0)) for person in table.people], dtype=float)
+    return replace(table, feedback=values)
 
 
 def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:

@@ -117,7 +117,7 @@ def rank_candidates(
     """
     if not table.people:
         return []
-    terms = _with_feedback(scorer.terms(table.values), table, weights)
+    terms = _plus_feedback_column(scorer.terms(table.values), table, weights)
     terms = terms - terms[int(np.argmin(terms.sum(axis=1)))]
     scores = terms.sum(axis=1)
     order = sorted(range(len(table.people)), key=lambda i: (-scores[i], table.people[i]))[:limit]
@@ -132,7 +132,7 @@ def rank_candidates(
     ]
 
 
-def _with_feedback(terms: np.ndarray, table: FeatureTable, weights: Weights) -> np.ndarray:
+def _plus_feedback_column(terms: np.ndarray, table: FeatureTable, weights: Weights) -> np.ndarray:
     """The scorer's terms plus one column: what responses near this question say of each person.
 
     Measured in the spread of the pool's scores, so it moves people as far under the fusion as

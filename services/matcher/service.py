@@ -17,6 +17,7 @@ from services.matcher.features import (
     DailyCounts,
     QuestionQuery,
     candidate_features,
+    with_feedback,
 )
 from services.matcher.index.base import Contribution, ExpertIndex, Feedback, IndexUnavailable
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
@@ -290,6 +291,7 @@ class MatcherService:
     async def _rank(self, query: QuestionQuery, *, limit: int) -> list[Candidate]:
         with _index_call():
             table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
+            table = await with_feedback(self._index, query, table)
         return rank_candidates(
             table,
             self.trainer.scorer(query.tenant),
