@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -16,7 +16,14 @@ from typing import Protocol
 from services.matcher.embedder import Embedder
 from services.matcher.service import MatcherService, contribution_text
 from shared.consumer import Delivery
-from shared.events import InvitationResponded, InvitationResponse, Post, PostKind, PostUpserted, ResponseKind
+from shared.events import (
+    InvitationResponded,
+    InvitationResponse,
+    Post,
+    PostKind,
+    PostUpserted,
+    ResponseKind,
+)
 from shared.stackexchange import DumpPost
 from shared.text import to_plain_text
 
@@ -84,25 +91,28 @@ def contribution_texts(posts: Sequence[DumpPost]) -> list[str]:
 
 def relevant_people(posts: Sequence[DumpPost]) -> dict[str, dict[str, frozenset[str]]]:
     """Per question id: its accepted answerer (`acc`) and everyone who answered (`any`), never the asker."""
-    askers = {p.id: p.author_id for p in posts if p.kind == "question"}
     answerers: dict[str, set[str]] = defaultdict(set)
     accepted: dict[str, set[str]] = defaultdict(set)
-    for post in posts:
-        if post.kind == "answer" and post.author_id != askers.get(post.thread_id):
-            answerers[post.thread_id].add(post.author_id)
-            if post.accepted:
-                accepted[post.thread_id].add(post.author_id)
-    return {qid: {"acc": frozenset(accepted[qid]), "any": frozenset(answerers[qid])} for qid in askers}
+    for post in _answers_by_others(posts):
+        answerers[post.thread_id].add(post.author_id)
+        if post.accepted:
+            accepted[post.thread_id].add(post.author_id)
+    questions = [p.id for p in posts if p.kind == "question"]
+    return {qid: {"acc": frozenset(accepted[qid]), "any": frozenset(answerers[qid])} for qid in questions}
 
 
 def first_answers(posts: Sequence[DumpPost]) -> dict[str, dict[str, datetime]]:
     """Per question id: when each answerer (never the asker) first answered it."""
-    askers = {p.id: p.author_id for p in posts if p.kind == "question"}
     first: dict[str, dict[str, datetime]] = defaultdict(dict)
-    for post in posts:
-        if post.kind == "answer" and post.author_id != askers.get(post.thread_id):
-            first[post.thread_id].setdefault(post.author_id, post.created_at)
+    for post in _answers_by_others(posts):
+        first[post.thread_id].setdefault(post.author_id, post.created_at)
     return first
+
+
+def _answers_by_others(posts: Sequence[DumpPost]) -> Iterator[DumpPost]:
+    """The answers, in order, except those by their own question's asker."""
+    askers = {p.id: p.author_id for p in posts if p.kind == "question"}
+    return (p for p in posts if p.kind == "answer" and p.author_id != askers.get(p.thread_id))
 
 
 def pick_test_questions(posts: Sequence[DumpPost], fraction: float) -> set[str]:

@@ -19,7 +19,12 @@ from services.matcher.features import (
     candidate_features,
     with_feedback,
 )
-from services.matcher.index.base import Contribution, ExpertIndex, Feedback, IndexUnavailable
+from services.matcher.index.base import (
+    Contribution,
+    ExpertIndex,
+    Feedback,
+    IndexUnavailable,
+)
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
 from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
 from shared.consumer import Delivery, TransientError
