@@ -196,6 +196,25 @@ class InMemoryIndex:
                 counts[c.author_id] = counts.get(c.author_id, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
+    async def recent_authors(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int,
+    ) -> list[str]:
+        self._check()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        found = [
+            c
+            for c in self.points.values()
+            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, None, before)
+        ]
+        found.sort(key=lambda c: int(epoch_seconds(c.created_at)), reverse=True)
+        return [c.author_id for c in found[:limit]]
+
     async def tag_counts(
         self,
         tenant: str,

@@ -485,6 +485,23 @@ async def test_tag_counts_say_how_common_each_tag_is(any_index):
     assert await any_index.tag_counts("initech") == {}
 
 
+async def test_recent_authors_are_the_latest_posters_newest_first_as_of_an_instant(any_index):
+    await any_index.upsert(history())
+    answers = [PostKind.ANSWER]
+
+    # ann's answer at WHEN is the newest; then ben (5 days before), ann (10), ann (40).
+    assert await any_index.recent_authors("acme", kinds=answers, limit=10) == ["ann", "ben", "ann", "ann"]
+    assert await any_index.recent_authors("acme", kinds=answers, before=WHEN, limit=10) == ["ben", "ann", "ann"]
+    assert await any_index.recent_authors("acme", kinds=answers, before=WHEN, limit=2) == ["ben", "ann"]
+    # Every kind: ben's question and cat's comment (the same second, in either order) come first.
+    everything = await any_index.recent_authors("acme", before=WHEN, limit=10)
+    assert sorted(everything[:2]) == ["ben", "cat"] and everything[2:] == ["ben", "ann", "ann"]
+    assert await any_index.recent_authors("globex", kinds=answers, limit=10) == ["ann"]
+    assert await any_index.recent_authors("initech", limit=10) == []
+    with pytest.raises(ValueError):
+        await any_index.recent_authors("acme", limit=0)
+
+
 async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_path):
     path = tmp_path / "index"
     first = await EdgeIndex.open(path)

@@ -182,6 +182,20 @@ class ExpertIndex(Protocol):
         """
         ...
 
+    async def recent_authors(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int,
+    ) -> list[str]:
+        """The authors of the tenant's latest `limit` contributions of `kinds` created before `before`, newest first.
+
+        One entry per contribution, so an author appears as often as they posted among them.
+        """
+        ...
+
     async def tag_counts(
         self,
         tenant: str,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from qdrant_edge import (
     BoolIndexParams,
     CountRequest,
+    Direction,
     Distance,
     EdgeConfig,
     EdgeShard,
@@ -27,6 +28,7 @@ from qdrant_edge import (
     IntegerIndexParams,
     KeywordIndexParams,
     Modifier,
+    OrderBy,
     Point,
     Query,
     QueryRequest,
@@ -309,6 +311,26 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         )
         payloads = await self._run(lambda shard: _scroll(shard, where, True))
         return sorted((to_hit(p, 0.0) for p in payloads), key=lambda h: (h.thread_id, h.post_id))
+
+    async def recent_authors(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int,
+    ) -> list[str]:
+        """The authors of the latest `limit` matching contributions, newest first (one scroll by `created_ts`)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        request = ScrollRequest(
+            limit=limit,
+            filter=count_filter(tenant, kinds=kinds, before=before),
+            with_payload=["author_id"],
+            order_by=OrderBy(key="created_ts", direction=Direction.Desc),
+        )
+        records, _ = await self._run(lambda shard: shard.scroll(request))
+        return [str((r.payload or {}).get("author_id", "")) for r in records]
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""

@@ -301,6 +301,28 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
                 if offset is None:
                     return payloads
 
+    async def recent_authors(
+        self,
+        tenant: str,
+        *,
+        kinds: Sequence[PostKind] | None = None,
+        before: datetime | None = None,
+        limit: int,
+    ) -> list[str]:
+        """The authors of the latest `limit` matching contributions, newest first (one scroll by `created_ts`)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            records, _ = await self._client.scroll(
+                self.collection,
+                scroll_filter=count_filter(tenant, kinds=kinds, before=before),
+                limit=limit,
+                with_payload=["author_id"],
+                order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
+            )
+        return [str((r.payload or {}).get("author_id", "")) for r in records]
+
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""
         payloads = await self._scroll(matching(tenant, thread_id=thread_id), THREAD_FIELDS)
