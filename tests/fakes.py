@@ -87,7 +87,8 @@ class InMemoryIndex:
 
     async def record_feedback(self, feedback: Feedback) -> None:
         self._check()
-        self.feedback[(feedback.tenant, feedback.question_post_id, feedback.person_id)] = feedback
+        answered = feedback.response == "answered"
+        self.feedback[(feedback.tenant, feedback.question_post_id, feedback.person_id, answered)] = feedback
 
     async def feedback_near(
         self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None

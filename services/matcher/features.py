@@ -211,10 +211,14 @@ def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:
 
     A response counts by its question's closeness: 1 for the same question, falling linearly to 0
     at REACH. A person's total is the strongest response plus a tenth of the rest, capped at
-    1, so many distant responses never outweigh one on the same question.
+    1, so many distant responses never outweigh one on the same question. Where they answered a
+    question, what else they said about it counts for nothing.
     """
+    answered = {(h.person_id, h.question_post_id) for h in hits if h.response == "answered"}
     found: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for hit in hits:
+        if hit.response != "answered" and (hit.person_id, hit.question_post_id) in answered:
+            continue
         weight_for, weight_against = RESPONSE_WEIGHTS.get(hit.response, (0.0, 0.0))
         closeness = min(max((hit.similarity - REACH) / (1.0 - REACH), 0.0), 1.0)
         found[hit.person_id][0].append(weight_for * closeness)

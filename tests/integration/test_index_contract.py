@@ -570,13 +570,23 @@ async def test_responses_are_found_near_similar_questions_and_never_among_posts(
 
 async def test_a_later_response_replaces_the_earlier_one_and_before_bounds_them(any_index):
     await any_index.record_feedback(response("q1", "bob", "accepted", vec((0, 1.0))))
-    await any_index.record_feedback(response("q1", "bob", "answered", vec((0, 1.0)), at=WHEN + timedelta(hours=2)))
+    await any_index.record_feedback(response("q1", "bob", "declined", vec((0, 1.0)), at=WHEN + timedelta(hours=2)))
 
     [latest] = await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)
 
-    assert (latest.response, latest.at) == ("answered", WHEN + timedelta(hours=2))
+    assert (latest.response, latest.at) == ("declined", WHEN + timedelta(hours=2))
     assert await any_index.feedback_near("acme", vec((0, 1.0)), limit=10, before=WHEN + timedelta(hours=2)) == []
     assert len(await any_index.feedback_near("acme", vec((0, 1.0)), limit=10, before=WHEN + timedelta(hours=3))) == 1
+
+
+async def test_an_answer_given_stays_whatever_the_person_says_afterwards(any_index):
+    await any_index.record_feedback(response("q1", "bob", "answered", vec((0, 1.0))))
+    await any_index.record_feedback(response("q1", "bob", "declined", vec((0, 1.0)), at=WHEN + timedelta(hours=1)))
+    await any_index.record_feedback(response("q1", "bob", "not_my_area", vec((0, 1.0)), at=WHEN + timedelta(hours=2)))
+
+    found = await any_index.feedback_near("acme", vec((0, 1.0)), limit=10)
+
+    assert sorted(h.response for h in found) == ["answered", "not_my_area"]
 
 
 async def test_deleting_a_question_or_erasing_a_person_removes_their_responses(any_index):

@@ -300,6 +300,18 @@ async def test_answering_an_invitation_lifts_that_person_on_similar_questions(se
     assert after["dave"].parts.get("feedback", 0) > 0 or after["kim"].parts["feedback"] < 0
 
 
+async def test_what_someone_says_after_answering_a_question_does_not_undo_the_answer(service, embedder):
+    pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(*HISTORY, pods, responded("dave", "answered", question_event=pods)))
+    answered = {c.person_id: c.score for c in await rank(service, embedder, "kubernetes pods restart again")}
+
+    # A reminder declined, even "not my area", a day later: dave still answered that question.
+    await service.handle(batch(responded("dave", "not_my_area", question_event=pods, at=NOW - timedelta(hours=12))))
+
+    after = {c.person_id: c.score for c in await rank(service, embedder, "kubernetes pods restart again")}
+    assert after == pytest.approx(answered)
+
+
 async def test_a_response_counts_only_for_questions_asked_after_it(service, embedder):
     pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
     await service.handle(batch(*HISTORY, pods, responded("kim", "not_my_area", question_event=pods, at=NOW)))

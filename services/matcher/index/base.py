@@ -75,7 +75,8 @@ class ThreadInfo:
 class Feedback:
     """What an invited person said about a question, kept beside the question's vector.
 
-    One per (question, person): a later response replaces the earlier one.
+    One per (question, person): a later response replaces the earlier one, except `answered`,
+    which stays beside whatever the person says later.
     """
 
     tenant: str
@@ -119,7 +120,8 @@ class ExpertIndex(Protocol):
         ...
 
     async def record_feedback(self, feedback: Feedback) -> None:
-        """Keep a response to an invitation, replacing that person's earlier one on that question."""
+        """Keep a response to an invitation, replacing that person's earlier one on that question
+        (an `answered` is kept apart: a later response never replaces it)."""
         ...
 
     async def feedback_near(

@@ -230,7 +230,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         return [float(x) for x in records[0].vector[DENSE]]
 
     async def record_feedback(self, feedback: Feedback) -> None:
-        """Keep a response beside its question's vector, replacing the person's earlier one."""
+        """Keep a response beside its question's vector, replacing the person's earlier one (not an answer)."""
         point = Point(
             id=feedback_point_id(feedback),
             vector={DENSE: checked_vector(feedback.vector, self.dimensions)},

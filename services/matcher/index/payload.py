@@ -15,6 +15,7 @@ from services.matcher.index.lexical import document_terms
 from shared.events import PostKind
 
 DENSE = "dense"
+ANSWERED = "answered"  # the ResponseKind that records a fact, not an opinion
 SPARSE = "sparse"
 DIMENSIONS = 384
 # Keeps payloads small; an evidence snippet never needs more than the start of a post.
@@ -121,8 +122,12 @@ def feedback_partition(tenant: str) -> str:
 
 
 def feedback_point_id(feedback: Feedback) -> str:
-    """One point per (question, person): a later response replaces the earlier one."""
-    return point_id(feedback_partition(feedback.tenant), f"{feedback.question_post_id}/{feedback.person_id}")
+    """One point per (question, person) for what they said, a later response replacing the earlier
+    one, and one more for having answered: nothing said afterwards undoes an answer given."""
+    key = f"{feedback.question_post_id}/{feedback.person_id}"
+    if feedback.response == ANSWERED:
+        key += f"/{ANSWERED}"
+    return point_id(feedback_partition(feedback.tenant), key)
 
 
 def feedback_payload(feedback: Feedback) -> dict[str, Any]:

@@ -189,7 +189,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         return [float(x) for x in records[0].vector[DENSE]]
 
     async def record_feedback(self, feedback: Feedback) -> None:
-        """Keep a response beside its question's vector, replacing the person's earlier one."""
+        """Keep a response beside its question's vector, replacing the person's earlier one (not an answer)."""
         point = models.PointStruct(
             id=feedback_point_id(feedback),
             vector={DENSE: checked_vector(feedback.vector, self.dimensions)},
