@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from services.matcher.index.base import (
+    AcceptedQuestion,
     Contribution,
     Feedback,
     FeedbackHit,
@@ -197,11 +198,30 @@ class InMemoryIndex:
                 counts[c.author_id] = counts.get(c.author_id, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
+    async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
+        self._check()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        answers = [c for c in self.points.values() if c.tenant == tenant and c.kind is PostKind.ANSWER and c.accepted]
+        answers.sort(key=lambda c: int(epoch_seconds(c.created_at)), reverse=True)
+        answerers: dict[str, str] = {}
+        for c in answers[:limit]:
+            answerers.setdefault(c.thread_id, c.author_id)
+        found = [
+            AcceptedQuestion(
+                question=_hit(c, 0.0), vector=list(c.vector), audience=tuple(c.audience), answerer=answerers[c.thread_id]
+            )
+            for c in self.points.values()
+            if c.tenant == tenant and c.kind is PostKind.QUESTION and c.thread_id in answerers
+        ]
+        return sorted(found, key=lambda a: (a.question.created_at, a.question.post_id))
+
     async def recent_authors(
         self,
         tenant: str,
         *,
         kinds: Sequence[PostKind] | None = None,
+        after: datetime | None = None,
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
@@ -211,7 +231,7 @@ class InMemoryIndex:
         found = [
             c
             for c in self.points.values()
-            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, None, before)
+            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, after, before)
         ]
         found.sort(key=lambda c: int(epoch_seconds(c.created_at)), reverse=True)
         return [c.author_id for c in found[:limit]]

@@ -493,6 +493,9 @@ async def test_recent_authors_are_the_latest_posters_newest_first_as_of_an_insta
     assert await any_index.recent_authors("acme", kinds=answers, limit=10) == ["ann", "ben", "ann", "ann"]
     assert await any_index.recent_authors("acme", kinds=answers, before=WHEN, limit=10) == ["ben", "ann", "ann"]
     assert await any_index.recent_authors("acme", kinds=answers, before=WHEN, limit=2) == ["ben", "ann"]
+    assert await any_index.recent_authors("acme", kinds=answers, after=WHEN - timedelta(days=10), limit=10) == [
+        "ann", "ben", "ann",
+    ]
     # Every kind: ben's question and cat's comment (the same second, in either order) come first.
     everything = await any_index.recent_authors("acme", before=WHEN, limit=10)
     assert sorted(everything[:2]) == ["ben", "cat"] and everything[2:] == ["ben", "ann", "ann"]
@@ -500,6 +503,38 @@ async def test_recent_authors_are_the_latest_posters_newest_first_as_of_an_insta
     assert await any_index.recent_authors("initech", limit=10) == []
     with pytest.raises(ValueError):
         await any_index.recent_authors("acme", limit=0)
+
+
+async def test_accepted_questions_come_with_their_vectors_and_answerers_oldest_first(any_index):
+    hour = timedelta(hours=1)
+    await any_index.upsert(
+        [
+            contribution("q1", vec((0, 1.0)), thread_id="t1", author_id="asker", kind=PostKind.QUESTION, title="Lag", tags=("kafka",)),
+            contribution("a1", vec((0, 1.0)), thread_id="t1", author_id="ann", accepted=True, created_at=WHEN + hour),
+            contribution("q2", vec((1, 1.0)), thread_id="t2", author_id="asker", kind=PostKind.QUESTION, created_at=WHEN + hour),
+            contribution("a2", vec((1, 1.0)), thread_id="t2", author_id="ben", created_at=WHEN + 2 * hour),  # not accepted
+            contribution("q3", vec((2, 1.0)), thread_id="t3", author_id="asker", kind=PostKind.QUESTION, created_at=WHEN + 2 * hour,
+                         audience=("platform",)),
+            contribution("a3", vec((2, 1.0)), thread_id="t3", author_id="cat", accepted=True, created_at=WHEN + 3 * hour),
+            contribution("a4", vec((3, 1.0)), thread_id="t-gone", author_id="dan", accepted=True, created_at=WHEN + 4 * hour),
+            contribution("g1", vec((0, 1.0)), tenant="globex", thread_id="t9", kind=PostKind.QUESTION),
+            contribution("g2", vec((0, 1.0)), tenant="globex", thread_id="t9", author_id="eve", accepted=True),
+        ]
+    )
+
+    found = await any_index.accepted_questions("acme", limit=10)
+
+    # t-gone's question is not indexed: its accepted answer has nothing to train on.
+    assert [(a.question.post_id, a.answerer) for a in found] == [("q1", "ann"), ("q3", "cat")]
+    assert found[0].vector == pytest.approx(vec((0, 1.0))) and found[1].vector == pytest.approx(vec((2, 1.0)))
+    assert (found[0].question.title, found[0].question.tags, found[0].question.author_id) == ("Lag", ("kafka",), "asker")
+    assert (found[0].audience, found[1].audience) == (("public",), ("platform",))
+    # Only the latest accepted answers are read: a4 and a3.
+    assert [a.question.post_id for a in await any_index.accepted_questions("acme", limit=2)] == ["q3"]
+    assert [a.answerer for a in await any_index.accepted_questions("globex", limit=10)] == ["eve"]
+    assert await any_index.accepted_questions("initech", limit=10) == []
+    with pytest.raises(ValueError):
+        await any_index.accepted_questions("acme", limit=0)
 
 
 async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_path):

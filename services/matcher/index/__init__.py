@@ -7,6 +7,7 @@ from pathlib import Path
 from qdrant_client import AsyncQdrantClient
 
 from services.matcher.index.base import (
+    AcceptedQuestion,
     Contribution,
     ExpertIndex,
     Feedback,
@@ -20,6 +21,7 @@ from services.matcher.index.edge import EdgeIndex, ShardLocked
 from services.matcher.index.server import DEFAULT_COLLECTION, QdrantServerIndex
 
 __all__ = [
+    "AcceptedQuestion",
     "Contribution",
     "EdgeIndex",
     "ExpertIndex",

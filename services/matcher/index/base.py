@@ -100,6 +100,16 @@ class FeedbackHit:
     similarity: float
 
 
+@dataclass(frozen=True, slots=True)
+class AcceptedQuestion:
+    """A question with an accepted answer, as the index holds it: what learning to rank trains on."""
+
+    question: Hit  # similarity 0
+    vector: list[float]
+    audience: tuple[str, ...]  # who may read the question
+    answerer: str  # the author of its accepted answer
+
+
 class IndexUnavailable(Exception):
     """The index did not answer: a transient failure, the caller retries."""
 
@@ -189,10 +199,11 @@ class ExpertIndex(Protocol):
         tenant: str,
         *,
         kinds: Sequence[PostKind] | None = None,
+        after: datetime | None = None,
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
-        """The authors of the tenant's latest `limit` contributions of `kinds` created before `before`, newest first.
+        """The authors of the tenant's latest `limit` contributions of `kinds` created in [`after`, `before`), newest first.
 
         One entry per contribution, so an author appears as often as they posted among them.
         """
@@ -207,6 +218,13 @@ class ExpertIndex(Protocol):
         limit: int = 10_000,
     ) -> dict[str, int]:
         """How many contributions (of `kinds`, created before `before`) carry each tag."""
+        ...
+
+    async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
+        """The questions of the tenant's latest `limit` accepted answers, with their vectors, oldest first.
+
+        A question whose post is not indexed (deleted, or its asker erased) is left out.
+        """
         ...
 
     async def thread_answers(

@@ -39,6 +39,7 @@ from qdrant_edge import (
 )
 
 from services.matcher.index.base import (
+    AcceptedQuestion,
     Contribution,
     Feedback,
     FeedbackHit,
@@ -62,11 +63,14 @@ from services.matcher.index.payload import (
     KEYWORD_FIELDS,
     SPARSE,
     THREAD_FIELDS,
+    accepted_answerers,
+    accepted_question,
     checked_sparse,
     checked_vector,
     feedback_partition,
     feedback_payload,
     feedback_point_id,
+    oldest_first,
     sparse_terms,
     thread_title,
     to_feedback_hit,
@@ -317,6 +321,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         tenant: str,
         *,
         kinds: Sequence[PostKind] | None = None,
+        after: datetime | None = None,
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
@@ -325,12 +330,40 @@ class EdgeIndex(LexicalSearch, FacetCounts):
             raise ValueError(f"limit must be at least 1, got {limit}")
         request = ScrollRequest(
             limit=limit,
-            filter=count_filter(tenant, kinds=kinds, before=before),
+            filter=count_filter(tenant, kinds=kinds, after=after, before=before),
             with_payload=["author_id"],
             order_by=OrderBy(key="created_ts", direction=Direction.Desc),
         )
         records, _ = await self._run(lambda shard: shard.scroll(request))
         return [str((r.payload or {}).get("author_id", "")) for r in records]
+
+    async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
+        """The questions of the latest `limit` accepted answers, with vectors, oldest first (two scrolls)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        latest = ScrollRequest(
+            limit=limit,
+            filter=count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True),
+            with_payload=["thread_id", "author_id"],
+            order_by=OrderBy(key="created_ts", direction=Direction.Desc),
+        )
+        answers, _ = await self._run(lambda shard: shard.scroll(latest))
+        answerers = accepted_answerers([r.payload or {} for r in answers])
+        if not answerers:
+            return []
+        where = Filter(must=[*matching(tenant).must, any_of("thread_id", list(answerers)), any_of("kind", [PostKind.QUESTION.value])])
+        found: list[AcceptedQuestion] = []
+        offset = None
+        while True:
+            request = ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=True, with_vector=[DENSE])
+            records, offset = await self._run(lambda shard, request=request: shard.scroll(request))
+            found += [
+                accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
+                for r in records
+                if r.vector is not None
+            ]
+            if offset is None:
+                return sorted(found, key=oldest_first)
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.matcher.index.base import Contribution, Feedback, FeedbackHit, Hit, point_id
+from services.matcher.index.base import AcceptedQuestion, Contribution, Feedback, FeedbackHit, Hit, point_id
 from services.matcher.index.lexical import document_terms
 from shared.events import PostKind
 
@@ -103,6 +103,27 @@ def to_hit(payload: Mapping[str, Any], similarity: float) -> Hit:
         accepted=bool(payload.get("accepted", False)),
         score=int(payload.get("score", 0)),
     )
+
+
+def accepted_answerers(payloads: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Thread -> the author of its accepted answer, from answers newest first (the newest wins)."""
+    found: dict[str, str] = {}
+    for payload in payloads:
+        found.setdefault(payload["thread_id"], payload["author_id"])
+    return found
+
+
+def accepted_question(payload: Mapping[str, Any], vector: list[float], answerers: Mapping[str, str]) -> AcceptedQuestion:
+    return AcceptedQuestion(
+        question=to_hit(payload, 0.0),
+        vector=vector,
+        audience=tuple(payload.get("audience") or ()),
+        answerer=answerers[payload["thread_id"]],
+    )
+
+
+def oldest_first(found: AcceptedQuestion) -> tuple[datetime, str]:
+    return found.question.created_at, found.question.post_id
 
 
 def thread_title(payloads: Sequence[Mapping[str, Any]]) -> str | None:

@@ -16,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.matcher.index.base import (
+    AcceptedQuestion,
     Contribution,
     Feedback,
     FeedbackHit,
@@ -32,11 +33,14 @@ from services.matcher.index.payload import (
     KEYWORD_FIELDS,
     SPARSE,
     THREAD_FIELDS,
+    accepted_answerers,
+    accepted_question,
     checked_sparse,
     checked_vector,
     feedback_partition,
     feedback_payload,
     feedback_point_id,
+    oldest_first,
     sparse_terms,
     thread_title,
     to_feedback_hit,
@@ -306,6 +310,7 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         tenant: str,
         *,
         kinds: Sequence[PostKind] | None = None,
+        after: datetime | None = None,
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
@@ -316,12 +321,46 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         with _unavailable_on_failure(self.collection):
             records, _ = await self._client.scroll(
                 self.collection,
-                scroll_filter=count_filter(tenant, kinds=kinds, before=before),
+                scroll_filter=count_filter(tenant, kinds=kinds, after=after, before=before),
                 limit=limit,
                 with_payload=["author_id"],
                 order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
             )
         return [str((r.payload or {}).get("author_id", "")) for r in records]
+
+    async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
+        """The questions of the latest `limit` accepted answers, with vectors, oldest first (two scrolls)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        with _unavailable_on_failure(self.collection):
+            answers, _ = await self._client.scroll(
+                self.collection,
+                scroll_filter=count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True),
+                limit=limit,
+                with_payload=["thread_id", "author_id"],
+                order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
+            )
+        answerers = accepted_answerers([r.payload or {} for r in answers])
+        if not answerers:
+            return []
+        where = models.Filter(
+            must=[*(matching(tenant).must or []), any_of("thread_id", list(answerers)), any_of("kind", [PostKind.QUESTION.value])]
+        )
+        found: list[AcceptedQuestion] = []
+        offset = None
+        with _unavailable_on_failure(self.collection):
+            while True:
+                records, offset = await self._client.scroll(
+                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=[DENSE]
+                )
+                found += [
+                    accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
+                    for r in records
+                    if isinstance(r.vector, dict)
+                ]
+                if offset is None:
+                    return sorted(found, key=oldest_first)
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""
