@@ -31,6 +31,7 @@ FUSION_WEIGHTS = {
     "tags": 0.3,
     "thread_dense": 1.0,
     "thread_lexical": 0.5,
+    "since_last": 0.1,
 }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.matcher.features import FEATURE_NAMES, CandidatePool, DailyCounts, QuestionQuery, candidate_features
+from services.matcher.features import FEATURE_NAMES, RECENT_ANSWERS, CandidatePool, DailyCounts, QuestionQuery, candidate_features
 from services.matcher.index.base import Contribution
 from shared.events import PostKind
 from tests.fakes import FakeEmbedder, InMemoryIndex
@@ -67,6 +68,35 @@ async def test_activity_acceptance_and_tags_are_counted_as_of_the_question(index
     assert bo["recent_90"] == 0 and bo["answers"] > 0
     assert ana["accepted"] > 0 and bo["accepted"] == 0
     assert ana["tags"] > 0 and bo["tags"] == 0
+
+
+async def test_since_last_counts_the_tenants_answers_after_each_persons_latest(index):
+    # Answers before NOW, newest first: di (3 days ago), ana (10), ana (200), bo (400). cy only asked.
+    table = await candidate_features(index, query("kafka consumer lag"), pool=POOL)
+    ana, bo, cy = row(table, "ana"), row(table, "bo"), row(table, "cy")
+    assert ana["since_last"] == pytest.approx(-math.log1p(2))
+    assert bo["since_last"] == pytest.approx(-math.log1p(4))
+    assert cy["since_last"] == pytest.approx(-math.log1p(2 * RECENT_ANSWERS))  # never answered
+    # Two fresh answers by bo, after the question: as of a later question he is the latest answerer.
+    await index.upsert([contribution("8", "bo", "kafka broker restart", days_ago=-3, tags=("ops",)),
+                        contribution("9", "bo", "kafka consumer lag fix", days_ago=-4)])
+    assert row(await candidate_features(index, query("kafka consumer lag"), pool=POOL), "bo")["since_last"] == bo["since_last"]
+    later = await candidate_features(index, query("kafka consumer lag", now=NOW + timedelta(days=5)), pool=POOL)
+    assert row(later, "bo")["since_last"] == pytest.approx(-math.log1p(1))
+    assert row(later, "ana")["since_last"] == pytest.approx(-math.log1p(3))  # bo's two, then ana's answer 6
+
+
+async def test_an_answer_earlier_on_the_questions_own_day_counts_at_once(index):
+    daily = DailyCounts(index)
+    noon = NOW + timedelta(hours=12)
+    before = await candidate_features(index, query("kafka consumer lag", now=noon), pool=POOL, daily=daily)
+    await index.upsert([contribution("10", "cy", "kafka consumer lag: check the fetch size", days_ago=-0.25)])
+
+    after = await candidate_features(index, query("kafka consumer lag", now=noon), pool=POOL, daily=daily)
+
+    assert row(before, "cy")["since_last"] == pytest.approx(-math.log1p(2 * RECENT_ANSWERS))
+    assert row(after, "cy")["since_last"] == pytest.approx(-math.log1p(1))
+    assert row(after, "ana")["since_last"] == pytest.approx(-math.log1p(3))  # after cy and di
 
 
 async def test_nothing_after_the_question_counts(index):
