@@ -78,6 +78,12 @@ class History:
     def accepted(self, tenant: str, thread_id: str, answerer: str) -> None:
         self._accepted[tenant][thread_id] = answerer
 
+    def restore(self, question: PastQuestion, answerer: str) -> None:
+        """A labelled question read back from the index; what this process saw itself stays as it is."""
+        if question.thread_id not in self._questions[question.tenant]:
+            self.question(question)
+            self._accepted[question.tenant].setdefault(question.thread_id, answerer)
+
     def tags(self, tenant: str, thread_id: str) -> tuple[str, ...]:
         """A thread's tags, if its question passed through here."""
         question = self._questions[tenant].get(thread_id)

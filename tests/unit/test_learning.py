@@ -130,6 +130,27 @@ async def test_a_tenant_learns_its_experts_from_its_past_and_only_from_it():
     assert service.trainer.schedule("acme") is None
 
 
+async def test_a_restarted_matcher_reads_its_tenants_history_back_from_the_index():
+    index, embedder = InMemoryIndex(), FakeEmbedder()
+    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    first = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
+    await first.handle([Delivery(e, record=None) for e in history(30)])
+    await first.trainer.settle("acme")
+
+    # A new process on the same index: its first question reads the tenant's past back.
+    restarted = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
+    assert restarted.trainer.scorer("acme").examples == 0
+    await restarted.rank_question(
+        tenant="acme", vector=embedder.vector("espresso grind question"), text="espresso grind question",
+        tags=("brewing",), asker="new", thread_id="new", audience=(), now=T0 + timedelta(days=100), limit=3,
+    )
+    await restarted.trainer.settle("acme")
+
+    relearned, learned = restarted.trainer.scorer("acme"), first.trainer.scorer("acme")
+    assert relearned.examples == learned.examples == 28
+    assert relearned.weights == pytest.approx(learned.weights)
+
+
 async def test_too_little_history_keeps_the_hand_set_fusion():
     index, embedder = InMemoryIndex(), FakeEmbedder()
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None)
