@@ -146,6 +146,11 @@ class MatcherService:
                 # The question was deleted, or its asker erased: nothing to be close to.
                 log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
                 return
+            if not await self._index.author_counts(event.tenant, authors=[response.person_id], limit=1):
+                # Nothing of theirs is indexed, so they are nobody's candidate: erased since they
+                # responded (the erasure may overtake the response, on another topic), or never posted.
+                log.info("response %s: its person has no post indexed; dropped", event.id)
+                return
             await self._index.record_feedback(
                 Feedback(
                     tenant=event.tenant,

@@ -321,6 +321,17 @@ async def test_a_response_counts_only_for_questions_asked_after_it(service, embe
     assert earlier[0].person_id == "kim" and "feedback" not in earlier[0].parts
 
 
+async def test_a_response_arriving_after_its_persons_erasure_is_not_kept(service, index, embedder):
+    pods = question("erin", "Kubernetes pods", "kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(*HISTORY, pods))
+
+    # The erasure (posts topic) overtakes kim's response (responses topic).
+    await service.handle(batch(PersonErased(tenant="acme", data=PersonRef(person_id="kim"))))
+    await service.handle(batch(responded("kim", "answered", question_event=pods), responded("dave", "answered", question_event=pods)))
+
+    assert {key[2] for key in index.feedback} == {"dave"}
+
+
 async def test_a_response_to_a_question_no_longer_indexed_is_dropped_and_the_batch_goes_on(service, index, embedder, published):
     gone = question("erin", "Kubernetes pods", "kubernetes pods restart", thread="k3", backfill=True)
     await service.handle(batch(*HISTORY))
