@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.matcher.embedder import Embedder
-from services.matcher.service import MatcherService, contribution_text
+from services.matcher.service import MatcherService
+from services.matcher.texts import contribution_text
 from shared.consumer import Delivery
 from shared.events import (
     InvitationResponded,

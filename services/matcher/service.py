@@ -20,13 +20,13 @@ from services.matcher.features import (
     with_feedback,
 )
 from services.matcher.index.base import (
-    AcceptedQuestion,
     Contribution,
     ExpertIndex,
     Feedback,
     IndexUnavailable,
 )
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
+from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
 from shared.consumer import Delivery, TransientError
 from shared.events import (
@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
 
-# The model reads 256 word pieces (~1,000-1,500 characters of English); the rest is cut anyway.
-MAX_TEXT_CHARS = 2000
 _MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
 
 
@@ -64,19 +62,6 @@ class RankingPolicy:
     @property
     def pool(self) -> CandidatePool:
         return CandidatePool(dense=self.search_depth, lexical=self.lexical_depth)
-
-
-def contribution_text(title: str | None, body: str) -> str:
-    """What gets embedded: the (thread) title first, so truncation never drops the topic."""
-    text = f"{title}\n{body}" if title else body
-    if len(text) <= MAX_TEXT_CHARS:
-        return text
-    return text[:MAX_TEXT_CHARS].rsplit(" ", 1)[0]
-
-
-def visible_to(audience: Sequence[str]) -> list[str]:
-    """Evidence a question's readers may see: public posts and posts to the question's audience."""
-    return sorted({"public", *audience})
 
 
 @contextmanager
@@ -105,7 +90,6 @@ class MatcherService:
         self._policy = policy
         self._clock = clock
         self._history = History(policy.learning.history)
-        self._restored: set[str] = set()
         self._daily = DailyCounts(index)
         self.trainer = Trainer(
             index=index, history=self._history, pool=policy.pool, policy=policy.learning, daily=self._daily
@@ -282,7 +266,7 @@ class MatcherService:
         `now` is when the question was asked: every feature is read as of then, live and in replays.
         `text` (title and body) feeds the lexical search, `tags` the tag overlap.
         """
-        await self._restore(tenant)
+        await self.trainer.restore(tenant)
         with _index_call():
             thread = await self._index.thread(tenant, thread_id)
         participants = sorted({asker, *thread.participants})
@@ -300,26 +284,6 @@ class MatcherService:
         # The history grew since the last fit: refit in the background, never in the way of this answer.
         self.trainer.schedule(tenant)
         return candidates, participants
-
-    async def _restore(self, tenant: str) -> None:
-        """Once per tenant and process: its latest accepted questions, read back from the index.
-
-        The history to learn from is otherwise only what this process consumed: after a restart,
-        or on a replica whose partitions hold few of the tenant's threads, the tenant would rank
-        with the hand-set fusion until 50 more questions had accepted answers.
-        """
-        if tenant in self._restored:
-            return
-        self._restored.add(tenant)
-        try:
-            found = await self._index.accepted_questions(tenant, limit=self._policy.learning.window)
-        except IndexUnavailable:
-            self._restored.discard(tenant)  # the next question tries again
-            log.warning("could not read %s's past questions back from the index", tenant, exc_info=True)
-            return
-        for accepted in found:
-            self._history.restore(_restored_question(tenant, accepted), accepted.answerer)
-        log.info("read back %d past questions of %s with an accepted answer", len(found), tenant)
 
     async def _rank(self, query: QuestionQuery, *, limit: int) -> list[Candidate]:
         with _index_call():
@@ -372,21 +336,6 @@ def _past_question(post: Post, contribution: Contribution) -> PastQuestion:
         text=contribution_text(post.title, contribution.text),
         tags=post.tags,
         audiences=tuple(visible_to(post.audience)),
-    )
-
-
-def _restored_question(tenant: str, found: AcceptedQuestion) -> PastQuestion:
-    question = found.question
-    return PastQuestion(
-        tenant=tenant,
-        post_id=question.post_id,
-        thread_id=question.thread_id,
-        asker=question.author_id,
-        created_at=question.created_at,
-        vector=np.asarray(found.vector, dtype=np.float32),
-        text=contribution_text(question.title, question.text),
-        tags=question.tags,
-        audiences=tuple(visible_to(found.audience)),
     )
 
 

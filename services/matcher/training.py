@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from services.matcher.features import (
     CandidatePool,
     DailyCounts,
     QuestionQuery,
     candidate_features,
 )
-from services.matcher.index.base import ExpertIndex
+from services.matcher.index.base import AcceptedQuestion, ExpertIndex, IndexUnavailable
 from services.matcher.learning import (
     Example,
     LinearScorer,
@@ -30,6 +32,7 @@ from services.matcher.learning import (
     fit,
     fusion_scorer,
 )
+from services.matcher.texts import contribution_text, visible_to
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ class Trainer:
         self._trained_on: dict[str, int] = defaultdict(int)
         self._examples: dict[str, dict[tuple[str, str], Example | None]] = defaultdict(dict)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._restored: set[str] = set()
         self.fit_seconds: list[float] = []
 
     def scorer(self, tenant: str) -> LinearScorer:
@@ -154,6 +158,26 @@ class Trainer:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def restore(self, tenant: str) -> None:
+        """Once per tenant and process: its latest accepted questions, read back from the index.
+
+        The history to learn from is otherwise only what this process consumed: after a restart,
+        or on a replica whose partitions hold few of the tenant's threads, the tenant would rank
+        with the hand-set fusion until 50 more questions had accepted answers.
+        """
+        if tenant in self._restored:
+            return
+        self._restored.add(tenant)
+        try:
+            found = await self._index.accepted_questions(tenant, limit=self._policy.window)
+        except IndexUnavailable:
+            self._restored.discard(tenant)  # the next question tries again
+            log.warning("could not read %s's past questions back from the index", tenant, exc_info=True)
+            return
+        for accepted in found:
+            self._history.restore(_restored_question(tenant, accepted), accepted.answerer)
+        log.info("read back %d past questions of %s with an accepted answer", len(found), tenant)
 
     def forget(self, tenant: str) -> None:
         """Drop cached examples (after an erasure): the next refit reads them afresh from the index."""
@@ -200,3 +224,18 @@ class Trainer:
             positive = table.people.index(answerer) if answerer in table.people else None
             cache[key] = None if positive is None else Example(values=table.values, positive=positive)
         return cache[key]
+
+
+def _restored_question(tenant: str, found: AcceptedQuestion) -> PastQuestion:
+    question = found.question
+    return PastQuestion(
+        tenant=tenant,
+        post_id=question.post_id,
+        thread_id=question.thread_id,
+        asker=question.author_id,
+        created_at=question.created_at,
+        vector=np.asarray(found.vector, dtype=np.float32),
+        text=contribution_text(question.title, question.text),
+        tags=question.tags,
+        audiences=tuple(visible_to(found.audience)),
+    )

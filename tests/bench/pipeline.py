@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from services.matcher.embedder import SentenceEmbedder
-from services.matcher.service import contribution_text
+from services.matcher.texts import contribution_text
 from shared.embedded_broker import EmbeddedBroker
 from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import ensure_topics, make_producer, publish

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.matcher.service import MAX_TEXT_CHARS, MatcherService, RankingPolicy, contribution_text
+from services.matcher.service import MatcherService, RankingPolicy
+from services.matcher.texts import MAX_TEXT_CHARS, contribution_text
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     ExpertsMatched,
