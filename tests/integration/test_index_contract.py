@@ -21,7 +21,7 @@ from services.matcher.index import (
     ShardLocked,
     open_index,
 )
-from services.matcher.index.edge import _config
+from services.matcher.index.edge_shard import shard_config
 from shared.events import PostKind
 from tests.fakes import InMemoryIndex
 
@@ -544,7 +544,7 @@ async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_
     # An older shard had no tags, accepted or created_ts index: a fresh raw shard with only the tenant.
     shutil.rmtree(path)
     path.mkdir()
-    shard = EdgeShard.create(str(path), _config(DIM))
+    shard = EdgeShard.create(str(path), shard_config(DIM))
     shard.update(UpdateOperation.create_field_index("tenant", KeywordIndexParams(is_tenant=True)))
     shard.close()
 

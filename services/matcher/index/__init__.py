@@ -17,7 +17,8 @@ from services.matcher.index.base import (
     ThreadInfo,
     point_id,
 )
-from services.matcher.index.edge import EdgeIndex, ShardLocked
+from services.matcher.index.edge import EdgeIndex
+from services.matcher.index.edge_shard import ShardLocked
 from services.matcher.index.server import DEFAULT_COLLECTION, QdrantServerIndex
 
 __all__ = [

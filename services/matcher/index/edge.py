@@ -14,20 +14,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from qdrant_edge import (
-    BoolIndexParams,
     CountRequest,
     Direction,
-    Distance,
-    EdgeConfig,
     EdgeShard,
-    EdgeSparseVectorParams,
-    EdgeVectorParams,
     FacetRequest,
     Filter,
     IdfParams,
-    IntegerIndexParams,
-    KeywordIndexParams,
-    Modifier,
     OrderBy,
     Point,
     Query,
@@ -55,12 +47,11 @@ from services.matcher.index.edge_filters import (
     matching,
     search_filter,
 )
+from services.matcher.index.edge_shard import open_shard, translate
 from services.matcher.index.lexical import LexicalSearch
 from services.matcher.index.payload import (
-    ACCEPTED_FLAG,
     DENSE,
     DIMENSIONS,
-    KEYWORD_FIELDS,
     SPARSE,
     THREAD_FIELDS,
     accepted_answerers,
@@ -81,62 +72,7 @@ from shared.events import PostKind
 
 T = TypeVar("T")
 
-_CONFIG_FILE = "edge_config.json"
 _SCROLL_PAGE = 256
-# Edge raises bare Exceptions; these message prefixes mean the request itself was wrong.
-_BAD_INPUT = ("Wrong input", "Bad input", "Bad request", "Vector dimension error", "Validation")
-
-
-class ShardLocked(IndexUnavailable):
-    """The shard is already open, in this process or another: its WAL is locked."""
-
-
-def _config(dimensions: int) -> EdgeConfig:
-    return EdgeConfig(
-        vectors={DENSE: EdgeVectorParams(size=dimensions, distance=Distance.Cosine)},
-        sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
-    )
-
-
-def _field_indexes() -> dict[str, Any]:
-    # Only the tenant gets HNSW links: the others would multiply the cost of any index build.
-    indexes: dict[str, Any] = {"tenant": KeywordIndexParams(is_tenant=True)}
-    indexes.update({name: KeywordIndexParams(enable_hnsw=False) for name in KEYWORD_FIELDS})
-    indexes["created_ts"] = IntegerIndexParams(range=True, lookup=False, enable_hnsw=False)
-    indexes["accepted"] = BoolIndexParams(enable_hnsw=False)
-    indexes[ACCEPTED_FLAG] = IntegerIndexParams(range=False, lookup=True, enable_hnsw=False)
-    return indexes
-
-
-def _open_shard(path: Path, dimensions: int) -> EdgeShard:
-    """Load the shard at `path`, or create it; then add any missing payload index."""
-    config = _config(dimensions)
-    try:
-        if (path / _CONFIG_FILE).exists():
-            shard = EdgeShard.load(str(path), config)
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            shard = EdgeShard.create(str(path), config)
-    except Exception as exc:
-        if "WAL" in str(exc):
-            raise ShardLocked(
-                f"the index at {path} is already open (its WAL is locked): "
-                "one process, and one EdgeIndex in it, may hold a shard at a time"
-            ) from exc
-        raise
-    existing = set(shard.info().payload_schema)
-    for name, params in _field_indexes().items():
-        if name not in existing:
-            shard.update(UpdateOperation.create_field_index(name, params))
-    return shard
-
-
-def _translate(exc: Exception) -> Exception:
-    """Edge's bare Exception as a ValueError (bad request) or IndexUnavailable (the rest)."""
-    message = str(exc)
-    if isinstance(exc, (ValueError, TypeError)) or message.startswith(_BAD_INPUT):
-        return ValueError(message)
-    return IndexUnavailable(f"Qdrant Edge failed: {message}")
 
 
 def _scroll(shard: EdgeShard, where: Filter, fields: Any) -> list[dict[str, Any]]:
@@ -168,7 +104,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-shard")
         try:
             shard = await asyncio.get_running_loop().run_in_executor(
-                executor, _open_shard, Path(path), dimensions
+                executor, open_shard, Path(path), dimensions
             )
         except BaseException:
             executor.shutdown(wait=False)
@@ -183,7 +119,7 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call, shard)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def _point(self, contribution: Contribution) -> Point:
         vectors: dict[str, Any] = {DENSE: checked_vector(contribution.vector, self.dimensions)}
@@ -411,6 +347,6 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, flush_and_close)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         finally:
             self._executor.shutdown(wait=False)
