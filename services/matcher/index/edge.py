@@ -77,14 +77,19 @@ _SCROLL_PAGE = 256
 
 def _scroll(shard: EdgeShard, where: Filter, fields: Any) -> list[dict[str, Any]]:
     """The payloads (`fields` of them) of every point matching `where`, page by page."""
-    payloads: list[dict[str, Any]] = []
+    return [r.payload or {} for r in _records(shard, where, fields)]
+
+
+def _records(shard: EdgeShard, where: Filter, fields: Any, vectors: list[str] | None = None) -> list[Any]:
+    """Every point matching `where` (its `fields` and `vectors`), page by page."""
+    records: list[Any] = []
     offset = None
     while True:
-        request = ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=fields)
-        records, offset = shard.scroll(request)
-        payloads += [r.payload or {} for r in records]
+        request = ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=fields, with_vector=vectors)
+        page, offset = shard.scroll(request)
+        records += page
         if offset is None:
-            return payloads
+            return records
 
 
 class EdgeIndex(LexicalSearch, FacetCounts):
@@ -262,44 +267,32 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         limit: int,
     ) -> list[str]:
         """The authors of the latest `limit` matching contributions, newest first (one scroll by `created_ts`)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        request = ScrollRequest(
-            limit=limit,
-            filter=count_filter(tenant, kinds=kinds, after=after, before=before),
-            with_payload=["author_id"],
-            order_by=OrderBy(key="created_ts", direction=Direction.Desc),
-        )
-        records, _ = await self._run(lambda shard: shard.scroll(request))
-        return [str((r.payload or {}).get("author_id", "")) for r in records]
+        payloads = await self._latest(count_filter(tenant, kinds=kinds, after=after, before=before), ["author_id"], limit)
+        return [str(p.get("author_id", "")) for p in payloads]
 
     async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
         """The questions of the latest `limit` accepted answers, with vectors, oldest first (two scrolls)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        latest = ScrollRequest(
-            limit=limit,
-            filter=count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True),
-            with_payload=["thread_id", "author_id"],
-            order_by=OrderBy(key="created_ts", direction=Direction.Desc),
-        )
-        answers, _ = await self._run(lambda shard: shard.scroll(latest))
-        answerers = accepted_answerers([r.payload or {} for r in answers])
+        accepted = count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True)
+        answerers = accepted_answerers(await self._latest(accepted, ["thread_id", "author_id"], limit))
         if not answerers:
             return []
         where = Filter(must=[*matching(tenant).must, any_of("thread_id", list(answerers)), any_of("kind", [PostKind.QUESTION.value])])
-        found: list[AcceptedQuestion] = []
-        offset = None
-        while True:
-            request = ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=True, with_vector=[DENSE])
-            records, offset = await self._run(lambda shard, request=request: shard.scroll(request))
-            found += [
-                accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
-                for r in records
-                if r.vector is not None
-            ]
-            if offset is None:
-                return sorted(found, key=oldest_first)
+        records = await self._run(lambda shard: _records(shard, where, True, [DENSE]))
+        found = (
+            accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
+            for r in records
+            if r.vector is not None
+        )
+        return sorted(found, key=oldest_first)
+
+    async def _latest(self, where: Filter, fields: list[str], limit: int) -> list[dict[str, Any]]:
+        """The payloads of the latest `limit` points matching `where`, newest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        order = OrderBy(key="created_ts", direction=Direction.Desc)
+        request = ScrollRequest(limit=limit, filter=where, with_payload=fields, order_by=order)
+        records, _ = await self._run(lambda shard: shard.scroll(request))
+        return [r.payload or {} for r in records]
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""

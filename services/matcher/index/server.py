@@ -293,17 +293,26 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
 
     async def _scroll(self, where: models.Filter, fields: Any) -> list[dict[str, Any]]:
         """The payloads (`fields` of them) of every point matching `where`, page by page."""
+        return [r.payload or {} for r in await self._records(where, fields)]
+
+    async def _records(self, where: models.Filter, fields: Any, vectors: list[str] | None = None) -> list[Any]:
+        """Every point matching `where` (its `fields` and `vectors`), page by page."""
         self._check_open()
-        payloads: list[dict[str, Any]] = []
+        records: list[Any] = []
         offset = None
         with _unavailable_on_failure(self.collection):
             while True:
-                records, offset = await self._client.scroll(
-                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=fields
+                page, offset = await self._client.scroll(
+                    self.collection,
+                    scroll_filter=where,
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=fields,
+                    with_vectors=vectors or False,
                 )
-                payloads += [r.payload or {} for r in records]
+                records += page
                 if offset is None:
-                    return payloads
+                    return records
 
     async def recent_authors(
         self,
@@ -315,52 +324,36 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         limit: int,
     ) -> list[str]:
         """The authors of the latest `limit` matching contributions, newest first (one scroll by `created_ts`)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
-        with _unavailable_on_failure(self.collection):
-            records, _ = await self._client.scroll(
-                self.collection,
-                scroll_filter=count_filter(tenant, kinds=kinds, after=after, before=before),
-                limit=limit,
-                with_payload=["author_id"],
-                order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
-            )
-        return [str((r.payload or {}).get("author_id", "")) for r in records]
+        payloads = await self._latest(count_filter(tenant, kinds=kinds, after=after, before=before), ["author_id"], limit)
+        return [str(p.get("author_id", "")) for p in payloads]
 
     async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
         """The questions of the latest `limit` accepted answers, with vectors, oldest first (two scrolls)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
-        with _unavailable_on_failure(self.collection):
-            answers, _ = await self._client.scroll(
-                self.collection,
-                scroll_filter=count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True),
-                limit=limit,
-                with_payload=["thread_id", "author_id"],
-                order_by=models.OrderBy(key="created_ts", direction=models.Direction.DESC),
-            )
-        answerers = accepted_answerers([r.payload or {} for r in answers])
+        accepted = count_filter(tenant, kinds=[PostKind.ANSWER], accepted=True)
+        answerers = accepted_answerers(await self._latest(accepted, ["thread_id", "author_id"], limit))
         if not answerers:
             return []
         where = models.Filter(
             must=[*(matching(tenant).must or []), any_of("thread_id", list(answerers)), any_of("kind", [PostKind.QUESTION.value])]
         )
-        found: list[AcceptedQuestion] = []
-        offset = None
+        found = (
+            accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
+            for r in await self._records(where, True, [DENSE])
+            if isinstance(r.vector, dict)
+        )
+        return sorted(found, key=oldest_first)
+
+    async def _latest(self, where: models.Filter, fields: list[str], limit: int) -> list[dict[str, Any]]:
+        """The payloads of the latest `limit` points matching `where`, newest first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        order = models.OrderBy(key="created_ts", direction=models.Direction.DESC)
         with _unavailable_on_failure(self.collection):
-            while True:
-                records, offset = await self._client.scroll(
-                    self.collection, scroll_filter=where, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=[DENSE]
-                )
-                found += [
-                    accepted_question(r.payload or {}, [float(x) for x in r.vector[DENSE]], answerers)
-                    for r in records
-                    if isinstance(r.vector, dict)
-                ]
-                if offset is None:
-                    return sorted(found, key=oldest_first)
+            records, _ = await self._client.scroll(
+                self.collection, scroll_filter=where, limit=limit, with_payload=fields, order_by=order
+            )
+        return [r.payload or {} for r in records]
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""
