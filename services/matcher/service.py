@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
 
 from services.matcher.embedder import Embedder
 from services.matcher.features import (
@@ -27,7 +26,7 @@ from services.matcher.index.base import (
 )
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
-from services.matcher.training import History, LearningPolicy, PastQuestion, Trainer
+from services.matcher.training import History, LearningPolicy, Trainer, past_question
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     Candidate,
@@ -192,7 +191,9 @@ class MatcherService:
         for event in upserts:
             post, contribution = event.data, contributions[id(event)]
             if post.kind is PostKind.QUESTION:
-                self._history.question(_past_question(post, contribution))
+                self._history.question(
+                    past_question(contribution, tenant=post.tenant, vector=contribution.vector, audience=post.audience)
+                )
             elif post.kind is PostKind.ANSWER and post.accepted:
                 self._history.accepted(post.tenant, post.thread_id, post.author_id)
 
@@ -322,20 +323,6 @@ def _contribution(
         audience=post.audience,
         accepted=post.accepted,
         score=post.score,
-    )
-
-
-def _past_question(post: Post, contribution: Contribution) -> PastQuestion:
-    return PastQuestion(
-        tenant=post.tenant,
-        post_id=post.id,
-        thread_id=post.thread_id,
-        asker=post.author_id,
-        created_at=post.created_at,
-        vector=np.asarray(contribution.vector, dtype=np.float32),
-        text=contribution_text(post.title, contribution.text),
-        tags=post.tags,
-        audiences=tuple(visible_to(post.audience)),
     )
 
 

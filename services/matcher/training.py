@@ -24,7 +24,7 @@ from services.matcher.features import (
     QuestionQuery,
     candidate_features,
 )
-from services.matcher.index.base import AcceptedQuestion, ExpertIndex, IndexUnavailable
+from services.matcher.index.base import Contribution, ExpertIndex, Hit, IndexUnavailable
 from services.matcher.learning import (
     Example,
     LinearScorer,
@@ -176,7 +176,8 @@ class Trainer:
             log.warning("could not read %s's past questions back from the index", tenant, exc_info=True)
             return
         for accepted in found:
-            self._history.restore(_restored_question(tenant, accepted), accepted.answerer)
+            question = past_question(accepted.question, tenant=tenant, vector=accepted.vector, audience=accepted.audience)
+            self._history.restore(question, accepted.answerer)
         log.info("read back %d past questions of %s with an accepted answer", len(found), tenant)
 
     def forget(self, tenant: str) -> None:
@@ -226,16 +227,16 @@ class Trainer:
         return cache[key]
 
 
-def _restored_question(tenant: str, found: AcceptedQuestion) -> PastQuestion:
-    question = found.question
+def past_question(question: Hit | Contribution, *, tenant: str, vector: Sequence[float], audience: Sequence[str]) -> PastQuestion:
+    """A question as learning sees it, from the contribution just indexed or a hit read back."""
     return PastQuestion(
         tenant=tenant,
         post_id=question.post_id,
         thread_id=question.thread_id,
         asker=question.author_id,
         created_at=question.created_at,
-        vector=np.asarray(found.vector, dtype=np.float32),
+        vector=np.asarray(vector, dtype=np.float32),
         text=contribution_text(question.title, question.text),
         tags=question.tags,
-        audiences=tuple(visible_to(found.audience)),
+        audiences=tuple(visible_to(audience)),
     )
