@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--invited", type=int, default=3, help="invitations per test question with --feedback (default 3)")
     evaluation.add_argument("--silence", choices=("declined", "not_my_area"), default="declined",
                             help="what an invitee who never answered says, with --feedback (default declined)")
+    evaluation.add_argument("--ceiling", action="store_true",
+                            help="also refit expertmatch's weights on the test questions themselves and score "
+                            "that: how far better weights alone could go with these features")
     evaluation.set_defaults(handler=run_eval)
 
     backfill = subparsers.add_parser("import", help="send a Stack Exchange dump to the ingest API as backfill")
@@ -77,6 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 policy=_policy(settings),
                 test_fraction=args.test_fraction,
                 feedback=feedback,
+                ceiling=args.ceiling,
             )
         )
     finally:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import AsyncExitStack
 from tempfile import TemporaryDirectory
 
 import numpy as np
@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from services.evaluation.baselines import Bm25Experts, MostActive
 from services.evaluation.cache import CachedEmbedder, EmbeddingCache
+from services.evaluation.ceiling import score_ceiling
 from services.evaluation.metrics import hit_curve, summarize
 from services.evaluation.replay import (
     RELEVANCES,
@@ -43,6 +44,8 @@ class Evaluation:
     curves: dict[str, dict[str, list[float]]]  # Hit@k for CURVE_KS, by system and relevance
     rank_ms: dict[str, float]
     notes: dict[str, object] = field(default_factory=dict)
+    # expertmatch's features with weights fit on the test questions themselves (acc), if asked for.
+    ceiling: dict[str, float | int] | None = None
 
     def to_json(self) -> dict:
         """The report's JSON: the fixed keys, plus the rank step's latency."""
@@ -53,7 +56,7 @@ class Evaluation:
             "seconds": self.seconds,
             "systems": self.systems,
             "rank_ms": self.rank_ms,
-        }
+        } | ({"ceiling": self.ceiling} if self.ceiling is not None else {})
 
 
 def dataset_name(path: Path) -> str:
@@ -69,12 +72,14 @@ async def evaluate(
     policy: RankingPolicy,
     test_fraction: float = 0.2,
     feedback: SimulatedInvitations | None = None,
+    ceiling: bool = False,
     show_progress: bool = True,
 ) -> Evaluation:
     """Replay the dump at `path` through expertmatch, bm25 and most_active, and score all three.
 
     With `feedback`, a fourth system, `expertmatch+feedback`, is expertmatch on an index of its
-    own that also hears how its invitations went.
+    own that also hears how its invitations went. With `ceiling`, the features expertmatch ranked
+    the test questions by are refit on those questions' own accepted answerers (services/evaluation/ceiling.py).
     """
     started = time.perf_counter()
     read = read_dump(path)
@@ -99,6 +104,7 @@ async def evaluate(
                 systems.append(await matcher_system("expertmatch+feedback", feedback=feedback))
             with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
                 result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
+            bound = await score_ceiling(matcher, result, policy.learning.training, DEPTH) if ceiling else None
     return Evaluation(
         dataset=dataset_name(path),
         n_test=result.n_test,
@@ -107,6 +113,7 @@ async def evaluate(
         systems={s.name: _scores(result, s.name) for s in systems},
         curves={s.name: _curves(result, s.name) for s in systems},
         rank_ms=_percentiles(matcher.rank_ms),
+        ceiling=bound,
         notes={
             "posts": len(posts),
             "skipped": dict(read.skipped),

@@ -229,33 +229,33 @@ class MatcherSystem:
         feedback: SimulatedInvitations | None = None,
     ) -> None:
         self.name = name
-        self._service = service
+        self.service = service
+        self.tenant = tenant
         self._embedder = embedder
-        self._tenant = tenant
         self._feedback = feedback
         self._responses: list[InvitationResponded] = []
         self.rank_ms: list[float] = []
 
     async def observe(self, posts: Sequence[DumpPost]) -> None:
-        events: list[object] = [PostUpserted(tenant=self._tenant, data=as_post(p, self._tenant)) for p in posts]
+        events: list[object] = [PostUpserted(tenant=self.tenant, data=as_post(p, self.tenant)) for p in posts]
         events += self._responses
         self._responses = []
         if events:
-            await self._service.handle([Delivery(event, record=None) for event in events])
+            await self.service.handle([Delivery(event, record=None) for event in events])
 
     async def respond(self, question: DumpPost, ranking: Sequence[str], answered: dict[str, datetime]) -> None:
         if self._feedback is not None:
-            self._responses += self._feedback.responses(question, ranking, answered, self._tenant)
+            self._responses += self._feedback.responses(question, ranking, answered, self.tenant)
 
     async def rank(self, question: DumpPost, *, limit: int) -> list[str]:
-        post = as_post(question, self._tenant)
+        post = as_post(question, self.tenant)
         text = contribution_text(post.title, to_plain_text(post.body))
         [vector] = await self._embedder.embed([text])
         # Live, a refit runs beside the ranking; here it finishes first, so every run is the same.
-        await self._service.trainer.settle(self._tenant)
+        await self.service.trainer.settle(self.tenant)
         started = time.perf_counter()
-        candidates, _ = await self._service.rank_question(
-            tenant=self._tenant,
+        candidates, _ = await self.service.rank_question(
+            tenant=self.tenant,
             vector=vector,
             text=text,
             tags=post.tags,

@@ -24,6 +24,13 @@ def table(evaluation: Evaluation) -> str:
             scores = by_relevance[relevance]
             values = " ".join(f"{scores[m]:>8.3f}" for m in METRICS)
             lines.append(f"{system:<20} {relevance:<4} {values} {scores['n']:>6}")
+    if e.ceiling is not None:
+        values = " ".join(f"{e.ceiling[m]:>8.3f}" for m in METRICS)
+        lines.append(f"{'ceiling':<20} {'acc':<4} {values} {e.ceiling['n']:>6}")
+        lines.append(
+            "ceiling: expertmatch's features under one set of weights tuned in hindsight on these test questions' "
+            f"accepted answerers; the accepted answerer was a candidate for {e.ceiling['in_pool']:.1%} of them"
+        )
     return "\n".join(lines)
 
 

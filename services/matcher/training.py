@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -180,6 +180,14 @@ class Trainer:
             self._history.restore(question, accepted.answerer)
         log.info("read back %d past questions of %s with an accepted answer", len(found), tenant)
 
+    async def examples(self, tenant: str, post_ids: Collection[str]) -> dict[str, Example | None]:
+        """The examples the questions `post_ids` make, those with an accepted answer, as of their own time.
+
+        None where the accepted answerer was not among the candidates. Evaluation uses this to
+        fit on the test questions themselves: how far weights alone could take these features.
+        """
+        return {q.post_id: await self._example(q, a) for q, a in self._history.labelled(tenant) if q.post_id in post_ids}
+
     def forget(self, tenant: str) -> None:
         """Drop cached examples (after an erasure): the next refit reads them afresh from the index."""
         self._examples.pop(tenant, None)
@@ -223,7 +231,7 @@ class Trainer:
             )
             table = await candidate_features(self._index, query, pool=self._pool, daily=self._daily)
             positive = table.people.index(answerer) if answerer in table.people else None
-            cache[key] = None if positive is None else Example(values=table.values, positive=positive)
+            cache[key] = None if positive is None else Example(table.values, positive, tuple(table.people))
         return cache[key]
 
 

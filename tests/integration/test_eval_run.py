@@ -43,7 +43,7 @@ def test_eval_scores_all_three_systems_and_a_rerun_reads_the_cache(beer_slice, t
     out, png, cache = tmp_path / "eval.json", tmp_path / "eval.png", tmp_path / "cache.sqlite"
     common = ("eval", str(beer_slice), "--cache", str(cache), "--test-fraction", "0.3")
 
-    assert run(*common, "--json", str(out), "--plot", str(png)) == 0
+    assert run(*common, "--json", str(out), "--plot", str(png), "--ceiling") == 0
     first = json.loads(out.read_text())
     table = capsys.readouterr().out
 
@@ -60,6 +60,15 @@ def test_eval_scores_all_three_systems_and_a_rerun_reads_the_cache(beer_slice, t
     assert first["rank_ms"]["p50"] > 0
     assert any(line.split()[:2] == ["expertmatch", "acc"] for line in table.splitlines()) and "rank step p50" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The ceiling: the same features refit on the test questions' own accepted answerers.
+    ceiling = first["ceiling"]
+    assert set(ceiling) == METRICS | {"in_pool"}
+    assert ceiling["n"] == first["systems"]["expertmatch"]["acc"]["n"]
+    # A person who was never a candidate cannot be found, whatever the weights.
+    assert 0 < ceiling["p@1"] <= ceiling["mrr"] <= ceiling["in_pool"] <= 1
+    assert ceiling["hit@5"] <= ceiling["in_pool"]
+    assert any(line.split()[:2] == ["ceiling", "acc"] for line in table.splitlines())
 
     assert run(*common, "--json", str(out)) == 0
     again = json.loads(out.read_text())
