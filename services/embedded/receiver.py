@@ -28,6 +28,7 @@ class InvitationData(_Loose):
     score: float
     why: str
     question: InvitedQuestion
+    parts: dict[str, float] = {}
 
 
 class InvitationWebhook(_Loose):
@@ -97,8 +98,10 @@ class DemoReceiver:
     def _describe(self, data: InvitationData) -> str:
         who = self._names.get(data.person_id, data.person_id)
         title = data.question.title or data.thread_id
+        # The biggest parts of the score first: what put this person here.
+        parts = ", ".join(f"{name} {value:.2f}" for name, value in sorted(data.parts.items(), key=lambda p: -p[1])[:3])
         return (
-            f"INVITATION -> {who} to \"{title}\" (score {data.score:.2f})\n"
+            f"INVITATION -> {who} to \"{title}\" (score {data.score:.2f}{': ' + parts if parts else ''})\n"
             f"    why: {data.why}\n"
             f"    signature verified"
         )

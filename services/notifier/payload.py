@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from shared.events import Candidate, Evidence, PostKind, Question
@@ -11,6 +11,16 @@ from shared.events import Candidate, Evidence, PostKind, Question
 INVITATION_CREATED = "invitation.created"
 
 _VERBS = {PostKind.ANSWER: "answered", PostKind.QUESTION: "asked", PostKind.COMMENT: "commented on"}
+# The parts of a score that say the person's posts are about this question (services/matcher/ranking.py).
+_TOPICAL = ("similarity", "lexical")
+# What the other parts say of a person, when one of them, not their posts, put them here.
+_REASONS = {
+    "activity": "You have been answering a lot lately",
+    "answers": "You have answered many questions",
+    "accepted": "Your answers are often accepted",
+    "tags": "You often answer questions tagged like this one",
+    "feedback": "You took up invitations to questions like this one",
+}
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -22,18 +32,32 @@ def _topic(evidence: Evidence) -> str:
     return f"'{evidence.title or _shorten(evidence.snippet)}'"
 
 
-def why_you(evidence: Sequence[Evidence]) -> str:
-    """E.g. "You answered 'How do we rotate the Vault token?' (accepted) and 2 similar posts."."""
+def why_you(evidence: Sequence[Evidence], parts: Mapping[str, float] | None = None) -> str:
+    """E.g. "You answered 'How do we rotate the Vault token?' (accepted) and 2 similar posts.".
+
+    When one part of the score outweighs what the person's posts share with the question (their
+    `similarity` and `lexical` parts together), the sentence leads with that part instead, and
+    names their closest post without calling the rest similar: a person invited mostly for being
+    active is told so, not that their posts match.
+    """
     if not evidence:
         return "Your past posts are close to this question."
     best = max(evidence, key=lambda e: e.similarity)
-    sentence = f"You {_VERBS[best.kind]} {_topic(best)}"
-    if best.accepted:
-        sentence += " (accepted)"
+    post = f"{_VERBS[best.kind]} {_topic(best)}" + (" (accepted)" if best.accepted else "")
+    leading = _leading_reason(parts or {})
+    if leading is not None:
+        return f"{_REASONS[leading]}; closest to this question, you {post}."
     others = len(evidence) - 1
     if others:
-        sentence += f" and {others} similar post{'s' if others > 1 else ''}"
-    return sentence + "."
+        post += f" and {others} similar post{'s' if others > 1 else ''}"
+    return f"You {post}."
+
+
+def _leading_reason(parts: Mapping[str, float]) -> str | None:
+    """The part other than the posts' match that outweighs it, if any."""
+    topical = sum(parts.get(name, 0.0) for name in _TOPICAL)
+    others = {name: value for name, value in parts.items() if name in _REASONS and value > max(topical, 0.0)}
+    return max(others, key=others.__getitem__) if others else None
 
 
 def invitation_payload(
@@ -54,7 +78,7 @@ def invitation_payload(
             },
             "person_id": candidate.person_id,
             "score": candidate.score,
-            "why": why_you(candidate.evidence),
+            "why": why_you(candidate.evidence, candidate.parts),
             "evidence": [
                 {
                     "post_id": e.post_id,

@@ -40,6 +40,27 @@ def test_why_quotes_the_snippet_when_the_post_has_no_title():
     assert why_you([evidence(None, snippet="restart the consumer group")]) == "You answered 'restart the consumer group'."
 
 
+def test_why_leads_with_activity_when_it_outweighs_the_posts_match():
+    found = [evidence("paygate p99 latency spike", similarity=0.31, accepted=True), evidence("Deploy freeze", similarity=0.2)]
+    parts = {"similarity": 0.4, "lexical": 0.1, "activity": 2.1, "answers": 0.9}
+
+    assert why_you(found, parts) == (
+        "You have been answering a lot lately; closest to this question, you answered 'paygate p99 latency spike' (accepted)."
+    )
+
+
+def test_why_names_the_posts_when_they_outweigh_every_other_part():
+    found = [evidence("VPN connected but internal sites don't resolve", similarity=0.82), evidence("DNS split", similarity=0.7)]
+    parts = {"similarity": 1.6, "lexical": 0.5, "activity": 1.9, "tags": 0.3}
+
+    # Activity is the biggest single part, but the posts' match (similarity + lexical) is bigger.
+    assert why_you(found, parts) == "You answered 'VPN connected but internal sites don't resolve' and 1 similar post."
+
+
+def test_why_ignores_parts_it_has_no_words_for():
+    assert why_you([evidence("Vault")], {"similarity": 0.1, "mystery": 5.0}) == "You answered 'Vault'."
+
+
 def test_why_without_evidence_still_reads_as_a_sentence():
     assert why_you([]).endswith(".")
 
@@ -47,7 +68,7 @@ def test_why_without_evidence_still_reads_as_a_sentence():
 def test_payload_has_type_timestamp_and_data_without_the_tenant():
     question = Question(post_id="q1", thread_id="t1", author_id="asker", title="Rotate Vault?", excerpt="How…", url="https://intra/q1")
     candidate = Candidate(
-        person_id="ann", score=0.87, evidence=(evidence("Rotate Vault", accepted=True),), parts={"similarity": 0.8}
+        person_id="ann", score=0.87, evidence=(evidence("Rotate Vault", accepted=True),), parts={"similarity": 0.8, "tags": 0.07}
     )
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     body = json.loads(invitation_payload(invitation_id="inv_1", question=question, candidate=candidate, created_at=created))
@@ -62,4 +83,15 @@ def test_payload_has_type_timestamp_and_data_without_the_tenant():
         "post_id": "p-0.8", "title": "Rotate Vault", "snippet": "text", "url": "https://intra/p",
         "similarity": 0.8, "kind": "answer", "accepted": True,
     }
-    assert data["parts"] == {"similarity": 0.8} and data["score"] == 0.87
+    assert data["parts"] == {"similarity": 0.8, "tags": 0.07} and data["score"] == 0.87
+
+
+def test_payload_why_reads_the_candidates_parts():
+    question = Question(post_id="q1", thread_id="t1", author_id="asker", title="VPN?", excerpt="…", url="https://intra/q1")
+    candidate = Candidate(
+        person_id="tomas", score=3.9, evidence=(evidence("paygate latency", similarity=0.3),),
+        parts={"similarity": 0.2, "activity": 2.5},
+    )
+    created = datetime(2026, 1, 2, tzinfo=UTC)
+    data = json.loads(invitation_payload(invitation_id="inv_2", question=question, candidate=candidate, created_at=created))["data"]
+    assert data["why"].startswith("You have been answering a lot lately; closest to this question, you answered 'paygate")

@@ -75,7 +75,7 @@ async def thread_invitations(thread_id: str, tenant: TenantDep, db: DatabaseDep)
                 round=i.round,
                 score=i.score,
                 parts=i.parts,
-                why=why_you([Evidence.model_validate(e) for e in i.evidence]),
+                why=why_you([Evidence.model_validate(e) for e in i.evidence], i.parts),
                 evidence=i.evidence,
                 responses=by_invitation.get(i.id, []),
             )
