@@ -70,11 +70,20 @@ class Clock:
 
 
 def matched(
-    *people: str, thread: str, asker: str = "asker", tenant: str = "acme", participants=(), at: datetime | None = None
+    *people: str,
+    thread: str,
+    asker: str = "asker",
+    tenant: str = "acme",
+    participants=(),
+    at: datetime | None = None,
+    posted_at: datetime = T0 - timedelta(days=30),
 ) -> ExpertsMatched:
-    """A match of `people`, best first; ranked `at` (default: now)."""
+    """A match of `people`, best first; ranked `at` (default: now), on their answers `posted_at`."""
     question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Kubernetes pods restart", excerpt="Why?")
-    evidence = (Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8),)
+    evidence = (
+        Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8,
+                 created_at=posted_at),
+    )
     candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.1, evidence=evidence) for i, p in enumerate(people))
     match = Match(question=question, candidates=candidates, participants=participants)
     return ExpertsMatched(tenant=tenant, data=match, **({"time": at} if at else {}))
@@ -160,7 +169,9 @@ async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nob
     created = await invitations.record_match(db, event=stale, policy=POLICY, now=T0 + timedelta(minutes=3))
     asked_by_kim = matched("pat", thread="t2", asker="kim", at=T0)
     assert await invitations.record_match(db, event=asked_by_kim, policy=POLICY, now=T0 + timedelta(minutes=3)) == []
-    globex = await invitations.record_match(db, event=matched("kim", thread="t1", tenant="globex", at=T0), policy=POLICY, now=T0)
+    # Globex's kim, erased a minute before this match was ranked, has posted again since.
+    again = matched("kim", thread="t1", tenant="globex", at=T0, posted_at=T0 - timedelta(seconds=30))
+    globex = await invitations.record_match(db, event=again, policy=POLICY, now=T0)
     escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
 
     assert [i.person_id for i in created] == ["pat", "ann"]
@@ -171,7 +182,7 @@ async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nob
     # Not even a record of passing them over: the only skips are of those invited before.
     assert sorted((s.person_id, s.reason) for s in found.skips) == [("ann", "already_invited"), ("pat", "already_invited")]
     assert (await threads.decisions(db, tenant="acme", thread_id="t2")).state is None
-    # Globex's kim was erased before that match was ranked: it is a later one, and invites them.
+    # Ranked after their erasure, on a post made since: it invites them.
     assert [i.person_id for i in globex] == ["kim"]
     # What is kept of acme's erased people: their erasure's time, under a hash of tenant and id.
     assert set(await _rows_mentioning(db, "kim")) == {"invitations: globex", "deliveries: globex", "thread_states: globex"}
@@ -187,8 +198,8 @@ async def test_a_match_ranked_after_the_erasure_invites_them_again_until_erased_
     erased_at = T0 + timedelta(minutes=1)
     await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=erased_at)
 
-    # Kim posted again: the matcher ranks them for a new question after their erasure.
-    after = matched("kim", "pat", "ann", "lee", thread="t1", at=erased_at + timedelta(seconds=1))
+    # Kim posted again: the matcher ranks them for a new question after their erasure, on that post.
+    after = matched("kim", "pat", "ann", "lee", thread="t1", at=erased_at + timedelta(seconds=2), posted_at=erased_at + timedelta(seconds=1))
     assert [i.person_id for i in await invitations.record_match(db, event=after, policy=POLICY, now=erased_at)] == ["kim", "pat"]
     escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
     assert [i.person_id for i in escalated] == ["ann", "lee"]
@@ -201,6 +212,20 @@ async def test_a_match_ranked_after_the_erasure_invites_them_again_until_erased_
     between = matched("kim", "pat", thread="t3", at=again - timedelta(minutes=1))
     assert [i.person_id for i in await invitations.record_match(db, event=between, policy=POLICY, now=again)] == ["pat"]
     assert await _erasures(db) == {("acme", _sha256("acme/kim")): again}
+
+
+async def test_a_match_ranked_after_the_erasure_on_their_old_posts_invites_nobody_erased(db):
+    erased_at = T0 + timedelta(minutes=1)
+    await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=erased_at)
+
+    # A matcher yet to remove kim's posts ranks a question after the notifier erased them.
+    lagging = matched("kim", "pat", "ann", "lee", thread="t1", at=erased_at + timedelta(seconds=5))
+    created = await invitations.record_match(db, event=lagging, policy=POLICY, now=erased_at + timedelta(seconds=6))
+    escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
+
+    assert [i.person_id for i in created] == ["pat", "ann"]
+    assert [i.person_id for i in escalated] == ["lee"]
+    assert await _rows_mentioning(db, "kim") == []
 
 
 async def test_escalation_never_invites_a_person_erased_since_the_threads_match(db):

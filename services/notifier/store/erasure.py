@@ -1,11 +1,11 @@
 """Erasing a person: everything the notifier holds about them goes, in one transaction, and a
-hashed record of the erasure keeps matches ranked before it from inviting them again."""
+hashed record of the erasure keeps matches ranked on their old posts from inviting them again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +25,7 @@ from services.notifier.models import (
 )
 from services.notifier.store.database import Database
 from services.notifier.store.people import lock_people
+from shared.events import Candidate
 
 # The matches topic keeps a match 7 days (deploy/topics.json): after that no match ranked before
 # an erasure can still arrive, and its record goes.
@@ -87,25 +88,40 @@ def person_hash(tenant: str, person_id: str) -> str:
     return hashlib.sha256(f"{tenant}/{person_id}".encode()).hexdigest()
 
 
-async def erased_since(
-    session: AsyncSession, *, tenant: str, person_ids: Collection[str], since: datetime | None
+async def erased_for(
+    session: AsyncSession,
+    *,
+    tenant: str,
+    ranked_at: datetime | None,
+    candidates: Sequence[Candidate],
+    others: Collection[str] = (),
 ) -> set[str]:
-    """Which of these people were erased at or after `since` (at any time on record if None).
+    """Which of a match's people it may no longer name, ranked at `ranked_at` (None: not known).
+
+    Anyone erased at or after the match was ranked (any erasure on record if `ranked_at` is None).
+    And a candidate erased before it, but found by posts from before their erasure: a matcher
+    that had not yet removed their posts ranked the match. A person who posted again since is
+    found by those new posts, and can be invited.
 
     Each person is locked first (see `lock_people`), so an erasure either waits for this
     transaction to end, and then deletes what it wrote, or has committed its record, seen here.
     """
-    ids = sorted(set(person_ids))
+    ids = sorted({*others, *(c.person_id for c in candidates)})
     if not ids:
         return set()
     await lock_people(session, tenant=tenant, person_ids=ids)
     by_hash = {person_hash(tenant, person_id): person_id for person_id in ids}
-    query = sa.select(PersonErasure.person_hash).where(
+    query = sa.select(PersonErasure.person_hash, PersonErasure.erased_at).where(
         PersonErasure.tenant == tenant, PersonErasure.person_hash.in_(by_hash)
     )
-    if since is not None:
-        query = query.where(PersonErasure.erased_at >= since)
-    return {by_hash[found] for found in await session.scalars(query)}
+    erased_at = {by_hash[found]: at for found, at in (await session.execute(query)).all()}
+    gone = {person for person, at in erased_at.items() if ranked_at is None or at >= ranked_at}
+    return gone | {c.person_id for c in candidates if c.person_id in erased_at and _found_by_old_posts(c, erased_at[c.person_id])}
+
+
+def _found_by_old_posts(candidate: Candidate, erased_at: datetime) -> bool:
+    """Whether any of the candidate's evidence predates their erasure (or has no date, or there is none)."""
+    return not candidate.evidence or any(e.created_at is None or e.created_at < erased_at for e in candidate.evidence)
 
 
 async def _remember(db: Database, *, tenant: str, person_id: str, erased_at: datetime) -> None:

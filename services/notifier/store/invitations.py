@@ -20,7 +20,7 @@ from services.notifier.models import (
 from services.notifier.payload import INVITATION_CREATED, invitation_payload
 from services.notifier.policy import InvitePolicy, Skip, plan_invitations
 from services.notifier.store.database import Database, new_id
-from services.notifier.store.erasure import erased_since
+from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
 from shared.events import Candidate, ExpertsMatched, Match, Question
 
@@ -38,8 +38,9 @@ async def record_match(
 ) -> list[Invitation]:
     """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread.
 
-    Whoever was erased at or after the match was ranked is neither invited nor kept, nor skipped:
-    the match reached us after their erasure. A match whose asker was erased is dropped whole.
+    Whoever the match may no longer name (`erased_for`: erased since it was ranked, or found by
+    posts from before their erasure) is neither invited nor kept, nor skipped. A match whose asker
+    was erased since it was ranked is dropped whole.
     """
     match, tenant = event.data, event.tenant
     thread_id = match.question.thread_id
@@ -47,7 +48,9 @@ async def record_match(
         # On SQLite: an erasure cannot commit between the check below and the invitations.
         await db.write_lock(session)
         state = await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
-        erased = await erased_since(session, tenant=tenant, person_ids=_people_of(match), since=event.time)
+        erased = await erased_for(
+            session, tenant=tenant, ranked_at=event.time, candidates=match.candidates, others=_others_of(match)
+        )
         if match.question.author_id in erased:
             return []
         if state is None:
@@ -69,8 +72,9 @@ async def record_match(
         )
 
 
-def _people_of(match: Match) -> list[str]:
-    return [match.question.author_id, *match.participants, *(c.person_id for c in match.candidates)]
+def _others_of(match: Match) -> list[str]:
+    """The match's people other than its candidates: the asker and those who already replied."""
+    return [match.question.author_id, *match.participants]
 
 
 async def invited_people(session: AsyncSession, *, tenant: str, thread_id: str) -> set[str]:

@@ -18,7 +18,7 @@ from services.notifier.models import (
 )
 from services.notifier.policy import InvitePolicy
 from services.notifier.store.database import Database
-from services.notifier.store.erasure import erased_since
+from services.notifier.store.erasure import erased_for
 from services.notifier.store.invitations import invite, invited_people
 from shared.events import Candidate, Post, PostKind, ResponseKind
 
@@ -105,11 +105,9 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
 
 
 async def _candidates(session: AsyncSession, state: ThreadState) -> list[Candidate]:
-    """The thread's stored candidates but anyone erased since its match was ranked (dropped from it too)."""
+    """The thread's stored candidates but those its match may no longer name (dropped from it too)."""
     candidates = [Candidate.model_validate(c) for c in state.candidates]
-    erased = await erased_since(
-        session, tenant=state.tenant, person_ids=[c.person_id for c in candidates], since=state.matched_at
-    )
+    erased = await erased_for(session, tenant=state.tenant, ranked_at=state.matched_at, candidates=candidates)
     if erased:
         state.candidates = [c for c in state.candidates if c["person_id"] not in erased]
     return [c for c in candidates if c.person_id not in erased]
