@@ -35,8 +35,8 @@ def _topic(evidence: Evidence) -> str:
 def why_you(evidence: Sequence[Evidence], parts: Mapping[str, float] | None = None) -> str:
     """E.g. "You answered 'How do we rotate the Vault token?' (accepted) and 2 similar posts.".
 
-    When one part of the score outweighs what the person's posts share with the question (their
-    `similarity` and `lexical` parts together), the sentence leads with that part instead, and
+    The sentence leads with the biggest part of the score. When that is not how well the person's
+    posts match the question (`similarity` or `lexical`) but, say, their activity, it says so, and
     names their closest post without calling the rest similar: a person invited mostly for being
     active is told so, not that their posts match.
     """
@@ -54,9 +54,9 @@ def why_you(evidence: Sequence[Evidence], parts: Mapping[str, float] | None = No
 
 
 def _leading_reason(parts: Mapping[str, float]) -> str | None:
-    """The part other than the posts' match that outweighs it, if any."""
-    topical = sum(parts.get(name, 0.0) for name in _TOPICAL)
-    others = {name: value for name, value in parts.items() if name in _REASONS and value > max(topical, 0.0)}
+    """The biggest part of the score, if it is positive and not one of the posts' match."""
+    topical = max([parts.get(name, 0.0) for name in _TOPICAL] + [0.0])
+    others = {name: value for name, value in parts.items() if name in _REASONS and value > topical}
     return max(others, key=others.__getitem__) if others else None
 
 

@@ -49,12 +49,21 @@ def test_why_leads_with_activity_when_it_outweighs_the_posts_match():
     )
 
 
-def test_why_names_the_posts_when_they_outweigh_every_other_part():
+def test_why_names_the_posts_when_their_match_is_the_biggest_part():
     found = [evidence("VPN connected but internal sites don't resolve", similarity=0.82), evidence("DNS split", similarity=0.7)]
-    parts = {"similarity": 1.6, "lexical": 0.5, "activity": 1.9, "tags": 0.3}
+    parts = {"similarity": 2.1, "lexical": 0.5, "activity": 1.9, "tags": 0.3}
 
-    # Activity is the biggest single part, but the posts' match (similarity + lexical) is bigger.
     assert why_you(found, parts) == "You answered 'VPN connected but internal sites don't resolve' and 1 similar post."
+
+
+def test_why_leads_with_tags_when_they_are_the_biggest_part():
+    found = [evidence("VPN connected but internal sites don't resolve", kind=PostKind.COMMENT, similarity=0.65)]
+    parts = {"similarity": 1.0, "lexical": 0.8, "activity": 0.9, "tags": 2.0}
+
+    assert why_you(found, parts) == (
+        "You often answer questions tagged like this one; "
+        "closest to this question, you commented on 'VPN connected but internal sites don't resolve'."
+    )
 
 
 def test_why_ignores_parts_it_has_no_words_for():
