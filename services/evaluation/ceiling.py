@@ -7,7 +7,7 @@ to this, better weights cannot lift it much: only new features, or deeper candid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from services.evaluation.metrics import summarize
@@ -57,13 +57,15 @@ async def score_ceiling(matcher: MatcherSystem, result: ReplayResult, training: 
     accepted = {j.question_id: j.relevant["acc"] for j in result.judged if j.relevant["acc"]}
     examples = await matcher.service.trainer.examples(matcher.tenant, accepted)
     usable = [e for e in examples.values() if e is not None]
-    rankings: dict[str, list[str]] = {}
-    if usable:
-        scorer = hindsight_scorer(usable, training)
-        for question_id, example in examples.items():
-            if example is not None:
-                scores = scorer.scores(example.values)
-                order = sorted(range(len(example.people)), key=lambda i: (-scores[i], example.people[i]))
-                rankings[question_id] = [example.people[i] for i in order[:depth]]
-    judged = [(rankings.get(question_id, []), relevant) for question_id, relevant in accepted.items()]
+    scorer = hindsight_scorer(usable, training) if usable else None
+    judged: list[tuple[list[str], Collection[str]]] = []
+    for question_id, relevant in accepted.items():
+        example = examples.get(question_id)
+        if example is None or scorer is None:
+            judged.append(([], relevant))  # not a candidate: no weights find them
+            continue
+        scores = scorer.scores(example.values)
+        rows = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:depth]
+        # The example's rows stand for its candidates: only the accepted answerer's place counts.
+        judged.append(([str(row) for row in rows], {str(example.positive)}))
     return summarize(judged) | {"in_pool": len(usable) / len(accepted) if accepted else 0.0}

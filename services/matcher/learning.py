@@ -65,7 +65,6 @@ class Example:
 
     values: np.ndarray
     positive: int
-    people: tuple[str, ...] = ()  # who each row is, where a report needs names
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,7 +231,7 @@ class Trainer:
             )
             table = await candidate_features(self._index, query, pool=self._pool, daily=self._daily)
             positive = table.people.index(answerer) if answerer in table.people else None
-            cache[key] = None if positive is None else Example(table.values, positive, tuple(table.people))
+            cache[key] = None if positive is None else Example(values=table.values, positive=positive)
         return cache[key]
 
 
