@@ -53,11 +53,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from services.evaluation.cache import EmbeddingCache, default_cache_path
     from services.evaluation.evaluate import evaluate
     from services.evaluation.replay import SimulatedInvitations
-    from shared.events import ResponseKind
     from services.evaluation.report import plot, table, write_json
     from services.matcher.bootstrap import _policy
     from services.matcher.embedder import SentenceEmbedder
     from services.matcher.settings import MatcherSettings
+    from shared.events import ResponseKind
 
     if not args.dump.exists():
         print(f"expertmatch eval: no dump at {args.dump}", file=sys.stderr)

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-
 from services.matcher.embedder import Embedder
 from services.matcher.features import (
     CandidatePool,

@@ -52,7 +52,6 @@ class NotifierSettings(CommonSettings):
         parse_schedule(value)
         return value
 
-
     @field_validator("tenant_policies")
     @classmethod
     def _policies_parse(cls, value: str) -> str:

@@ -116,11 +116,13 @@ async def erased_for(
     )
     erased_at = {by_hash[found]: at for found, at in (await session.execute(query)).all()}
     gone = {person for person, at in erased_at.items() if ranked_at is None or at >= ranked_at}
-    return gone | {c.person_id for c in candidates if c.person_id in erased_at and _found_by_old_posts(c, erased_at[c.person_id])}
+    return gone | {c.person_id for c in candidates if _found_by_old_posts(c, erased_at.get(c.person_id))}
 
 
-def _found_by_old_posts(candidate: Candidate, erased_at: datetime) -> bool:
-    """Whether any of the candidate's evidence predates their erasure (or has no date, or there is none)."""
+def _found_by_old_posts(candidate: Candidate, erased_at: datetime | None) -> bool:
+    """Whether the candidate was erased and any of their evidence predates it (or has no date, or there is none)."""
+    if erased_at is None:
+        return False
     return not candidate.evidence or any(e.created_at is None or e.created_at < erased_at for e in candidate.evidence)
 
 
