@@ -76,16 +76,18 @@ class DeliveryWorker(Poller):
         return await self.deliver_due()
 
     async def deliver_due(self, now: datetime | None = None) -> int:
-        """Send every delivery due by `now` (default: the clock), batch after batch; returns how many."""
-        async with self._busy:
-            return await self._deliver_due(now)
+        """Send every delivery due by `now` (default: the clock, read once), batch after batch; returns how many.
 
-    async def _deliver_due(self, now: datetime | None) -> int:
+        The instant is fixed for the whole burst: a retry that falls due while the burst runs waits
+        for the next one, so a slow attempt never makes the same burst send its retry early.
+        """
+        async with self._busy:
+            return await self._deliver_due(now or self._clock())
+
+    async def _deliver_due(self, now: datetime) -> int:
         sent = 0
         while not self._stopping.is_set():
-            due = await deliveries.claim_due(
-                self._db, now=now or self._clock(), limit=self._batch_size, lease=self._lease
-            )
+            due = await deliveries.claim_due(self._db, now=now, limit=self._batch_size, lease=self._lease)
             if not due:
                 break
             await asyncio.gather(*(self._attempt(item) for item in due))

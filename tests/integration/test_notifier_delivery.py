@@ -177,3 +177,21 @@ async def test_an_endpoint_that_does_not_answer_is_retried(db, client):
     assert "ConnectError" in found.last_error
     body = json.loads((await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[0].payload)
     assert body["data"]["person_id"] == "ann"
+
+
+async def test_a_burst_never_sends_a_retry_that_fell_due_while_it_ran(db, receiver, client):
+    _, (pending,) = await invite(db, receiver.url, "ann")
+    receiver.answer(500, 200)
+    started = utcnow()
+    reads = iter(started + timedelta(seconds=10 * n) for n in range(1000))
+    # Every read of the clock is 10 s later: the 50 ms retry is due long before the burst ends.
+    worker = DeliveryWorker(db=db, client=client, schedule=(0.05,), total_timeout=5.0, allow=LOOPBACK,
+                            clock=lambda: next(reads))
+
+    assert await worker.deliver_due() == 1
+
+    assert len(receiver.received()) == 1
+    found = await deliveries.get(db, pending.id)
+    assert (found.state, found.attempts, found.last_status) == ("pending", 1, 500)
+    assert await worker.deliver_due() == 1
+    assert (await deliveries.get(db, pending.id)).state == "delivered"
