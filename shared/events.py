@@ -68,12 +68,41 @@ class Evidence(_Frozen):
     created_at: datetime | None = None
 
 
+class TagRecord(_Frozen):
+    """A person's answers in one of the question's tags."""
+
+    tag: str
+    answers: int
+    accepted: int = 0
+
+
+class TrackRecord(_Frozen):
+    """What the tenant's posts show of a person, counted up to the start of the question's day (UTC).
+
+    These are the facts a "why you" may state: counts of the person's own answers, never a
+    reading of their score.
+    """
+
+    answers: int = 0
+    accepted: int = 0
+    answers_last_30_days: int = 0
+    answers_last_90_days: int = 0
+    # The question's tags they have answers in, most answered first.
+    tags: tuple[TagRecord, ...] = ()
+
+
 class Candidate(_Frozen):
     person_id: str
     score: float
     evidence: tuple[Evidence, ...] = ()
-    # The parts the score is made of (e.g. similarity, votes, recency), for explanations.
+    # The parts the score is made of (similarity, lexical, activity, answers, accepted, tags,
+    # feedback), each person's lead over the pool's weakest candidate, for explanations.
     parts: dict[str, float] = Field(default_factory=dict)
+    # The cosine similarity to the question of the person's closest answer, or of the question of a
+    # thread they answered, among the posts the question's readers may see (0: none). None, like a
+    # missing track record, from a matcher older than the field.
+    closeness: float | None = None
+    track_record: TrackRecord | None = None
 
 
 class Question(_Frozen):

@@ -137,6 +137,31 @@ class InMemoryIndex:
         found.sort(key=lambda pair: (-pair[0], pair[1].post_id))
         return [_hit(c, similarity) for similarity, c in found[:limit]]
 
+    async def nearest_by_author(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        authors: Sequence[str],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+        kinds: Sequence[PostKind] | None = None,
+    ) -> dict[str, list[Hit]]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        everyone = await self.search(
+            tenant, vector, limit=len(self.points) or 1, audiences=audiences, exclude_threads=exclude_threads, before=before
+        )
+        found: dict[str, list[Hit]] = {}
+        for hit in everyone:
+            if kinds is not None and hit.kind not in kinds:
+                continue
+            if hit.author_id in authors and len(found.setdefault(hit.author_id, [])) < limit:
+                found[hit.author_id].append(hit)
+        return found
+
     async def search_lexical(
         self,
         tenant: str,

@@ -79,6 +79,8 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
         candidates=settings.candidates,
         search_depth=settings.search_depth,
         lexical_depth=settings.lexical_depth,
+        tag_depth=settings.tag_depth,
+        recent_depth=settings.recent_depth,
         evidence=settings.evidence,
         weights=Weights(half_life_days=settings.recency_half_life_days),
         learning=LearningPolicy(

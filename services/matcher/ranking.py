@@ -85,7 +85,7 @@ def vote_parts(hit: Hit, *, now: datetime, weights: Weights) -> dict[str, float]
     return parts
 
 
-def _evidence(hit: Hit) -> Evidence:
+def evidence_of(hit: Hit) -> Evidence:
     return Evidence(
         post_id=hit.post_id,
         thread_id=hit.thread_id,
@@ -127,6 +127,8 @@ def rank_candidates(
             score=float(scores[i]),
             evidence=_best_evidence(table, table.people[i], now=now, weights=weights, limit=evidence),
             parts=_grouped(terms[i]),
+            closeness=table.closeness.get(table.people[i], 0.0),
+            track_record=table.track_record(table.people[i]),
         )
         for i in order
     ]
@@ -161,19 +163,19 @@ def _best_evidence(table: FeatureTable, person: str, *, now: datetime, weights: 
     """A person's best posts: their dense hits by vote, posts found only by their words, then answers in similar threads."""
     dense = {h.post_id: h for h in table.dense_hits.get(person, [])}
     ordered = sorted(dense.values(), key=lambda h: (-sum(vote_parts(h, now=now, weights=weights).values()), h.post_id))
-    chosen = [_evidence(hit) for hit in ordered[:limit]]
+    chosen = [evidence_of(hit) for hit in ordered[:limit]]
     for hit in table.lexical_hits.get(person, []):
         if len(chosen) >= limit:
             break
         if hit.post_id not in dense:
             # Found by its words, not its meaning: no cosine similarity to show.
-            chosen.append(_evidence(hit).model_copy(update={"similarity": 0.0}))
+            chosen.append(evidence_of(hit).model_copy(update={"similarity": 0.0}))
             dense[hit.post_id] = hit
     # Then their answers in threads like the question, closest thread first.
     for hit in sorted(table.thread_hits.get(person, []), key=lambda h: (-h.similarity, h.post_id)):
         if len(chosen) >= limit:
             break
         if hit.post_id not in dense:
-            chosen.append(_evidence(hit))
+            chosen.append(evidence_of(hit))
             dense[hit.post_id] = hit
     return tuple(chosen)

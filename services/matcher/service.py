@@ -23,7 +23,7 @@ from services.matcher.index.base import (
     Feedback,
     IndexUnavailable,
 )
-from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, rank_candidates
+from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, LearningPolicy, Trainer, past_question
 from shared.consumer import Delivery, TransientError
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
 
 _MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
+# Ranked beyond the limit, in case some of the best have no post the asker may see.
+_SPARE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +55,26 @@ class RankingPolicy:
     candidates: int = 10
     search_depth: int = 300
     lexical_depth: int = 300
+    tag_depth: int = 100
+    recent_depth: int = 300
     evidence: int = 3
     weights: Weights = DEFAULT_WEIGHTS
     learning: LearningPolicy = field(default_factory=LearningPolicy)
 
     @property
     def pool(self) -> CandidatePool:
-        return CandidatePool(dense=self.search_depth, lexical=self.lexical_depth)
+        return CandidatePool(
+            dense=self.search_depth, lexical=self.lexical_depth, tagged=self.tag_depth, recent=self.recent_depth
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RankedQuestion:
+    """The people to invite to a question, best first, the thread's participants, and the whole pool."""
+
+    candidates: list[Candidate]
+    participants: list[str]
+    pool: frozenset[str]  # every person considered, ranked or not
 
 
 @contextmanager
@@ -166,7 +181,8 @@ class MatcherService:
             audiences=visible_to(audience),
             exclude_authors=tuple(exclude),
         )
-        return await self._rank(query, limit=limit)
+        candidates, _ = await self._rank(query, limit=limit)
+        return candidates
 
     async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
         """Each reply's thread title: from a root in the batch, else from the index."""
@@ -230,7 +246,7 @@ class MatcherService:
 
     async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
         post = event.data
-        candidates, participants = await self.rank_question(
+        ranked = await self.rank_question(
             tenant=post.tenant,
             vector=contribution.vector,
             text=contribution_text(post.title, _plain(post)),
@@ -245,7 +261,7 @@ class MatcherService:
             # The same upsert always yields the same match id: a replayed batch republishes, not duplicates.
             id=uuid.uuid5(_MATCH_NAMESPACE, f"{event.tenant}/{event.id}"),
             tenant=post.tenant,
-            data=Match(question=_question(post), candidates=tuple(candidates), participants=tuple(participants)),
+            data=Match(question=_question(post), candidates=tuple(ranked.candidates), participants=tuple(ranked.participants)),
         )
 
     async def rank_question(
@@ -260,7 +276,7 @@ class MatcherService:
         limit: int,
         text: str = "",
         tags: Sequence[str] = (),
-    ) -> tuple[list[Candidate], list[str]]:
+    ) -> RankedQuestion:
         """The people to invite to a question, and the thread's participants (never candidates).
 
         `now` is when the question was asked: every feature is read as of then, live and in replays.
@@ -280,23 +296,53 @@ class MatcherService:
             exclude_authors=tuple(participants),
             exclude_threads=(thread_id,),
         )
-        candidates = await self._rank(query, limit=limit)
+        candidates, pool = await self._rank(query, limit=limit)
         # The history grew since the last fit: refit in the background, never in the way of this answer.
         self.trainer.schedule(tenant)
-        return candidates, participants
+        return RankedQuestion(candidates, participants, pool)
 
-    async def _rank(self, query: QuestionQuery, *, limit: int) -> list[Candidate]:
+    async def _rank(self, query: QuestionQuery, *, limit: int) -> tuple[list[Candidate], frozenset[str]]:
         with _index_call():
             table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
             table = await with_feedback(self._index, query, table)
-        return rank_candidates(
-            table,
-            self.trainer.scorer(query.tenant),
-            now=query.now,
-            limit=limit,
-            evidence=self._policy.evidence,
-            weights=self._policy.weights,
+            ranked = rank_candidates(
+                table,
+                self.trainer.scorer(query.tenant),
+                now=query.now,
+                limit=limit + _SPARE,
+                evidence=self._policy.evidence,
+                weights=self._policy.weights,
+            )
+            ranked = await self._closest_posts(query, ranked)
+        return ranked[:limit], frozenset(table.people)
+
+    async def _closest_posts(self, query: QuestionQuery, ranked: list[Candidate]) -> list[Candidate]:
+        """Candidates with their closest answers measured; those with no post the asker may see dropped.
+
+        A person found by the question's words alone, or among the people answering its tags
+        most, has no answer among the nearest posts to measure their closeness by: their own
+        nearest answers give it, as evidence and as `closeness` (which the notifier's floor reads).
+        """
+        unmeasured = [c.person_id for c in ranked if not c.closeness]
+        if not unmeasured:
+            return ranked
+        nearest = await self._index.nearest_by_author(
+            query.tenant, query.vector, unmeasured, limit=self._policy.evidence, audiences=query.audiences,
+            exclude_threads=query.exclude_threads, before=query.before, kinds=(PostKind.ANSWER,),
         )
+        found = []
+        for candidate in ranked:
+            hits = nearest.get(candidate.person_id)
+            if hits:
+                closest = [evidence_of(hit) for hit in hits]
+                known = {e.post_id for e in closest}
+                merged = (*closest, *(e for e in candidate.evidence if e.post_id not in known))
+                candidate = candidate.model_copy(
+                    update={"evidence": merged[: self._policy.evidence], "closeness": max(h.similarity for h in hits)}
+                )
+            if candidate.evidence:
+                found.append(candidate)
+        return found
 
 
 def _plain(post: Post) -> str:

@@ -21,6 +21,8 @@ class MatcherSettings(CommonSettings):
     candidates: int = Field(default=10, ge=1, le=200)
     search_depth: int = Field(default=300, ge=1, le=5_000)
     lexical_depth: int = Field(default=300, ge=0, le=5_000)
+    tag_depth: int = Field(default=100, ge=0, le=5_000)
+    recent_depth: int = Field(default=300, ge=0, le=5_000)
     evidence: int = Field(default=3, ge=1, le=20)
     recency_half_life_days: float = Field(default=365.0, gt=0)
     # Learning to rank per tenant, from its past questions with an accepted answer.

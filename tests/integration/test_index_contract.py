@@ -678,3 +678,35 @@ async def test_thread_answers_are_the_answers_of_those_threads_as_a_search_would
     assert first.created_at == WHEN and all(h.similarity == 0.0 for h in found)
     assert await any_index.thread_answers("acme", []) == []
     assert await any_index.thread_answers("initech", ["t1"]) == []
+
+
+async def test_nearest_by_author_gives_each_persons_own_closest_visible_posts(any_index):
+    await any_index.upsert(
+        [
+            contribution("a-near", vec((0, 1.0), (1, 0.1)), author_id="ann"),
+            contribution("a-far", vec((1, 1.0)), author_id="ann"),
+            contribution("a-hidden", vec((0, 1.0)), author_id="ann", audience=("hr",)),
+            contribution("a-later", vec((0, 1.0)), author_id="ann", created_at=WHEN + timedelta(days=1)),
+            contribution("a-this-thread", vec((0, 1.0)), author_id="ann", thread_id="asked"),
+            contribution("b-only", vec((0, 0.2), (1, 1.0)), author_id="bob"),
+            contribution("c-closest", vec((0, 1.0)), author_id="cy"),
+            contribution("other-tenant", vec((0, 1.0)), author_id="dee", tenant="globex"),
+        ]
+    )
+
+    found = await any_index.nearest_by_author(
+        "acme", vec((0, 1.0)), ["ann", "bob", "dee", "nobody"], limit=2,
+        audiences=["public"], exclude_threads=["asked"], before=WHEN + timedelta(hours=1),
+    )
+
+    assert {author: [h.post_id for h in hits] for author, hits in found.items()} == {
+        "ann": ["a-near", "a-far"],
+        "bob": ["b-only"],
+    }
+    assert found["ann"][0].similarity == pytest.approx(1 / (1 + 0.1**2) ** 0.5, abs=1e-5)
+    await any_index.upsert([contribution("c-asked", vec((0, 1.0)), author_id="cy", kind=PostKind.QUESTION)])
+    answers = await any_index.nearest_by_author("acme", vec((0, 1.0)), ["cy"], limit=5, kinds=[PostKind.ANSWER])
+    assert [h.post_id for h in answers["cy"]] == ["c-closest"]
+    assert await any_index.nearest_by_author("acme", vec((0, 1.0)), [], limit=1) == {}
+    with pytest.raises(ValueError):
+        await any_index.nearest_by_author("acme", vec((0, 1.0)), ["ann"], limit=0)

@@ -132,10 +132,11 @@ async def test_recency_is_measured_from_when_the_question_was_asked():
     await matcher.observe(POSTS[:2])
     vector = embedder.vector("sourdough starter")
 
-    candidates, participants = await service.rank_question(
+    ranked = await service.rank_question(
         tenant="eval", vector=vector, text="sourdough starter", asker="zed", thread_id="99", audience=(),
         now=POSTS[1].created_at + timedelta(days=1), limit=5,
     )
+    candidates, participants = ranked.candidates, ranked.participants
 
     assert [c.person_id for c in candidates] == ["bob", "ann"]
     # bob answered the day before: recent activity, which a clock 5000 days on would not see.

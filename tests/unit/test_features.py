@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 EMBEDDER = FakeEmbedder()
-POOL = CandidatePool(dense=50, lexical=50)
+# The people behind the hits only: these tests are about what the searches find.
+POOL = CandidatePool(dense=50, lexical=50, tagged=0, recent=0)
 
 
 def contribution(pid: str, author: str, text: str, *, days_ago: float, kind=PostKind.ANSWER, tags=("kafka",),
@@ -174,3 +175,24 @@ async def test_a_similar_question_votes_for_the_people_who_answered_it_accepted_
     # Their answer in the similar thread is their evidence, with that thread's similarity.
     [evidence] = table.thread_hits["ana"]
     assert evidence.post_id == "a1" and evidence.similarity > 0.5
+
+
+async def test_beyond_the_hits_the_pool_takes_the_tags_busiest_answerers_and_the_latest():
+    index = InMemoryIndex()
+    await index.upsert([
+        contribution("1", "ana", "kafka consumer lag grows", days_ago=10),
+        contribution("2", "tagged", "partition rebalancing explained", days_ago=300),  # kafka, far from the words
+        contribution("3", "tagged", "offsets and retention", days_ago=320),
+        contribution("4", "latest", "sourdough starter", days_ago=1, tags=("baking",)),
+        contribution("5", "older", "sourdough flour", days_ago=900, tags=("baking",)),
+        contribution("6", "asker", "kafka again", days_ago=2),
+    ])
+    deeper = CandidatePool(dense=1, lexical=0, tagged=5, recent=2)
+
+    table = await candidate_features(index, query("kafka consumer lag", exclude_authors=("asker",)), pool=deeper)
+
+    assert set(table.people) == {"ana", "tagged", "latest"}
+    assert row(table, "tagged")["tags"] > 0 and row(table, "tagged")["dense_answers"] == 0
+    assert row(table, "latest")["since_last"] > row(table, "ana")["since_last"]
+    # Only answers among the hits measure how close someone is; the others get measured when ranked.
+    assert set(table.closeness) == {"ana"}

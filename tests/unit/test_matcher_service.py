@@ -201,6 +201,27 @@ async def test_search_ranks_the_tenants_people_and_honours_exclusions(service):
     assert await service.search(tenant="globex", text="kubernetes pods", limit=5) == []
 
 
+async def test_people_beyond_the_hits_are_shown_by_their_own_nearest_visible_answers(index, embedder, published):
+    """A person added for their recent answers has evidence and a closeness of their own; one with no visible post is never listed."""
+    service = MatcherService(
+        index=index, embedder=embedder, publish=published, clock=lambda: NOW,
+        policy=RankingPolicy(search_depth=1, lexical_depth=0, tag_depth=0, recent_depth=10),
+    )
+    await service.handle(batch(
+        answer("kim", "kubernetes pods restart check the liveness probe", thread="k1", backfill=True),
+        answer("lee", "kubernetes ingress 502 means the service port is wrong", thread="k2", backfill=True),
+        answer("sam", "kubernetes pods restart: platform runbook", thread="s1", audience=("platform",), backfill=True),
+    ))
+
+    experts = await service.search(tenant="acme", text="kubernetes pods restart liveness", limit=5)
+
+    by_person = {c.person_id: c for c in experts}
+    assert set(by_person) == {"kim", "lee"}
+    assert by_person["kim"].closeness > by_person["lee"].closeness > 0
+    assert [e.thread_id for e in by_person["lee"].evidence] == ["k2"]
+    assert by_person["lee"].evidence[0].similarity == pytest.approx(by_person["lee"].closeness)
+
+
 async def test_policy_limits_the_candidates(index, embedder, published):
     service = MatcherService(index=index, embedder=embedder, publish=published, policy=RankingPolicy(candidates=1), clock=lambda: NOW)
     await service.handle(batch(*HISTORY, question("erin", "Kubernetes pods", "kubernetes pods", thread="k3")))
@@ -232,10 +253,10 @@ async def test_tag_overlap_and_the_questions_words_rank_the_topic_expert_first(s
         answer("pat", "restart the service after the deploy", thread="d2", backfill=True),
     ))
 
-    candidates, _ = await service.rank_question(
+    candidates = (await service.rank_question(
         tenant="acme", vector=embedder.vector("deploy fails again"), text="Deploy fails again", tags=("ledgerd",),
         asker="erin", thread_id="d3", audience=(), now=NOW, limit=5,
-    )
+    )).candidates
 
     assert [c.person_id for c in candidates][:2] == ["kim", "pat"]
     assert candidates[0].parts["tags"] > 0
@@ -259,9 +280,9 @@ def responded(person: str, kind: str, *, question_event: PostUpserted, at=NOW - 
 
 
 async def rank(service, embedder, text: str, *, asker: str = "zoe", thread: str = "new", now=NOW):
-    candidates, _ = await service.rank_question(
+    candidates = (await service.rank_question(
         tenant="acme", vector=embedder.vector(text), text=text, asker=asker, thread_id=thread, audience=(), now=now, limit=5
-    )
+    )).candidates
     return candidates
 
 

@@ -158,6 +158,24 @@ class ExpertIndex(Protocol):
         """
         ...
 
+    async def nearest_by_author(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        authors: Sequence[str],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+        kinds: Sequence[PostKind] | None = None,
+    ) -> dict[str, list[Hit]]:
+        """Each author's `limit` contributions (of `kinds`) nearest to `vector`, closest first (an author with none: absent).
+
+        Same filters as `search`: the evidence of a person found by other means than their posts' closeness.
+        """
+        ...
+
     async def search_lexical(
         self,
         tenant: str,

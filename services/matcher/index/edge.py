@@ -23,6 +23,7 @@ from qdrant_edge import (
     OrderBy,
     Point,
     Query,
+    QueryBatchRequest,
     QueryRequest,
     ScrollRequest,
     SearchParams,
@@ -211,6 +212,39 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
         where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, where, limit)
+
+    async def nearest_by_author(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        authors: Sequence[str],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+        kinds: Sequence[PostKind] | None = None,
+    ) -> dict[str, list[Hit]]:
+        """Each author's nearest contributions, one query per author planned as one batch."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        authors = list(dict.fromkeys(authors))
+        if not authors:
+            return {}
+        query = Query.Nearest(checked_vector(vector, self.dimensions), using=DENSE)
+        where = search_filter(tenant, audiences, (), exclude_threads, before)
+        must = [*where.must] + ([any_of("kind", [PostKind(k).value for k in kinds])] if kinds is not None else [])
+        batch = QueryBatchRequest([
+            QueryRequest(
+                limit=limit, query=query, with_payload=True,
+                filter=Filter(must=[*must, any_of("author_id", [author])], must_not=where.must_not),
+            )
+            for author in authors
+        ])
+        found = await self._run(lambda shard: shard.query_batch(batch))
+        return {
+            author: [to_hit(p.payload or {}, p.score) for p in points] for author, points in zip(authors, found, strict=True) if points
+        }
 
     async def search_sparse(
         self,

@@ -234,6 +234,43 @@ class QdrantServerIndex(LexicalSearch, FacetCounts):
         where = search_filter(tenant, audiences, exclude_authors, exclude_threads, before)
         return await self._query(query, DENSE, where, limit)
 
+    async def nearest_by_author(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        authors: Sequence[str],
+        *,
+        limit: int,
+        audiences: Sequence[str] | None = None,
+        exclude_threads: Sequence[str] = (),
+        before: datetime | None = None,
+        kinds: Sequence[PostKind] | None = None,
+    ) -> dict[str, list[Hit]]:
+        """Each author's nearest contributions, one query per author in one batch request."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        authors = list(dict.fromkeys(authors))
+        if not authors:
+            return {}
+        self._check_open()
+        query = checked_vector(vector, self.dimensions)
+        where = search_filter(tenant, audiences, (), exclude_threads, before)
+        must = [*(where.must or [])] + ([any_of("kind", [PostKind(k).value for k in kinds])] if kinds is not None else [])
+        requests = [
+            models.QueryRequest(
+                query=query, using=DENSE, limit=limit, with_payload=True,
+                filter=models.Filter(must=[*must, any_of("author_id", [author])], must_not=where.must_not),
+            )
+            for author in authors
+        ]
+        with _unavailable_on_failure(self.collection):
+            responses = await self._client.query_batch_points(self.collection, requests=requests)
+        return {
+            author: [to_hit(p.payload or {}, p.score) for p in response.points]
+            for author, response in zip(authors, responses, strict=True)
+            if response.points
+        }
+
     async def search_sparse(
         self,
         tenant: str,
