@@ -80,6 +80,9 @@ class Invitation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # 1 for the first invitations of a thread, 2 and up for escalations.
     round: Mapped[int] = mapped_column(sa.Integer(), default=1)
+    # The "why you" as sent and the track record it states; None on invitations from before 0004.
+    why: Mapped[str | None] = mapped_column(sa.Text())
+    track_record: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON())
 
 
 class Delivery(Base):

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 
-from shared.events import Candidate, Evidence, PostKind, Question
+from services.notifier.models import Invitation
+from shared.events import Candidate, Evidence, PostKind, Question, TrackRecord
 
 INVITATION_CREATED = "invitation.created"
 
 _VERBS = {PostKind.ANSWER: "answered", PostKind.QUESTION: "asked", PostKind.COMMENT: "commented on"}
 # The parts of a score that say the person's posts are about this question (services/matcher/ranking.py).
 _TOPICAL = ("similarity", "lexical")
-# What the other parts say of a person, when one of them, not their posts, put them here.
-_REASONS = {
-    "activity": "You have been answering a lot lately",
-    "answers": "You have answered many questions",
-    "accepted": "Your answers are often accepted",
-    "tags": "You often answer questions tagged like this one",
-    "feedback": "You took up invitations to questions like this one",
-}
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -29,35 +22,70 @@ def _shorten(text: str, limit: int = 60) -> str:
 
 
 def _topic(evidence: Evidence) -> str:
-    return f"'{evidence.title or _shorten(evidence.snippet)}'"
+    # Curly quotes: a title may hold an apostrophe ("don't"), and the quote must still end where it does.
+    return f"“{evidence.title or _shorten(evidence.snippet)}”"
 
 
-def why_you(evidence: Sequence[Evidence], parts: Mapping[str, float] | None = None) -> str:
-    """E.g. "You answered 'How do we rotate the Vault token?' (accepted) and 2 similar posts.".
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
-    The sentence leads with the biggest part of the score. When that is not how well the person's
-    posts match the question (`similarity` or `lexical`) but, say, their activity, it says so, and
-    names their closest post without calling the rest similar: a person invited mostly for being
-    active is told so, not that their posts match.
+
+def _facts(record: TrackRecord) -> dict[str, str]:
+    """The sentences a track record supports, by the score part they explain; only counts above zero."""
+    facts: dict[str, str] = {}
+    if record.tags:
+        top = record.tags[0]
+        accepted = f", {top.accepted} of them accepted" if top.accepted else ""
+        facts["tags"] = f"you have {_count(top.answers, 'answer')} tagged {top.tag}{accepted}"
+    if record.accepted:
+        facts["accepted"] = f"{record.accepted} of your {_count(record.answers, 'answer')} were accepted"
+    if record.answers:
+        facts["answers"] = f"you have written {_count(record.answers, 'answer')}"
+    if record.answers_last_30_days:
+        facts["activity"] = f"you wrote {_count(record.answers_last_30_days, 'answer')} in the last 30 days"
+    elif record.answers_last_90_days:
+        facts["activity"] = f"you wrote {_count(record.answers_last_90_days, 'answer')} in the last 90 days"
+    return facts
+
+
+def why_you(candidate: Candidate) -> str:
+    """One sentence of facts about the invitee: a post of theirs that matches, and their own counts.
+
+    E.g. "You answered “Terraform plan wants to destroy the RDS instance” (accepted); you have 3
+    answers tagged terraform, 2 of them accepted." Every clause is a post or a count of the
+    person's (`Candidate.track_record`), never a reading of the score. When a part other than the
+    posts' match weighed most (activity, say), the fact behind it comes first.
     """
-    if not evidence:
-        return "Your past posts are close to this question."
-    best = max(evidence, key=lambda e: e.similarity)
-    post = f"{_VERBS[best.kind]} {_topic(best)}" + (" (accepted)" if best.accepted else "")
-    leading = _leading_reason(parts or {})
+    # Their closest answer if they have one among the evidence: answering is what they are asked to do.
+    evidence = [e for e in candidate.evidence if e.kind is PostKind.ANSWER] or candidate.evidence
+    post = None
+    if evidence:
+        best = max(evidence, key=lambda e: e.similarity)
+        post = f"you {_VERBS[best.kind]} {_topic(best)}" + (" (accepted)" if best.accepted else "")
+    facts = _facts(candidate.track_record) if candidate.track_record is not None else {}
+    leading = _leading_fact(candidate.parts, facts)
     if leading is not None:
-        return f"{_REASONS[leading]}; closest to this question, you {post}."
-    others = len(evidence) - 1
-    if others:
-        post += f" and {others} similar post{'s' if others > 1 else ''}"
-    return f"You {post}."
+        sentence = facts[leading] + (f", and {post}" if post else "")
+    elif post is not None:
+        sentence = post + (f"; {facts['tags']}" if "tags" in facts else "")
+    else:
+        sentence = next(iter(facts.values()), "you were ranked among the people to ask")
+    return sentence[0].upper() + sentence[1:] + "."
 
 
-def _leading_reason(parts: Mapping[str, float]) -> str | None:
-    """The biggest part of the score, if it is positive and not one of the posts' match."""
+def _leading_fact(parts: Mapping[str, float], facts: Mapping[str, str]) -> str | None:
+    """The part that weighed most, if it outweighs the posts' match and a fact of the person's explains it."""
     topical = max([parts.get(name, 0.0) for name in _TOPICAL] + [0.0])
-    others = {name: value for name, value in parts.items() if name in _REASONS and value > topical}
+    others = {name: value for name, value in parts.items() if name in facts and value > topical}
     return max(others, key=others.__getitem__) if others else None
+
+
+def stored_why(invitation: Invitation) -> str:
+    """An invitation's "why you" as it was sent; rebuilt from its evidence for one stored before it was kept."""
+    if invitation.why is not None:
+        return invitation.why
+    evidence = tuple(Evidence.model_validate(e) for e in invitation.evidence)
+    return why_you(Candidate(person_id=invitation.person_id, score=invitation.score, evidence=evidence))
 
 
 def invitation_payload(
@@ -78,7 +106,7 @@ def invitation_payload(
             },
             "person_id": candidate.person_id,
             "score": candidate.score,
-            "why": why_you(candidate.evidence, candidate.parts),
+            "why": why_you(candidate),
             "evidence": [
                 {
                     "post_id": e.post_id,
@@ -92,6 +120,8 @@ def invitation_payload(
                 for e in candidate.evidence
             ],
             "parts": candidate.parts,
+            "closeness": candidate.closeness,
+            "track_record": candidate.track_record.model_dump(mode="json") if candidate.track_record else None,
         },
     }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,7 +1,9 @@
 """Who is invited to a thread: the invite policy as plain functions, no I/O.
 
 Best candidates first; never the asker, a participant or someone already invited; never anyone
-opted out, snoozed or over their cap; among close scores, whoever was invited least recently.
+whose posts are not close enough to the question (a score earned by volume alone invites nobody);
+never anyone opted out, snoozed or over their cap; among close scores, whoever was invited least
+recently.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events import Candidate
+from shared.events import Candidate, PostKind
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+# The least cosine similarity to the question of an invitee's closest answer (or of the question of
+# a thread they answered): asking or commenting near a question is not knowing its answer.
+MIN_SIMILARITY = 0.35
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +35,7 @@ class InvitePolicy:
     # Scores within this fraction of each other count as close: spread the load among them.
     spread_margin: float = 0.05
     escalation_delay: timedelta = timedelta(hours=4)
+    min_similarity: float = MIN_SIMILARITY
 
 
 class PolicyOverride(BaseModel):
@@ -43,6 +49,7 @@ class PolicyOverride(BaseModel):
     per_week: int | None = Field(default=None, ge=0)
     spread_margin: float | None = Field(default=None, ge=0, le=1)
     escalation_delay: float | None = Field(default=None, ge=0, description="seconds")
+    min_similarity: float | None = Field(default=None, ge=-1, le=1)
 
 
 def parse_tenant_policies(raw: str) -> dict[str, PolicyOverride]:
@@ -87,10 +94,21 @@ class SkipReason(StrEnum):
     ASKER = "asker"
     PARTICIPANT = "participant"
     ALREADY_INVITED = "already_invited"
+    NOT_CLOSE_ENOUGH = "not_close_enough"
     OPTED_OUT = "opted_out"
     SNOOZED = "snoozed"
     DAILY_CAP = "daily_cap"
     WEEKLY_CAP = "weekly_cap"
+
+
+class Closed(StrEnum):
+    """Why a thread's escalation is over."""
+
+    ACCEPTED_ANSWER = "accepted_answer"
+    INVITEE_REPLIED = "invitee_replied"
+    LIMIT_REACHED = "limit_reached"
+    NO_CANDIDATES = "no_candidates"
+    NO_ONE_CLOSE_ENOUGH = "no_one_close_enough"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +143,8 @@ def skip_reason(
         return SkipReason.PARTICIPANT
     if who in already_invited:
         return SkipReason.ALREADY_INVITED
+    if closeness(candidate) < policy.min_similarity:
+        return SkipReason.NOT_CLOSE_ENOUGH
     if person.opted_out:
         return SkipReason.OPTED_OUT
     if person.snoozed_until is not None and person.snoozed_until > now:
@@ -136,6 +156,22 @@ def skip_reason(
     if sum(1 for at in person.invited_at if at > now - timedelta(days=7)) >= per_week:
         return SkipReason.WEEKLY_CAP
     return None
+
+
+def closeness(candidate: Candidate) -> float:
+    """How close the candidate's closest answer is to the question (cosine), as the matcher measured it.
+
+    From a matcher older than `Candidate.closeness`: their closest answer among the evidence; 0 without one.
+    """
+    if candidate.closeness is not None:
+        return candidate.closeness
+    return max((e.similarity for e in candidate.evidence if e.kind is PostKind.ANSWER), default=0.0)
+
+
+def nobody_close_enough(candidates: Iterable[Candidate], invited: Collection[str], policy: InvitePolicy) -> bool:
+    """True when there are candidates not yet invited, and every one of them falls below the similarity floor."""
+    left = [c for c in candidates if c.person_id not in invited]
+    return bool(left) and all(closeness(c) < policy.min_similarity for c in left)
 
 
 def spread(candidates: Iterable[Candidate], people: Mapping[str, Person], margin: float) -> list[Candidate]:

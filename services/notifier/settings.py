@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notifier.egress import AllowList
-from services.notifier.policy import InvitePolicy, Policies, parse_tenant_policies
+from services.notifier.policy import MIN_SIMILARITY, InvitePolicy, Policies, parse_tenant_policies
 from services.notifier.retry import parse_schedule
 from shared.settings import CommonSettings, _env
 
@@ -30,6 +30,7 @@ class NotifierSettings(CommonSettings):
     max_invites_per_week: int = Field(default=10, ge=0)
     spread_margin: float = Field(default=0.05, ge=0, le=1)
     escalation_delay: float = Field(default=4 * 3600, ge=0)
+    min_similarity: float = Field(default=MIN_SIMILARITY, ge=-1, le=1)
     tenant_policies: str = "{}"
     escalation_poll_interval: float = 30.0
     # Seconds between attempts: attempt 1 is immediate, then one retry per entry.
@@ -87,5 +88,6 @@ class NotifierSettings(CommonSettings):
             per_week=self.max_invites_per_week,
             spread_margin=self.spread_margin,
             escalation_delay=timedelta(seconds=self.escalation_delay),
+            min_similarity=self.min_similarity,
         )
         return Policies(default, parse_tenant_policies(self.tenant_policies))

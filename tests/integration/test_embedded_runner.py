@@ -25,7 +25,7 @@ def invitation_body() -> str:
             "person_id": "lars.nygaard",
             "thread_id": "t-lag",
             "score": 0.8123,
-            "why": "You answered 'Consumer lag on catalog-indexer keeps growing after deploys' (accepted).",
+            "why": "You answered “Consumer lag on catalog-indexer keeps growing after deploys” (accepted).",
             "question": {"title": "orders topic consumer lag climbs", "url": None},
             "parts": {"activity": 0.1, "similarity": 0.52, "lexical": -0.03, "tags": 0.24},
         },
@@ -59,7 +59,7 @@ async def test_the_receiver_prints_a_verified_invitation(receiver, capsys):
     assert response.status_code == 204
     out = capsys.readouterr().out
     assert 'INVITATION -> Lars Nygaard to "orders topic consumer lag climbs" (score 0.81: similarity 0.52, tags 0.24, activity 0.10)' in out
-    assert "why: You answered 'Consumer lag on catalog-indexer" in out
+    assert "why: You answered “Consumer lag on catalog-indexer" in out
     assert "signature verified" in out
     assert receiver.received == 1
 

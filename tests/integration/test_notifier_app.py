@@ -130,7 +130,7 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
     assert [(inv["person_id"], inv["deliveries"]) for inv in globex_all] == [("zed", [])]
     payloads = [Webhook(secret).verify(r.body, r.headers)["data"] for r in receiver.received()]
     assert sorted(p["person_id"] for p in payloads) == ["ann", "cy", "dee"]
-    assert payloads[0]["why"] == "You answered 'Vault token rotation' (accepted)."
+    assert payloads[0]["why"] == "You answered “Vault token rotation” (accepted)."
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True, "consumer": True, "posts_consumer": True}
 
 

@@ -86,7 +86,7 @@ async def test_a_delivered_webhook_is_sent_once_and_verifies(db, receiver, clien
     assert request.headers["webhook-id"] == pending.message_id and pending.message_id.startswith("msg_")
     assert request.headers["content-type"] == "application/json"
     assert body["type"] == "invitation.created" and body["data"]["person_id"] == "ann"
-    assert body["data"]["why"] == "You answered 'Vault' (accepted)."
+    assert body["data"]["why"] == "You answered “Vault” (accepted)."
     done = await deliveries.get(db, pending.id)
     assert (done.state, done.attempts, done.last_status) == ("delivered", 1, 200)
     assert done.delivered_at is not None

@@ -184,7 +184,7 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
             after = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
 
     assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [("cy", 1), ("dee", 1), ("eve", 2), ("fay", 2)]
-    assert first["why"] == "You answered 'Vault'." and first["score"] == pytest.approx(0.7)
+    assert first["why"] == "You answered “Vault”." and first["score"] == pytest.approx(0.7)
     assert {(s["person_id"], s["reason"]) for s in decisions["skipped"]} == {
         ("asker", "asker"), ("ann", "opted_out"), ("bob", "snoozed"),
         ("cy", "already_invited"), ("dee", "already_invited"),

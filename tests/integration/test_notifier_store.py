@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from services.notifier.consumer import matches_handler
 from services.notifier.models import Invitation, ThreadState
 from services.notifier.policy import InvitePolicy, Policies
-from services.notifier.store import Database, deliveries, invitations, subscriptions
+from services.notifier.payload import stored_why
+from services.notifier.store import Database, deliveries, invitations, subscriptions, threads
 from services.notifier.store.database import MIGRATIONS
 from shared.consumer import Delivery, TransientError
 from shared.embedded_broker import free_port
@@ -68,8 +69,41 @@ async def test_migration_0003_upgrades_a_0002_database_keeping_its_threads(db):
         version = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
     async with db.sessions() as session:
         [state] = (await session.scalars(sa.select(ThreadState))).all()
-    assert version == "0003"
+    assert version == "0004"
     assert [c["person_id"] for c in state.candidates] == ["ann", "bob"] and state.matched_at is None
+
+
+async def test_migration_0004_keeps_earlier_invitations_and_rebuilds_their_why_from_evidence(db):
+    await invitations.record_match(db, event=matched("ann"), now=NOW)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(_alembic, "downgrade", "0003")
+        columns = await connection.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("invitations")})
+        assert "why" not in columns
+
+    await db.migrate()
+
+    [view] = await invitations.list_for(db, tenant="acme")
+    assert view.invitation.why is None and view.invitation.track_record is None
+    assert stored_why(view.invitation) == "You answered “Vault”."
+
+
+async def test_a_match_where_nobody_is_close_enough_invites_nobody_and_its_thread_says_so(db):
+    far = Evidence(post_id="p", thread_id="t0", kind=PostKind.ANSWER, title="Deploy freeze", snippet="s", similarity=0.1)
+    question = Question(post_id="t1-q", thread_id="t1", author_id="asker", title="Rotate Vault?", excerpt="How?")
+    busy = (Candidate(person_id="busy", score=5.0, evidence=(far,)), Candidate(person_id="quiet", score=1.0))
+    event = ExpertsMatched(tenant="acme", data=Match(question=question, candidates=busy))
+
+    assert await invitations.record_match(db, event=event, now=NOW) == []
+
+    found = await threads.decisions(db, tenant="acme", thread_id="t1")
+    assert found.invitations == []
+    assert {(s.person_id, s.reason) for s in found.skips} == {("busy", "not_close_enough"), ("quiet", "not_close_enough")}
+    assert found.state.closed_reason == "no_one_close_enough" and found.state.escalate_at is None
+    # A later match of the thread that finds someone close invites them and escalation resumes.
+    again = ExpertsMatched(tenant="acme", data=Match(question=question, candidates=matched("ann").data.candidates))
+    [invited] = await invitations.record_match(db, event=again, now=NOW + timedelta(minutes=5))
+    state = (await threads.decisions(db, tenant="acme", thread_id="t1")).state
+    assert invited.person_id == "ann" and state.closed_reason is None and state.escalate_at is not None
 
 
 def _alembic(connection: sa.Connection, step: str, revision: str) -> None:

@@ -4,9 +4,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notifier.policy import InvitePolicy, Person, Policies, PolicyOverride, parse_tenant_policies, plan_invitations
+from services.notifier.policy import (
+    InvitePolicy,
+    Person,
+    Policies,
+    PolicyOverride,
+    nobody_close_enough,
+    parse_tenant_policies,
+    plan_invitations,
+)
 from services.notifier.settings import NotifierSettings
-from shared.events import Candidate
+from shared.events import Candidate, Evidence, PostKind
 
 pytestmark = pytest.mark.unit
 
@@ -14,8 +22,11 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = InvitePolicy()
 
 
+CLOSE = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, snippet="s", similarity=0.8),)
+
+
 def people(*pairs: tuple[str, float]) -> list[Candidate]:
-    return [Candidate(person_id=person, score=score) for person, score in pairs]
+    return [Candidate(person_id=person, score=score, evidence=CLOSE) for person, score in pairs]
 
 
 def plan(candidates, *, room=3, policy=POLICY, known=None, asker="asker", participants=(), invited=()):
@@ -87,6 +98,53 @@ def test_skips_below_the_last_invitee_are_not_reported():
     assert ids(result.invite) == ["ann"] and result.skipped == []
 
 
+def close_to(similarity: float) -> tuple[Evidence, ...]:
+    return (Evidence(post_id=f"p{similarity}", thread_id="t0", kind=PostKind.ANSWER, snippet="s", similarity=similarity),)
+
+
+def test_nobody_is_invited_whose_posts_are_not_close_enough_to_the_question():
+    """A high score earned by volume alone (activity, answers) invites nobody; closer people take the room."""
+    floor = POLICY.min_similarity
+    candidates = [
+        Candidate(person_id="busy", score=9.0, evidence=close_to(floor - 0.05)),
+        Candidate(person_id="silent", score=8.0),  # no evidence at all
+        Candidate(person_id="expert", score=2.0, evidence=close_to(floor + 0.3)),
+        Candidate(person_id="near", score=1.0, evidence=close_to(floor)),
+    ]
+
+    result = plan(candidates)
+
+    assert ids(result.invite) == ["expert", "near"]
+    assert skips(result) == {"busy": "not_close_enough", "silent": "not_close_enough"}
+    assert not nobody_close_enough(candidates, set(), POLICY)
+    assert nobody_close_enough(candidates, {"expert", "near"}, POLICY)
+
+
+def test_the_floor_reads_the_matchers_closeness_and_only_answers_without_it():
+    asked = Evidence(post_id="q", thread_id="t0", kind=PostKind.QUESTION, snippet="s", similarity=0.9)
+    commented = Evidence(post_id="c", thread_id="t0", kind=PostKind.COMMENT, snippet="thanks!", similarity=0.9)
+    candidates = [
+        Candidate(person_id="asker-of-a-twin", score=3.0, evidence=(asked, commented)),  # an older matcher's match
+        Candidate(person_id="measured", score=2.0, evidence=(asked,), closeness=0.6),
+        Candidate(person_id="far", score=1.0, evidence=close_to(0.9), closeness=0.1),
+    ]
+
+    result = plan(candidates)
+
+    assert ids(result.invite) == ["measured"]
+    assert skips(result) == {"asker-of-a-twin": "not_close_enough", "far": "not_close_enough"}
+
+
+def test_a_tenant_may_set_its_own_similarity_floor():
+    candidates = [Candidate(person_id="ann", score=1.0, evidence=close_to(0.3))]
+    lenient = Policies(POLICY, parse_tenant_policies('{"acme": {"min_similarity": 0.2}}')).for_tenant("acme")
+
+    assert ids(plan(candidates, policy=lenient).invite) == ["ann"]
+    assert ids(plan(candidates).invite) == []
+    with pytest.raises(ValueError, match="min_similarity"):
+        parse_tenant_policies('{"acme": {"min_similarity": 2}}')
+
+
 def test_a_person_listed_twice_is_chosen_once():
     assert ids(plan(people(("ann", 0.9), ("ann", 0.8), ("bob", 0.1))).invite) == ["ann", "bob"]
 
@@ -110,6 +168,7 @@ def test_tenant_overrides_change_only_what_they_name():
         ("NOTIFIER_MAX_INVITES_PER_WEEK", "-1"),
         ("NOTIFIER_SPREAD_MARGIN", "1.5"),
         ("NOTIFIER_ESCALATION_DELAY", "-60"),
+        ("NOTIFIER_MIN_SIMILARITY", "1.5"),
     ],
 )
 def test_policy_defaults_out_of_range_are_refused_naming_the_setting(monkeypatch, variable, value):

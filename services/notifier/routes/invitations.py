@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.notifier.payload import stored_why
 from services.notifier.routes import DatabaseDep, NowDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
@@ -37,6 +38,8 @@ class InvitationOut(BaseModel):
     score: float
     evidence: list[dict[str, Any]]
     parts: dict[str, float]
+    why: str
+    track_record: dict[str, Any] | None
     created_at: datetime
     deliveries: list[DeliveryOut]
 
@@ -53,6 +56,8 @@ class InvitationOut(BaseModel):
             score=inv.score,
             evidence=inv.evidence,
             parts=inv.parts,
+            why=stored_why(inv),
+            track_record=inv.track_record,
             created_at=inv.created_at,
             deliveries=[
                 DeliveryOut(

@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.notifier.payload import why_you
+from services.notifier.payload import stored_why
 from services.notifier.routes import DatabaseDep
 from services.notifier.store import threads
 from shared.auth import TenantDep
-from shared.events import Evidence
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
@@ -30,6 +29,7 @@ class InvitedOut(BaseModel):
     score: float
     parts: dict[str, float]
     why: str
+    track_record: dict[str, Any] | None
     evidence: list[dict[str, Any]]
     responses: list[ResponseOut]
 
@@ -75,7 +75,8 @@ async def thread_invitations(thread_id: str, tenant: TenantDep, db: DatabaseDep)
                 round=i.round,
                 score=i.score,
                 parts=i.parts,
-                why=why_you([Evidence.model_validate(e) for e in i.evidence], i.parts),
+                why=stored_why(i),
+                track_record=i.track_record,
                 evidence=i.evidence,
                 responses=by_invitation.get(i.id, []),
             )

@@ -17,8 +17,8 @@ from services.notifier.models import (
     Subscription,
     ThreadState,
 )
-from services.notifier.payload import INVITATION_CREATED, invitation_payload
-from services.notifier.policy import InvitePolicy, Skip, plan_invitations
+from services.notifier.payload import INVITATION_CREATED, invitation_payload, why_you
+from services.notifier.policy import Closed, InvitePolicy, Skip, nobody_close_enough, plan_invitations
 from services.notifier.store.database import Database, new_id
 from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
@@ -67,9 +67,16 @@ async def record_match(
         room = min(policy.initial, policy.total) - len(invited)
         if room <= 0:
             return []
-        return await invite(
+        created = await invite(
             session, state=state, candidates=candidates, invited=invited, room=room, round_=1, policy=policy, now=now
         )
+        if not created and not invited and nobody_close_enough(candidates, invited, policy):
+            # Nobody's posts come close to the question: escalating would find nobody either.
+            state.closed_reason, state.escalate_at = Closed.NO_ONE_CLOSE_ENOUGH.value, None
+        elif created and state.closed_reason == Closed.NO_ONE_CLOSE_ENOUGH:
+            # A later match (the question edited, more posts indexed) found someone after all.
+            state.closed_reason, state.escalate_at = None, now + policy.escalation_delay
+        return created
 
 
 def _others_of(match: Match) -> list[str]:
@@ -139,6 +146,8 @@ def _invitation(state: ThreadState, question: Question, candidate: Candidate, *,
         match_event_id=state.match_event_id,
         created_at=now,
         round=round_,
+        why=why_you(candidate),
+        track_record=candidate.track_record.model_dump(mode="json") if candidate.track_record else None,
     )
 
 

@@ -16,20 +16,11 @@ from services.notifier.models import (
     ThreadReply,
     ThreadState,
 )
-from services.notifier.policy import InvitePolicy
+from services.notifier.policy import Closed, InvitePolicy, nobody_close_enough
 from services.notifier.store.database import Database
 from services.notifier.store.erasure import erased_for
 from services.notifier.store.invitations import invite, invited_people
 from shared.events import Candidate, Post, PostKind, ResponseKind
-
-
-class Closed:
-    """Why a thread's escalation is over."""
-
-    ACCEPTED_ANSWER = "accepted_answer"
-    INVITEE_REPLIED = "invitee_replied"
-    LIMIT_REACHED = "limit_reached"
-    NO_CANDIDATES = "no_candidates"
 
 
 async def record_replies(db: Database, posts: Sequence[Post]) -> int:
@@ -94,7 +85,7 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
             round_=state.rounds + 1, policy=policy, now=now,
         )
         if not created:
-            _close(state, Closed.NO_CANDIDATES, now)
+            _close(state, Closed.NO_ONE_CLOSE_ENOUGH if nobody_close_enough(candidates, invited, policy) else Closed.NO_CANDIDATES, now)
         elif len(invited) + len(created) >= policy.total:
             state.rounds += 1
             _close(state, Closed.LIMIT_REACHED, now)
@@ -113,11 +104,11 @@ async def _candidates(session: AsyncSession, state: ThreadState) -> list[Candida
     return [c for c in candidates if c.person_id not in erased]
 
 
-def _close(state: ThreadState, reason: str, now: datetime) -> None:
-    state.closed_reason, state.escalate_at, state.updated_at = reason, None, now
+def _close(state: ThreadState, reason: Closed, now: datetime) -> None:
+    state.closed_reason, state.escalate_at, state.updated_at = reason.value, None, now
 
 
-async def _stop_reason(session: AsyncSession, state: ThreadState, invited: set[str]) -> str | None:
+async def _stop_reason(session: AsyncSession, state: ThreadState, invited: set[str]) -> Closed | None:
     of_thread = sa.and_(ThreadReply.tenant == state.tenant, ThreadReply.thread_id == state.thread_id)
     accepted = await session.scalar(sa.select(sa.func.count()).where(of_thread, ThreadReply.accepted.is_(True)))
     if accepted:
