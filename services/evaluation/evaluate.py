@@ -14,6 +14,7 @@ from tqdm import tqdm
 from services.evaluation.baselines import Bm25Experts, MostActive
 from services.evaluation.cache import CachedEmbedder, EmbeddingCache
 from services.evaluation.ceiling import score_ceiling
+from services.evaluation.floor import floor_table
 from services.evaluation.metrics import hit_curve, summarize
 from services.evaluation.replay import (
     RELEVANCES,
@@ -32,6 +33,8 @@ from shared.stackexchange import read_dump
 # People per ranking: a relevant person ranked below this counts as not found.
 DEPTH = 100
 CURVE_KS = tuple(range(1, 21))
+# The accepted answerer's accepted answers before the question: newcomers to regulars.
+STRATA = (("0", 0, 0), ("1-4", 1, 4), ("5-19", 5, 19), ("20+", 20, None))
 
 
 @dataclass
@@ -46,6 +49,13 @@ class Evaluation:
     notes: dict[str, object] = field(default_factory=dict)
     # expertmatch's features with weights fit on the test questions themselves (acc), if asked for.
     ceiling: dict[str, float | int] | None = None
+    # By expertmatch system: the share of test questions with an accepted answer whose accepted
+    # answerer was in the candidate pool at all (beside `coverage`: had they posted before).
+    in_pool: dict[str, float] = field(default_factory=dict)
+    # By system, then stratum of the accepted answerer's prior accepted answers: MRR (acc) and n.
+    strata: dict[str, dict[str, dict[str, float | int]]] = field(default_factory=dict)
+    # expertmatch's top 3 under each similarity floor: who is kept, who dropped, who answered.
+    floors: list[dict[str, float | int]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The report's JSON: the fixed keys, plus the rank step's latency."""
@@ -53,8 +63,11 @@ class Evaluation:
             "dataset": self.dataset,
             "n_test": self.n_test,
             "coverage": self.coverage,
+            "in_pool": self.in_pool,
             "seconds": self.seconds,
             "systems": self.systems,
+            "strata": self.strata,
+            "floors": self.floors,
             "rank_ms": self.rank_ms,
         } | ({"ceiling": self.ceiling} if self.ceiling is not None else {})
 
@@ -102,6 +115,7 @@ async def evaluate(
             systems = [matcher, bm25, MostActive()]
             if feedback is not None:
                 systems.append(await matcher_system("expertmatch+feedback", feedback=feedback))
+            matchers = [s for s in systems if isinstance(s, MatcherSystem)]
             with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
                 result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
             bound = await score_ceiling(matcher, result, policy.learning.training, DEPTH) if ceiling else None
@@ -114,6 +128,9 @@ async def evaluate(
         curves={s.name: _curves(result, s.name) for s in systems},
         rank_ms=_percentiles(matcher.rank_ms),
         ceiling=bound,
+        in_pool={m.name: _in_pool(result, m) for m in matchers},
+        strata={s.name: _strata(result, s.name) for s in systems},
+        floors=floor_table(result, matcher),
         notes={
             "posts": len(posts),
             "skipped": dict(read.skipped),
@@ -134,6 +151,26 @@ def _scores(result: ReplayResult, system: str) -> dict[str, dict[str, float | in
 
 def _curves(result: ReplayResult, system: str) -> dict[str, list[float]]:
     return {relevance: hit_curve(_judged(result, system, relevance), CURVE_KS) for relevance in RELEVANCES}
+
+
+def _in_pool(result: ReplayResult, system: MatcherSystem) -> float:
+    with_answer = [j for j in result.judged if j.relevant["acc"]]
+    found = [j for j in with_answer if j.relevant["acc"] & system.pools.get(j.question_id, frozenset())]
+    return len(found) / len(with_answer) if with_answer else 0.0
+
+
+def _strata(result: ReplayResult, system: str) -> dict[str, dict[str, float | int]]:
+    """MRR (acc) by how many accepted answers the accepted answerer had before the question."""
+    found = {}
+    for label, low, high in STRATA:
+        judged = [
+            (j.rankings[system], j.relevant["acc"])
+            for j in result.judged
+            if j.prior_accepted is not None and j.prior_accepted >= low and (high is None or j.prior_accepted <= high)
+        ]
+        scores = summarize(judged)
+        found[label] = {"mrr": scores["mrr"], "n": scores["n"]}
+    return found
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:

@@ -33,7 +33,11 @@ def ndcg_at(ranking: Sequence[str], relevant: Collection[str], k: int) -> float:
 
 
 def summarize(judged: Sequence[tuple[Sequence[str], Collection[str]]]) -> dict[str, float | int]:
-    """Mean MRR, P@1, Hit@5 and nDCG@10 over the questions that have a relevant person, and their n."""
+    """Mean MRR, P@1, Hit@3, Hit@5 and nDCG@10 over the questions that have a relevant person, and their n.
+
+    Hit@3 with every answerer relevant is what inviting three people buys: the share of
+    questions where at least one of them answered.
+    """
     counted = [(ranking, relevant) for ranking, relevant in judged if relevant]
     n = len(counted)
 
@@ -43,6 +47,7 @@ def summarize(judged: Sequence[tuple[Sequence[str], Collection[str]]]) -> dict[s
     return {
         "mrr": mean([reciprocal_rank(r, rel) for r, rel in counted]),
         "p@1": mean([hit_at(r, rel, 1) for r, rel in counted]),
+        "hit@3": mean([hit_at(r, rel, 3) for r, rel in counted]),
         "hit@5": mean([hit_at(r, rel, 5) for r, rel in counted]),
         "ndcg@10": mean([ndcg_at(r, rel, 10) for r, rel in counted]),
         "n": n,

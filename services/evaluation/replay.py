@@ -7,7 +7,7 @@ answers are observed, so nothing from its future can help.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -52,6 +52,8 @@ class Judged:
     relevant: dict[str, frozenset[str]]  # by relevance
     rankings: dict[str, list[str]]  # by system
     answerer_known: bool | None  # the accepted answerer had posted before; None without one
+    # The accepted answerer's accepted answers posted before the question (the most of several); None without one.
+    prior_accepted: int | None = None
 
 
 @dataclass
@@ -137,6 +139,7 @@ async def replay(
     answered = first_answers(posts)
     result = ReplayResult(n_test=len(tests))
     authors_so_far: set[str] = set()
+    accepted_so_far: Counter[str] = Counter()
     pending: list[DumpPost] = []
     for post in posts:
         if post.id in tests:
@@ -144,8 +147,9 @@ async def replay(
                 await system.observe(pending)
             progress(len(pending))
             authors_so_far.update(p.author_id for p in pending)
+            accepted_so_far.update(p.author_id for p in pending if p.kind == "answer" and p.accepted)
             pending = []
-            judged = await _judge(post, systems, relevant[post.id], authors_so_far, depth)
+            judged = await _judge(post, systems, relevant[post.id], authors_so_far, accepted_so_far, depth)
             result.judged.append(judged)
             for system in systems:
                 # Systems that learn from invitations hear how theirs went; they see it only later.
@@ -163,6 +167,7 @@ async def _judge(
     systems: Sequence[System],
     relevant: dict[str, frozenset[str]],
     authors_so_far: set[str],
+    accepted_so_far: Counter[str],
     depth: int,
 ) -> Judged:
     rankings = {}
@@ -176,6 +181,7 @@ async def _judge(
         relevant=relevant,
         rankings=rankings,
         answerer_known=bool(accepted & authors_so_far) if accepted else None,
+        prior_accepted=max(accepted_so_far[person] for person in accepted) if accepted else None,
     )
 
 
@@ -235,6 +241,8 @@ class MatcherSystem:
         self._feedback = feedback
         self._responses: list[InvitationResponded] = []
         self.rank_ms: list[float] = []
+        self.pools: dict[str, frozenset[str]] = {}  # by question id: everyone its ranking considered
+        self.closeness: dict[str, dict[str, float]] = {}  # by question id, then ranked person
 
     async def observe(self, posts: Sequence[DumpPost]) -> None:
         events: list[object] = [PostUpserted(tenant=self.tenant, data=as_post(p, self.tenant)) for p in posts]
@@ -254,7 +262,7 @@ class MatcherSystem:
         # Live, a refit runs beside the ranking; here it finishes first, so every run is the same.
         await self.service.trainer.settle(self.tenant)
         started = time.perf_counter()
-        candidates, _ = await self.service.rank_question(
+        ranked = await self.service.rank_question(
             tenant=self.tenant,
             vector=vector,
             text=text,
@@ -266,7 +274,9 @@ class MatcherSystem:
             limit=limit,
         )
         self.rank_ms.append((time.perf_counter() - started) * 1000)
-        return [candidate.person_id for candidate in candidates]
+        self.pools[question.id] = ranked.pool
+        self.closeness[question.id] = {c.person_id: c.closeness or 0.0 for c in ranked.candidates}
+        return [candidate.person_id for candidate in ranked.candidates]
 
 
 async def never_publish(matches: Sequence[object]) -> None:

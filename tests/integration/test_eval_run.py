@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 # Enough for a few dozen test questions with accepted answers, small enough to embed in ~20 s.
 SLICE_ROWS = 260
 SYSTEMS = {"expertmatch", "bm25", "most_active"}
-METRICS = {"mrr", "p@1", "hit@5", "ndcg@10", "n"}
+METRICS = {"mrr", "p@1", "hit@3", "hit@5", "ndcg@10", "n"}
 
 
 @pytest.fixture

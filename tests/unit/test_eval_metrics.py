@@ -53,4 +53,4 @@ def test_hit_curve_rises_with_k():
 
 
 def test_no_judged_questions_give_zeros_not_errors():
-    assert summarize([]) == {"mrr": 0.0, "p@1": 0.0, "hit@5": 0.0, "ndcg@10": 0.0, "n": 0}
+    assert summarize([]) == {"mrr": 0.0, "p@1": 0.0, "hit@3": 0.0, "hit@5": 0.0, "ndcg@10": 0.0, "n": 0}
