@@ -43,6 +43,10 @@ class DemoQuestion(_Model):
     body: str
     tags: list[str]
     expected_experts: list[str]
+    # The past thread this question asks again: its answerers are the ones to ask first.
+    matching_thread: str
+    # Past threads on the question's topic: whoever is invited has answered one of them.
+    on_topic_threads: list[str]
 
 
 class DemoCorpus(_Model):
@@ -51,6 +55,8 @@ class DemoCorpus(_Model):
     people: list[Person]
     posts: list[PostIn]
     demo_questions: list[DemoQuestion]
+    # The question `make run` suggests to post by hand.
+    try_question: DemoQuestion
 
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.people if p.id == person_id), None)

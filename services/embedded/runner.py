@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from services.demo.corpus import load_corpus
+from services.demo.corpus import DemoQuestion, load_corpus
 from services.embedded import demo
 from services.embedded.children import Child, ChildFailed, child_env, current_env
 from services.embedded.console import say
@@ -112,6 +113,7 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
     children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports)}
     key, tenant = next(iter(parse_api_keys(keys).items()))
     receiver = None
+    question = load_corpus().try_question
     try:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
             for child in children.values():
@@ -120,7 +122,7 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
                 await child.wait_ready(http, options.ready_timeout)
             say("ingest, matcher and notifier are ready")
             receiver = await _demo(options, http, children) if options.demo else None
-            _print_usage(key, tenant, children, demo=receiver is not None)
+            _print_usage(key, tenant, children, question, demo=receiver is not None)
             return await _until_stopped(stop, children)
     except ChildFailed as exc:
         say(str(exc))
@@ -179,20 +181,20 @@ async def _until_stopped(stop: asyncio.Event, children: dict[str, Child]) -> int
     return 1
 
 
-def _print_usage(key: str, tenant: str, children: dict[str, Child], *, demo: bool) -> None:
+def _print_usage(key: str, tenant: str, children: dict[str, Child], question: DemoQuestion, *, demo: bool) -> None:
     ingest_url = children["ingest"].url
     where = (
         "invitations appear above as the notifier delivers them"
         if demo
         else f"subscribe a webhook with POST {children['notifier'].url}/v1/subscriptions to receive invitations"
     )
+    post = {"id": question.id, "thread_id": f"{question.id}-thread", "author_id": question.author_id,
+            "kind": "question", "title": question.title, "body": question.body}
     say(
         f"API key for tenant '{tenant}': {key}\n"
         f"post a question of your own:\n"
         f"  curl -s -X POST {ingest_url}/v1/posts -H 'Authorization: Bearer {key}' \\\n"
         f"    -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"id\": \"my-q1\", \"thread_id\": \"my-t1\", \"author_id\": \"me\", \"kind\": \"question\", "
-        f"\"title\": \"Terraform plan wants to replace our RDS instance\", "
-        f"\"body\": \"I only changed the instance class. Is it safe to apply?\"}}'\n"
+        f"    -d '{json.dumps(post)}'\n"
         f"{where}; Ctrl-C stops everything"
     )
