@@ -128,6 +128,24 @@ async def test_a_thread_with_no_one_left_to_invite_stops_escalating(db):
     assert (await threads.decisions(db, tenant="acme", thread_id="t1")).state.closed_reason == "no_candidates"
 
 
+async def test_escalation_stops_when_everyone_left_is_not_close_enough(db):
+    close = matched("a", "b", "c").data.candidates
+    far = tuple(
+        c.model_copy(update={"person_id": p, "score": 0.5, "closeness": 0.1})
+        for p, c in zip("def", close)
+    )
+    event = matched("a")
+    event = event.model_copy(update={"data": event.data.model_copy(update={"candidates": close + far})})
+    await invitations.record_match(db, event=event, policy=POLICY, now=T0)
+
+    assert await escalator(db).escalate_due(now=T0 + timedelta(hours=4)) == 0
+
+    found = await threads.decisions(db, tenant="acme", thread_id="t1")
+    assert found.state.closed_reason == "no_one_close_enough"
+    assert await invited(db) == ["a", "b", "c"]
+    assert {s.person_id for s in found.skips if s.reason == "not_close_enough"} == set("def")
+
+
 async def test_the_daily_cap_holds_across_threads(db):
     for n in range(4):
         await invitations.record_match(db, event=matched("ann", "bob", thread=f"t{n}"), policy=POLICY, now=T0 + timedelta(minutes=n))
