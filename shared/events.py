@@ -77,10 +77,11 @@ class TagRecord(_Frozen):
 
 
 class TrackRecord(_Frozen):
-    """What the tenant's posts show of a person, counted up to the start of the question's day (UTC).
+    """What the tenant's posts show of a person, counted up to the start of the question's day (UTC),
+    and what they said when invited to questions like this one before it.
 
-    These are the facts a "why you" may state: counts of the person's own answers, never a
-    reading of their score.
+    These are the facts a "why you" may state: counts of the person's own answers and responses,
+    never a reading of their score.
     """
 
     answers: int = 0
@@ -89,6 +90,9 @@ class TrackRecord(_Frozen):
     answers_last_90_days: int = 0
     # The question's tags they have answers in, most answered first.
     tags: tuple[TagRecord, ...] = ()
+    # Invitations to questions at cosine 0.75 or closer to this one: answered, and called not their area.
+    answered_nearby: int = 0
+    not_my_area_nearby: int = 0
 
 
 class Candidate(_Frozen):

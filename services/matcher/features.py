@@ -69,6 +69,8 @@ MAX_TAGS = 3  # one facet call each
 # quantumcomputing as much; a response reaching everywhere (0.0) cost beer 15% of its MRR.
 FEEDBACK_DEPTH = 50
 REACH = 0.5
+# A question this close is "like this one" in a track record: a "not my area" there counts fully.
+NEARBY = 0.75
 # What each response says of the person near that question: answering shows it most.
 RESPONSE_WEIGHTS = {"answered": (1.0, 0.0), "accepted": (0.5, 0.0), "declined": (0.0, 0.0), "not_my_area": (0.0, 1.0)}
 # Timestamps are compared to the second: what was stored in the question's own second was there.
@@ -122,6 +124,8 @@ class FeatureTable:
     # Per person: (for, against) in [0, 1], what their responses near this question said.
     feedback: np.ndarray | None = None
     counts: AnswerCounts | None = None  # the tenant's answer counts the features were read from
+    # By person: (answered, not my area) responses to invitations to questions at cosine NEARBY or closer.
+    nearby: dict[str, tuple[int, int]] = field(default_factory=dict)
     # By person: the similarity of their closest answer, or of the closest question whose thread
     # they answered, among the dense hits; absent for people with neither.
     closeness: dict[str, float] = field(default_factory=dict)
@@ -131,7 +135,10 @@ class FeatureTable:
 
     def track_record(self, person: str) -> TrackRecord | None:
         """The counts behind a person's features: facts an invitation may state."""
-        return self.counts.of(person) if self.counts is not None else None
+        if self.counts is None:
+            return None
+        answered, refused = self.nearby.get(person, (0, 0))
+        return self.counts.of(person).model_copy(update={"answered_nearby": answered, "not_my_area_nearby": refused})
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +256,21 @@ async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: Feature
     hits = await index.feedback_near(query.tenant, query.vector, limit=FEEDBACK_DEPTH, before=query.before)
     found = _feedback(hits)
     values = np.asarray([found.get(person, (0.0, 0.0)) for person in table.people], dtype=float)
-    return replace(table, feedback=values)
+    return replace(table, feedback=values, nearby=_nearby_responses(hits))
+
+
+def _nearby_responses(hits: list[FeedbackHit]) -> dict[str, tuple[int, int]]:
+    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and called not their area."""
+    answered = {(h.person_id, h.question_post_id) for h in hits if h.response == "answered" and h.similarity >= NEARBY}
+    refused = {
+        (h.person_id, h.question_post_id)
+        for h in hits
+        if h.response == "not_my_area" and h.similarity >= NEARBY and (h.person_id, h.question_post_id) not in answered
+    }
+    people = {person for person, _ in answered | refused}
+    return {
+        person: (sum(1 for p, _ in answered if p == person), sum(1 for p, _ in refused if p == person)) for person in people
+    }
 
 
 def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:

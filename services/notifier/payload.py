@@ -41,6 +41,8 @@ def _facts(record: TrackRecord) -> dict[str, str]:
         facts["accepted"] = f"{record.accepted} of your {_count(record.answers, 'answer')} were accepted"
     if record.answers:
         facts["answers"] = f"you have written {_count(record.answers, 'answer')}"
+    if record.answered_nearby:
+        facts["feedback"] = f"you answered {_count(record.answered_nearby, 'invitation')} to questions like this one"
     if record.answers_last_30_days:
         facts["activity"] = f"you wrote {_count(record.answers_last_30_days, 'answer')} in the last 30 days"
     elif record.answers_last_90_days:

@@ -95,6 +95,7 @@ class SkipReason(StrEnum):
     PARTICIPANT = "participant"
     ALREADY_INVITED = "already_invited"
     NOT_CLOSE_ENOUGH = "not_close_enough"
+    NOT_MY_AREA = "not_my_area"
     OPTED_OUT = "opted_out"
     SNOOZED = "snoozed"
     DAILY_CAP = "daily_cap"
@@ -145,6 +146,11 @@ def skip_reason(
         return SkipReason.ALREADY_INVITED
     if closeness(candidate) < policy.min_similarity:
         return SkipReason.NOT_CLOSE_ENOUGH
+    record = candidate.track_record
+    if record is not None and record.not_my_area_nearby > record.answered_nearby:
+        # They called questions like this one not their area more often than they answered them:
+        # ranked last is not enough when nobody else is close enough to take their place.
+        return SkipReason.NOT_MY_AREA
     if person.opted_out:
         return SkipReason.OPTED_OUT
     if person.snoozed_until is not None and person.snoozed_until > now:

@@ -230,8 +230,19 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
 
         again = {**QUESTION, "id": "q-again", "thread_id": "q-again", "author_id": "lee"}
         await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=again)
-        second = await _until(lambda: invitations_to("q-again", expected=3), 60, "the second question's invitations")
-        assert "kim" not in {row["person_id"] for row in second}
+
+        async def decided():
+            got = await http.get(f"{system.url('notifier')}/v1/threads/q-again/invitations", headers=ACME)
+            found = got.json()
+            return found if found["skipped"] else None
+
+        second = await _until(decided, 60, "the second question's decisions")
+        # kim is the only one close to it, and said it is not their area: nobody else is invited
+        # for being less far, and kim is not asked again.
+        assert second["invited"] == []
+        reasons = {row["person_id"]: row["reason"] for row in second["skipped"]}
+        assert reasons["kim"] == "not_my_area"
+        assert {reason for person, reason in reasons.items() if person != "kim"} == {"not_close_enough"}
         # Far from that question, kim is still the one asked.
         hits = await http.post(
             f"{system.url('matcher')}/v1/experts/search", headers=ACME, json={"text": "helm rollback lost the TLS secret"}

@@ -301,6 +301,9 @@ async def test_not_my_area_sinks_that_person_near_that_question_only(service, em
     ranked = [c.person_id for c in after_pods]
     # On a question this close, the clear expert sinks to the bottom of the pool.
     assert "kim" not in ranked or ranked[-1] == "kim"
+    # Their track record says so, for the notifier to act on whatever else is there to invite.
+    [kim] = [c for c in after_pods if c.person_id == "kim"]
+    assert (kim.track_record.not_my_area_nearby, kim.track_record.answered_nearby) == (1, 0)
     # Far from that question, kim is ranked as before.
     after_payroll = await rank(service, embedder, "payroll export on the first of the month")
     assert [(c.person_id, round(c.score, 6)) for c in after_payroll] == [

@@ -90,6 +90,15 @@ def test_why_for_accepted_answers_and_volume_leads():
     )
 
 
+def test_why_leads_with_invitations_answered_when_feedback_weighed_most():
+    record = TrackRecord(answers=3, answered_nearby=2)
+    found = [evidence("Vault", similarity=0.5)]
+
+    assert why_you(person(found, {"similarity": 0.2, "feedback": 1.5}, record)) == (
+        "You answered 2 invitations to questions like this one, and you answered “Vault”."
+    )
+
+
 def test_why_counts_are_singular_when_one():
     record = TrackRecord(answers=1, accepted=1, answers_last_30_days=0, answers_last_90_days=1,
                          tags=(TagRecord(tag="vpn", answers=1),))
@@ -145,4 +154,5 @@ def test_payload_carries_the_track_record_its_why_states():
     assert data["closeness"] is None  # not measured by this candidate's matcher
     assert data["track_record"] == {
         "answers": 9, "accepted": 3, "answers_last_30_days": 4, "answers_last_90_days": 7, "tags": [],
+        "answered_nearby": 0, "not_my_area_nearby": 0,
     }

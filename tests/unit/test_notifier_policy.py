@@ -14,7 +14,7 @@ from services.notifier.policy import (
     plan_invitations,
 )
 from services.notifier.settings import NotifierSettings
-from shared.events import Candidate, Evidence, PostKind
+from shared.events import Candidate, Evidence, PostKind, TrackRecord
 
 pytestmark = pytest.mark.unit
 
@@ -133,6 +133,19 @@ def test_the_floor_reads_the_matchers_closeness_and_only_answers_without_it():
 
     assert ids(result.invite) == ["measured"]
     assert skips(result) == {"asker-of-a-twin": "not_close_enough", "far": "not_close_enough"}
+
+
+def test_someone_who_said_not_my_area_near_this_question_is_not_invited_even_when_alone():
+    # Parts are leads over the weakest candidate: the one sunk to the bottom shows no feedback part at all.
+    sunk = Candidate(person_id="kim", score=0.0, evidence=close_to(0.9), closeness=0.9,
+                     track_record=TrackRecord(answers=9, not_my_area_nearby=1))
+    lifted = Candidate(person_id="lee", score=1.0, evidence=close_to(0.6), closeness=0.6,
+                       track_record=TrackRecord(answers=2, answered_nearby=2, not_my_area_nearby=1))
+
+    result = plan([sunk, lifted])
+
+    assert ids(result.invite) == ["lee"]
+    assert skips(result) == {"kim": "not_my_area"}
 
 
 def test_a_tenant_may_set_its_own_similarity_floor():
