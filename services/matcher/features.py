@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -261,16 +261,11 @@ async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: Feature
 
 def _nearby_responses(hits: list[FeedbackHit]) -> dict[str, tuple[int, int]]:
     """Per person: how many questions at cosine NEARBY or closer they answered when invited, and called not their area."""
-    answered = {(h.person_id, h.question_post_id) for h in hits if h.response == "answered" and h.similarity >= NEARBY}
-    refused = {
-        (h.person_id, h.question_post_id)
-        for h in hits
-        if h.response == "not_my_area" and h.similarity >= NEARBY and (h.person_id, h.question_post_id) not in answered
-    }
-    people = {person for person, _ in answered | refused}
-    return {
-        person: (sum(1 for p, _ in answered if p == person), sum(1 for p, _ in refused if p == person)) for person in people
-    }
+    near = [h for h in hits if h.similarity >= NEARBY]
+    answered = {(h.person_id, h.question_post_id) for h in near if h.response == "answered"}
+    refused = {(h.person_id, h.question_post_id) for h in near if h.response == "not_my_area"} - answered
+    answers, refusals = Counter(p for p, _ in answered), Counter(p for p, _ in refused)
+    return {person: (answers[person], refusals[person]) for person in answers | refusals}
 
 
 def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:
