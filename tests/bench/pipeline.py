@@ -143,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             extra_env={
                 "MATCHER_EMBED_BATCH_SIZE": str(args.batch_size),
                 # Latency is measured here, not the invite policy: the few most active people of a
-                # site would reach their daily cap within the first questions and get nothing more.
+                # site would reach their daily cap within the first questions and get nothing more,
+                # and a question nobody is close enough to would send no webhook to time.
                 "NOTIFIER_MAX_INVITES_PER_DAY": "100000",
                 "NOTIFIER_MAX_INVITES_PER_WEEK": "100000",
+                "NOTIFIER_MIN_SIMILARITY": "-1",
             },
         )
         with system:
