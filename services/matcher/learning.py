@@ -44,8 +44,9 @@ FUSION_WEIGHTS = {
 # comments near this one, shows interest, and asking is not knowing: its sign is the data's.
 # Held at 0 or above, `accepted` lost what the free fit used it for (a negative weight beside a
 # positive acceptance: an expert whose answering is current, not past). `recent_share`, a rate
-# like acceptance, says that with a sign of its own. `expertmatch eval`, MRR / P@1 (acc), free ->
-# non-negative -> non-negative with recent_share: physics 0.152/0.081 -> 0.136/0.070 ->
+# like acceptance, says that with a sign of its own. `expertmatch eval`, MRR / P@1 (acc), free
+# (hits-only pools) -> non-negative -> non-negative with recent_share (both with the deeper
+# pools, which alone cost dba 0.244 -> 0.240): physics 0.152/0.081 -> 0.136/0.070 ->
 # 0.151/0.078; dba 0.247/0.148 -> 0.234/0.134 -> 0.240/0.143.
 NON_NEGATIVE = frozenset(FEATURE_NAMES) - {"dense_other"}
 
