@@ -56,6 +56,18 @@ async def wait_indexed(http: httpx.AsyncClient, matcher_url: str, expected: int,
     return count
 
 
+async def wait_learned(http: httpx.AsyncClient, matcher_url: str, timeout: float) -> int:
+    """Poll until the tenant's ranking has learned from its past questions; how many (0: still the fusion)."""
+    deadline = time.monotonic() + timeout
+    learned = 0
+    while time.monotonic() < deadline:
+        response = await http.get(f"{matcher_url}/v1/index/stats")
+        if response.status_code == 200 and (learned := response.json().get("learned_from", 0)):
+            return learned
+        await asyncio.sleep(1)
+    return learned
+
+
 async def ask_demo_questions(http: httpx.AsyncClient, ingest_url: str, corpus: DemoCorpus) -> None:
     """Post the demo questions as new threads (ids unique per run, so every run invites again)."""
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")

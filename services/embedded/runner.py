@@ -33,6 +33,7 @@ class RunOptions:
     demo: bool = True
     ready_timeout: float = 300.0
     index_timeout: float = 300.0
+    learn_timeout: float = 120.0
 
 
 def default_data_dir() -> Path:
@@ -162,6 +163,11 @@ async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str
         say(f"only {indexed} of {sent} posts indexed after {options.index_timeout:.0f}s; asking anyway")
     else:
         say(f"the matcher has indexed {indexed} contributions")
+    # The demo's questions are ranked as the tenant's own model would rank them, not by the fusion
+    # it starts with: its first fit runs in the background once enough answers are accepted.
+    learned = await demo.wait_learned(http, children["matcher"].url, options.learn_timeout)
+    say(f"the matcher learned from {learned} past questions with an accepted answer" if learned
+        else f"no learned model after {options.learn_timeout:.0f}s; the hand-set fusion ranks")
     await demo.ask_demo_questions(http, children["ingest"].url, corpus)
     return receiver
 

@@ -43,6 +43,8 @@ class SearchResponse(BaseModel):
 
 class IndexStats(BaseModel):
     contributions: int
+    # How many past questions the tenant's ranking model learned from; 0: the hand-set fusion ranks.
+    learned_from: int
 
 
 def _matcher(request: Request) -> Matcher:
@@ -90,9 +92,11 @@ def create_app(
 
     @app.get("/v1/index/stats", response_model=IndexStats)
     async def index_stats(tenant: TenantDep, matcher: MatcherDep) -> IndexStats:
-        """How many contributions of the caller's tenant the index holds."""
+        """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:
-            return IndexStats(contributions=await matcher.index.count(tenant))
+            return IndexStats(
+                contributions=await matcher.index.count(tenant), learned_from=matcher.service.trainer.scorer(tenant).examples
+            )
         except IndexUnavailable as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}") from exc
 

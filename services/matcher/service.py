@@ -127,6 +127,11 @@ class MatcherService:
         }
         questions = await self._apply(events, contributions)
         self._remember(upserts, contributions)
+        for tenant in {e.tenant for e in upserts}:
+            # A tenant's first model need not wait for its first question: a new tenant's backfill
+            # is enough. Later refits follow the questions (a bulk import does not refit on end).
+            if not self.trainer.scorer(tenant).examples:
+                self.trainer.schedule(tenant)
         for event in events:
             if isinstance(event, InvitationResponded):
                 await self._record_response(event)

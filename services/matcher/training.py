@@ -208,8 +208,12 @@ class Trainer:
             return
         self._keep_only(tenant, {(q.post_id, a) for q, a in labelled[-self._policy.window :]})
         usable = [e for e in examples if e is not None]
-        if len(usable) >= self._policy.min_examples:
-            self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.training)
+        if len(usable) < self._policy.min_examples:
+            # Too few answerers were candidates (a backfill still arriving, say): the next due check
+            # tries again, reusing the examples already read.
+            log.info("%s: %d usable examples of %d, too few to learn from yet", tenant, len(usable), len(labelled))
+            return
+        self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.training)
         self._trained_on[tenant] = len(labelled)
         self.fit_seconds.append(time.perf_counter() - started)
         log.info("retrained %s on %d examples in %.2f s", tenant, len(usable), self.fit_seconds[-1])

@@ -20,6 +20,7 @@ from services.demo.corpus import DemoCorpus, DemoQuestion, load_corpus
 from services.matcher.embedder import SentenceEmbedder
 from services.matcher.index import EdgeIndex
 from services.matcher.service import MatcherService, RankingPolicy
+from services.matcher.settings import MatcherSettings
 from services.matcher.texts import contribution_text
 from services.notifier.payload import why_you
 from services.notifier.policy import InvitePolicy, plan_invitations
@@ -89,12 +90,16 @@ def corpus() -> DemoCorpus:
 
 
 async def demo_matcher(corpus: DemoCorpus, folder: Path, model: SentenceEmbedder) -> MatcherService:
-    """A matcher that has indexed the whole demo corpus as backfill, and learned from it as `make run`'s would."""
+    """A matcher that has indexed the demo corpus as backfill in the consumer's batches, and learned
+    from it as `make run`'s does: its first model fit starts once enough answers are accepted."""
     index = await EdgeIndex.open(folder / "index")
     service = MatcherService(index=index, embedder=model, publish=_never, policy=RankingPolicy())
     posts = [p.to_post(tenant=TENANT, received_at=NOW) for p in corpus.backfill_as_of(NOW)]
-    await service.handle([Delivery(PostUpserted(tenant=TENANT, data=post), record=None) for post in posts])
-    await service.trainer.settle(TENANT)
+    events = [Delivery(PostUpserted(tenant=TENANT, data=post), record=None) for post in posts]
+    size = MatcherSettings().batch_size
+    for start in range(0, len(events), size):
+        await service.handle(events[start : start + size])
+    await service.trainer.settle(TENANT)  # the fit the backfill started, as make run waits for it
     return service
 
 

@@ -128,7 +128,7 @@ async def test_search_through_the_app_is_per_tenant_and_needs_a_key(settings, re
 
             other = await client.post("/v1/experts/search", json={"text": "pods restarting in kubernetes"}, headers=globex)
             assert other.status_code == 200 and other.json() == {"experts": []}
-            assert (await client.get("/v1/index/stats", headers=globex)).json() == {"contributions": 0}
+            assert (await client.get("/v1/index/stats", headers=globex)).json() == {"contributions": 0, "learned_from": 0}
 
             assert (await client.post("/v1/experts/search", json={"text": "pods"})).status_code == 401
             assert (await client.get("/v1/index/stats", headers={"Authorization": "Bearer nope"})).status_code == 401
