@@ -63,8 +63,11 @@ class ConsumerLoop:
         max_records: int = 64,
         poll_timeout_ms: int = 500,
         retry_backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
+        on_caught_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._consumer = consumer
+        # Called after a poll that brings nothing: the loop has caught up with its topics.
+        self._on_caught_up = on_caught_up
         self._producer = producer
         self._handler = handler
         self._name = name
@@ -124,6 +127,8 @@ class ConsumerLoop:
         )
         records = [record for part in batches.values() for record in part]
         if not records:
+            if self._on_caught_up is not None:
+                await self._on_caught_up()
             return 0
         try:
             await self._handle(records)

@@ -70,7 +70,9 @@ async def bootstrap(
         stack.push_async_callback(service.trainer.close)
         loop = None
         if settings.consume:
-            loop = await stack.enter_async_context(posts_consumer(settings, producer=producer, handler=service.handle))
+            loop = await stack.enter_async_context(
+                posts_consumer(settings, producer=producer, handler=service.handle, on_caught_up=service.caught_up)
+            )
         yield Matcher(service=service, index=index, embedder=embedder, loop=loop, readiness=_readiness(settings, index, embedder))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
@@ -17,7 +17,11 @@ GROUP = "matcher"
 
 @asynccontextmanager
 async def posts_consumer(
-    settings: MatcherSettings, *, producer: AIOKafkaProducer, handler: Handler
+    settings: MatcherSettings,
+    *,
+    producer: AIOKafkaProducer,
+    handler: Handler,
+    on_caught_up: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ConsumerLoop]:
     """A started consumer in the matcher group, as a loop; closed on exit.
 
@@ -34,6 +38,7 @@ async def posts_consumer(
             handler=handler,
             name="matcher",
             max_records=settings.batch_size,
+            on_caught_up=on_caught_up,
         )
     finally:
         await consumer.stop()

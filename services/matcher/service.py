@@ -103,6 +103,7 @@ class MatcherService:
         self._policy = policy
         self._clock = clock
         self._history = History(policy.learning.history)
+        self._unlearned: set[str] = set()
         self._daily = DailyCounts(index)
         self.trainer = Trainer(
             index=index, history=self._history, pool=policy.pool, policy=policy.learning, daily=self._daily
@@ -127,17 +128,26 @@ class MatcherService:
         }
         questions = await self._apply(events, contributions)
         self._remember(upserts, contributions)
-        for tenant in {e.tenant for e in upserts}:
-            # A tenant's first model need not wait for its first question: a new tenant's backfill
-            # is enough. Later refits follow the questions (a bulk import does not refit on end).
-            if not self.trainer.scorer(tenant).examples:
-                self.trainer.schedule(tenant)
+        # Tenants still ranked by the fusion learn their first model once the posts have stopped
+        # coming (see caught_up), not from examples read off an index still filling.
+        self._unlearned.update(e.tenant for e in upserts if not self.trainer.scorer(e.tenant).examples)
         for event in events:
             if isinstance(event, InvitationResponded):
                 await self._record_response(event)
         matches = [await self._match(event, contributions[id(event)]) for event in questions]
         if matches:
             await self._publish(matches)
+
+    async def caught_up(self) -> None:
+        """The consumer has caught up with the posts: start the first fit of tenants that got posts and have no model.
+
+        A tenant's first model then need not wait for its first question (a backfill is enough),
+        and its training examples are read off the index once the backfill is in, not while it
+        fills; later refits follow the questions.
+        """
+        tenants, self._unlearned = self._unlearned, set()
+        for tenant in tenants:
+            self.trainer.schedule(tenant)
 
     async def _record_response(self, event: InvitationResponded) -> None:
         """Keep a response beside its question's vector: the next questions close to it feel it."""

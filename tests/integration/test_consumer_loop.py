@@ -143,3 +143,27 @@ async def test_a_transient_failure_retries_the_batch_without_losing_it(kafka):
     await consumer.stop()
     assert sorted(seen) == ["p0", "p1", "p2", "p3"]
     assert loop.stats.retries == 2 and loop.stats.dead_lettered == 0
+
+
+async def test_the_loop_says_when_it_has_caught_up_with_its_topics(kafka):
+    settings, producer = kafka
+    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(5)])
+    seen: list[str] = []
+    caught_up: list[int] = []
+
+    async def handler(deliveries):
+        seen.extend(d.event.data.id for d in deliveries)
+
+    async def on_caught_up():
+        caught_up.append(len(seen))
+
+    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("catching-up"))
+    await consumer.start()
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test", on_caught_up=on_caught_up)
+    try:
+        await loop.drain(idle_polls=2)
+    finally:
+        await consumer.stop()
+
+    # Only polls that bring nothing report it: after all five (or, while the group still forms, before any).
+    assert caught_up and caught_up[-1] == 5 and set(caught_up) <= {0, 5}

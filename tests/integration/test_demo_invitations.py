@@ -91,7 +91,7 @@ def corpus() -> DemoCorpus:
 
 async def demo_matcher(corpus: DemoCorpus, folder: Path, model: SentenceEmbedder) -> MatcherService:
     """A matcher that has indexed the demo corpus as backfill in the consumer's batches, and learned
-    from it as `make run`'s does: its first model fit starts once enough answers are accepted."""
+    from it as `make run`'s does: its first model fit starts once the consumer has caught up."""
     index = await EdgeIndex.open(folder / "index")
     service = MatcherService(index=index, embedder=model, publish=_never, policy=RankingPolicy())
     posts = [p.to_post(tenant=TENANT, received_at=NOW) for p in corpus.backfill_as_of(NOW)]
@@ -99,7 +99,8 @@ async def demo_matcher(corpus: DemoCorpus, folder: Path, model: SentenceEmbedder
     size = MatcherSettings().batch_size
     for start in range(0, len(events), size):
         await service.handle(events[start : start + size])
-    await service.trainer.settle(TENANT)  # the fit the backfill started, as make run waits for it
+    await service.caught_up()  # as the consumer loop reports it after a poll that brings nothing
+    await service.trainer.settle(TENANT)  # the fit that started, which make run waits for
     return service
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -213,6 +214,45 @@ async def test_a_restarted_matcher_reads_its_tenants_history_back_from_the_index
     relearned, learned = restarted.trainer.scorer("acme"), first.trainer.scorer("acme")
     assert relearned.examples == learned.examples == 28
     assert relearned.weights == pytest.approx(learned.weights)
+
+
+async def test_a_backfilled_tenant_learns_its_first_model_once_the_consumer_has_caught_up():
+    """Not from an index still filling, and not only at its first question."""
+    index, embedder = InMemoryIndex(), FakeEmbedder()
+    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
+    events = [Delivery(e, record=None) for e in history(30)]
+
+    for start in range(0, len(events), 16):
+        await service.handle(events[start : start + 16])
+        await asyncio.sleep(0)
+        assert service.trainer.scorer("acme").examples == 0  # still arriving: nothing fit yet
+
+    await service.caught_up()
+    await service.trainer.settle("acme")
+    assert service.trainer.scorer("acme").examples == 28
+    # A tenant that has its model refits with its questions, not with every quiet moment.
+    await service.handle([Delivery(e, record=None) for e in history(31)[-4:]])
+    await service.caught_up()
+    assert service.trainer.schedule("acme") is None
+
+
+async def test_a_first_fit_with_too_few_usable_examples_is_tried_again_when_more_arrive():
+    index, embedder = InMemoryIndex(), FakeEmbedder()
+    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
+    events = [Delivery(e, record=None) for e in history(30)]
+    # The accepted answers of the first 11 questions, without the earlier posts that make them examples.
+    await service.handle(events[:44])
+    await service.caught_up()
+    await service.trainer.settle("acme")
+    assert service.trainer.scorer("acme").examples == 0
+
+    # Five more questions, fewer than a refit waits for: the first fit is still due.
+    await service.handle(events[44:64])
+    await service.caught_up()
+    await service.trainer.settle("acme")
+    assert service.trainer.scorer("acme").examples == 14
 
 
 async def test_too_little_history_keeps_the_hand_set_fusion():
