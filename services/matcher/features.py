@@ -8,17 +8,23 @@ ranking and training examples for learning to rank come from one function.
 from __future__ import annotations
 
 import math
-import time
-from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
 
-from services.matcher.index.base import ExpertIndex, FeedbackHit, Hit
-from shared.events import PostKind, TagRecord, TrackRecord
+from services.matcher.counts import (
+    LONG_AGO,
+    RECENT_DAYS,
+    AnswerCounts,
+    DailyCounts,
+    answer_counts,
+    since_last_answer,
+    tag_scores,
+)
+from services.matcher.index.base import ExpertIndex, Hit
+from services.matcher.query import QuestionQuery
+from shared.events import PostKind, TrackRecord
 
 # Each feature is a log-damped count or vote; the order is the column order of a FeatureTable.
 FEATURE_NAMES = (
@@ -58,57 +64,11 @@ PART_OF = {
     "since_last": "activity",
     "recent_share": "activity",
 }
-# Short windows: a facet over a narrow time range is cheap, and `answers` covers all time.
-RECENT_DAYS = (7, 30, 90)
 # At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
 SHARPNESS = 6.0
-MAX_TAGS = 3  # one facet call each
-# Responses to invitations on the questions closest to this one. A response fades to nothing at
-# REACH (a cosine similarity): a "not my area" is about that topic, not about the person everywhere.
-# Measured on the se-* replays: answered reaching further (0.2-0.3) helped beer but cost
-# quantumcomputing as much; a response reaching everywhere (0.0) cost beer 15% of its MRR.
-FEEDBACK_DEPTH = 50
-REACH = 0.5
-# A question this close is "like this one" in a track record: a "not my area" there counts fully.
-NEARBY = 0.75
-# What each response says of the person near that question: answering shows it most.
-RESPONSE_WEIGHTS = {"answered": (1.0, 0.0), "accepted": (0.5, 0.0), "declined": (0.0, 0.0), "not_my_area": (0.0, 1.0)}
-# Timestamps are compared to the second: what was stored in the question's own second was there.
-_SAME_SECOND = timedelta(seconds=1)
-_ANSWER = (PostKind.ANSWER,)
-# How far back to look for each person's latest answer, in the tenant's answers (one ordered scroll).
-# Counted in answers, not days, it means the same on a busy tenant and a quiet one. On the eval
-# replays, "answered N answers ago" lifted dba MRR 0.231 -> 0.246, beer 0.237 -> 0.256 and
-# quantumcomputing 0.455 -> 0.473 (physics 0.157 -> 0.156); day windows alone missed it.
-RECENT_ANSWERS = 2000
-_LONG_AGO = -math.log1p(2 * RECENT_ANSWERS)
+
 # An accepted answer in a similar thread says more than any other answer there.
 ACCEPTED_VOTE = 1.5
-
-
-@dataclass(frozen=True, slots=True)
-class QuestionQuery:
-    """A question as the ranking sees it, at the moment it was asked."""
-
-    tenant: str
-    vector: Sequence[float]
-    text: str
-    tags: tuple[str, ...]
-    now: datetime
-    audiences: Sequence[str] | None = None
-    exclude_authors: Sequence[str] = ()
-    exclude_threads: Sequence[str] = ()
-
-    @property
-    def day(self) -> datetime:
-        """The start of the question's day (UTC): the as-of instant of its counts."""
-        moment = self.now.astimezone(UTC)
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-
-    @property
-    def before(self) -> datetime:
-        """The index's as-of bound: the question's own thread is excluded, so nothing of it leaks."""
-        return self.now + _SAME_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,47 +114,6 @@ class CandidatePool:
     recent: int = 300
 
 
-class DailyCounts:
-    """Whole-tenant answer counts, and the latest answerers, as of the start of a question's day (UTC), memoised.
-
-    The questions of one day share them, so the slow facet counts and the long scroll run about
-    once a day per tenant and filter; an entry lives `ttl` seconds, so a late backfill shows
-    within minutes.
-    """
-
-    def __init__(self, index: ExpertIndex, *, size: int = 512, ttl: float = 300.0) -> None:
-        self._index = index
-        self._size = size
-        self._ttl = ttl
-        self._memo: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()
-
-    async def answers(self, tenant: str, day: datetime, *, days: int | None = None, **where) -> dict[str, int]:
-        """Answers per author created before `day` (in the `days` before it, if given)."""
-        after = day - timedelta(days=days) if days is not None else None
-        return await self._memoised(
-            (tenant, day, days, tuple(sorted(where.items()))),
-            lambda: self._index.author_counts(tenant, kinds=_ANSWER, after=after, before=day, **where),
-        )
-
-    async def recent_authors(self, tenant: str, day: datetime) -> list[str]:
-        """The authors of the tenant's latest RECENT_ANSWERS answers created before `day`, newest first."""
-        return await self._memoised(
-            (tenant, day, "recent"),
-            lambda: self._index.recent_authors(tenant, kinds=_ANSWER, before=day, limit=RECENT_ANSWERS),
-        )
-
-    async def _memoised(self, key: tuple, read: Callable[[], Awaitable[Any]]) -> Any:
-        cached = self._memo.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._ttl:
-            self._memo.move_to_end(key)
-            return cached[1]
-        value = await read()
-        self._memo[key] = (time.monotonic(), value)
-        while len(self._memo) > self._size:
-            self._memo.popitem(last=False)
-        return value
-
-
 async def candidate_features(
     index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool, daily: DailyCounts | None = None
 ) -> FeatureTable:
@@ -206,10 +125,10 @@ async def candidate_features(
     if not found:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
     daily = daily or DailyCounts(index)
-    counts = await _count(daily, query)
-    tag_scores = _tag_scores(counts)
-    since_last = await _since_last_answer(index, daily, query)
-    for person in _beyond_the_hits(tag_scores, since_last, pool):
+    counts = await answer_counts(daily, query)
+    scores_in_tags = tag_scores(counts)
+    since_last = await since_last_answer(index, daily, query)
+    for person in _beyond_the_hits(scores_in_tags, since_last, pool):
         found.setdefault(person)
     people = [p for p in found if p not in excluded]
     if not people:
@@ -227,9 +146,9 @@ async def candidate_features(
             math.log1p(counts.answers.get(person, 0)),
             math.log1p(counts.accepted.get(person, 0)),
             counts.accepted.get(person, 0) / (counts.answers.get(person, 0) + 5.0),
-            tag_scores.get(person, 0.0),
+            scores_in_tags.get(person, 0.0),
             *thread_votes.get(person, (0.0, 0.0)),
-            since_last.get(person, _LONG_AGO),
+            since_last.get(person, LONG_AGO),
             counts.recent[90].get(person, 0) / (counts.answers.get(person, 0) + 1.0),
         ]
         for person in people
@@ -244,55 +163,6 @@ async def candidate_features(
         counts=counts,
         closeness=_closeness(dense, thread_hits),
     )
-
-
-async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: FeatureTable) -> FeatureTable:
-    """The table with what responses to invitations near `query` (given before it) say of its people.
-
-    Read only when ranking: the learned model does not use it, so training examples skip the search.
-    """
-    if not table.people:
-        return table
-    hits = await index.feedback_near(query.tenant, query.vector, limit=FEEDBACK_DEPTH, before=query.before)
-    found = _feedback(hits)
-    values = np.asarray([found.get(person, (0.0, 0.0)) for person in table.people], dtype=float)
-    return replace(table, feedback=values, nearby=_nearby_responses(hits))
-
-
-def _nearby_responses(hits: list[FeedbackHit]) -> dict[str, tuple[int, int]]:
-    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and called not their area."""
-    near = [h for h in hits if h.similarity >= NEARBY]
-    answered = {(h.person_id, h.question_post_id) for h in near if h.response == "answered"}
-    refused = {(h.person_id, h.question_post_id) for h in near if h.response == "not_my_area"} - answered
-    answers, refusals = Counter(p for p, _ in answered), Counter(p for p, _ in refused)
-    return {person: (answers[person], refusals[person]) for person in answers | refusals}
-
-
-def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:
-    """Per person: how much their responses near this question speak for and against them.
-
-    A response counts by its question's closeness: 1 for the same question, falling linearly to 0
-    at REACH. A person's total is the strongest response plus a tenth of the rest, capped at
-    1, so many distant responses never outweigh one on the same question. Where they answered a
-    question, what else they said about it counts for nothing.
-    """
-    answered = {(h.person_id, h.question_post_id) for h in hits if h.response == "answered"}
-    found: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for hit in hits:
-        if hit.response != "answered" and (hit.person_id, hit.question_post_id) in answered:
-            continue
-        weight_for, weight_against = RESPONSE_WEIGHTS.get(hit.response, (0.0, 0.0))
-        closeness = min(max((hit.similarity - REACH) / (1.0 - REACH), 0.0), 1.0)
-        found[hit.person_id][0].append(weight_for * closeness)
-        found[hit.person_id][1].append(weight_against * closeness)
-    return {person: (_strongest(f), _strongest(a)) for person, (f, a) in found.items()}
-
-
-def _strongest(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    best = max(values)
-    return min(1.0, best + 0.1 * (sum(values) - best))
 
 
 def _closeness(dense: list[Hit], thread_hits: list[Hit]) -> dict[str, float]:
@@ -363,74 +233,6 @@ def _with_question_similarity(answers: list[Hit], dense: list[Hit]) -> list[Hit]
     """Each answer with its thread question's dense similarity (0 where only the words matched)."""
     similarity = {h.thread_id: h.similarity for h in dense if h.kind is PostKind.QUESTION}
     return [replace(a, similarity=similarity.get(a.thread_id, 0.0)) for a in answers]
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerCounts:
-    """Per-author answer counts of the whole tenant as of the question's day: activity, acceptance, tags."""
-
-    answers: dict[str, int]
-    accepted: dict[str, int]
-    recent: dict[int, dict[str, int]]  # by window in days
-    tagged: dict[str, tuple[dict[str, int], dict[str, int]]]  # by question tag: answers, accepted
-
-    @property
-    def total_answers(self) -> int:
-        return sum(self.answers.values())
-
-    def of(self, person: str) -> TrackRecord:
-        tags = [
-            TagRecord(tag=tag, answers=answers[person], accepted=accepted.get(person, 0))
-            for tag, (answers, accepted) in self.tagged.items()
-            if answers.get(person, 0) > 0
-        ]
-        return TrackRecord(
-            answers=self.answers.get(person, 0),
-            accepted=self.accepted.get(person, 0),
-            answers_last_30_days=self.recent[30].get(person, 0),
-            answers_last_90_days=self.recent[90].get(person, 0),
-            tags=tuple(sorted(tags, key=lambda t: (-t.answers, t.tag))),
-        )
-
-
-async def _count(daily: DailyCounts, query: QuestionQuery) -> AnswerCounts:
-    # Whole-tenant counts: restricting them to the candidates (a long MatchAny) costs as much or more.
-    day = query.day
-    answers = await daily.answers(query.tenant, day)
-    accepted = await daily.answers(query.tenant, day, accepted=True)
-    recent = {days: await daily.answers(query.tenant, day, days=days) for days in RECENT_DAYS}
-    tagged = {}
-    for tag in list(dict.fromkeys(query.tags))[:MAX_TAGS]:
-        tagged[tag] = (
-            await daily.answers(query.tenant, day, tags_any=(tag,)),
-            await daily.answers(query.tenant, day, tags_any=(tag,), accepted=True),
-        )
-    return AnswerCounts(answers, accepted, recent, tagged)
-
-
-async def _since_last_answer(index: ExpertIndex, daily: DailyCounts, query: QuestionQuery) -> dict[str, float]:
-    """Per person: -log(1 + how many answers the tenant had since their latest one, theirs counting 1).
-
-    The answers of the question's own day so far are read each time (few); the earlier ones once a day.
-    """
-    today = await index.recent_authors(
-        query.tenant, kinds=_ANSWER, after=query.day, before=query.before, limit=RECENT_ANSWERS
-    )
-    authors = [*today, *await daily.recent_authors(query.tenant, query.day)][:RECENT_ANSWERS]
-    found: dict[str, float] = {}
-    for position, author in enumerate(authors, start=1):
-        found.setdefault(author, -math.log1p(position))
-    return found
-
-
-def _tag_scores(counts: AnswerCounts) -> dict[str, float]:
-    """Per person: sum over the question's tags of rarity(tag) * log(1 + their answers so tagged)."""
-    scores: dict[str, float] = defaultdict(float)
-    for tagged, _ in counts.tagged.values():
-        rarity = math.log1p(counts.total_answers / (1.0 + sum(tagged.values())))
-        for person, count in tagged.items():
-            scores[person] += rarity * math.log1p(count)
-    return scores
 
 
 def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:

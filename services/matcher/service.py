@@ -10,19 +10,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.matcher.embedder import Embedder
-from services.matcher.features import (
-    CandidatePool,
-    DailyCounts,
-    QuestionQuery,
-    candidate_features,
-    with_feedback,
-)
+from services.matcher.counts import DailyCounts
+from services.matcher.features import CandidatePool, candidate_features
+from services.matcher.feedback import with_feedback
 from services.matcher.index.base import (
     Contribution,
     ExpertIndex,
     Feedback,
     IndexUnavailable,
 )
+from services.matcher.query import QuestionQuery
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, LearningPolicy, Trainer, past_question

@@ -18,12 +18,8 @@ from datetime import datetime
 
 import numpy as np
 
-from services.matcher.features import (
-    CandidatePool,
-    DailyCounts,
-    QuestionQuery,
-    candidate_features,
-)
+from services.matcher.counts import DailyCounts
+from services.matcher.features import CandidatePool, candidate_features
 from services.matcher.index.base import Contribution, ExpertIndex, Hit, IndexUnavailable
 from services.matcher.learning import (
     Example,
@@ -32,6 +28,7 @@ from services.matcher.learning import (
     fit,
     fusion_scorer,
 )
+from services.matcher.query import QuestionQuery
 from services.matcher.texts import contribution_text, visible_to
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.matcher.features import FEATURE_NAMES, RECENT_ANSWERS, CandidatePool, DailyCounts, QuestionQuery, candidate_features
+from services.matcher.counts import RECENT_ANSWERS, DailyCounts
+from services.matcher.features import FEATURE_NAMES, CandidatePool, candidate_features
+from services.matcher.query import QuestionQuery
 from services.matcher.index.base import Contribution
 from shared.events import PostKind
 from tests.fakes import FakeEmbedder, InMemoryIndex
