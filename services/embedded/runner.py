@@ -164,7 +164,7 @@ async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str
     else:
         say(f"the matcher has indexed {indexed} contributions")
     # The demo's questions are ranked as the tenant's own model would rank them, not by the fusion
-    # it starts with: its first fit runs in the background once enough answers are accepted.
+    # it starts with: the matcher fits it in the background once it has caught up with the corpus.
     learned = await demo.wait_learned(http, children["matcher"].url, options.learn_timeout)
     say(f"the matcher learned from {learned} past questions with an accepted answer" if learned
         else f"no learned model after {options.learn_timeout:.0f}s; the hand-set fusion ranks")

@@ -26,8 +26,8 @@ def table(evaluation: Evaluation) -> str:
             values = " ".join(f"{scores[m]:>8.3f}" for m in METRICS)
             lines.append(f"{system:<20} {relevance:<4} {values} {scores['n']:>6}")
     if e.strata:
-        labels = list(next(iter(e.strata.values())))
-        counts = next(iter(e.strata.values()))
+        counts = next(iter(e.strata.values()))  # every system's strata hold the same questions
+        labels = list(counts)
         lines.append("MRR (acc) by the accepted answerer's accepted answers before the question:")
         lines.append(f"{'':<25} " + " ".join(f"{label:>8}" for label in labels))
         lines.append(f"{'  questions':<25} " + " ".join(f"{counts[label]['n']:>8}" for label in labels))
@@ -45,7 +45,7 @@ def table(evaluation: Evaluation) -> str:
                 f"{row['dropped_answer_rate']:>9.1%} {row['any@3']:>7.1%} {row['no_invitee']:>7.1%}"
             )
     if e.ceiling is not None:
-        values = " ".join(f"{e.ceiling.get(m, 0.0):>8.3f}" for m in METRICS)
+        values = " ".join(f"{e.ceiling[m]:>8.3f}" for m in METRICS)
         lines.append(f"{'ceiling':<20} {'acc':<4} {values} {e.ceiling['n']:>6}")
         lines.append(
             "ceiling: expertmatch's features under one set of weights tuned in hindsight on these test questions' "

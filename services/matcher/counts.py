@@ -84,7 +84,8 @@ class AnswerCounts:
     def total_answers(self) -> int:
         return sum(self.answers.values())
 
-    def of(self, person: str) -> TrackRecord:
+    def of(self, person: str, *, nearby: tuple[int, int] = (0, 0)) -> TrackRecord:
+        """The person's counts, with `nearby`: their (answered, not my area) invitations to questions like this one."""
         tags = [
             TagRecord(tag=tag, answers=answers[person], accepted=accepted.get(person, 0))
             for tag, (answers, accepted) in self.tagged.items()
@@ -96,6 +97,8 @@ class AnswerCounts:
             answers_last_30_days=self.recent[30].get(person, 0),
             answers_last_90_days=self.recent[90].get(person, 0),
             tags=tuple(sorted(tags, key=lambda t: (-t.answers, t.tag))),
+            answered_nearby=nearby[0],
+            not_my_area_nearby=nearby[1],
         )
 
 

@@ -97,8 +97,7 @@ class FeatureTable:
         """The counts behind a person's features: facts an invitation may state."""
         if self.counts is None:
             return None
-        answered, refused = self.nearby.get(person, (0, 0))
-        return self.counts.of(person).model_copy(update={"answered_nearby": answered, "not_my_area_nearby": refused})
+        return self.counts.of(person, nearby=self.nearby.get(person, (0, 0)))
 
 
 @dataclass(frozen=True, slots=True)

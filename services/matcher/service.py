@@ -273,7 +273,9 @@ class MatcherService:
             # The same upsert always yields the same match id: a replayed batch republishes, not duplicates.
             id=uuid.uuid5(_MATCH_NAMESPACE, f"{event.tenant}/{event.id}"),
             tenant=post.tenant,
-            data=Match(question=_question(post), candidates=tuple(ranked.candidates), participants=tuple(ranked.participants)),
+            data=Match(
+                question=_question(post), candidates=tuple(ranked.candidates), participants=tuple(ranked.participants)
+            ),
         )
 
     async def rank_question(

@@ -170,6 +170,13 @@ class ThreadState(Base):
     closed_reason: Mapped[str | None] = mapped_column(sa.String(40))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
+    def close(self, reason: str, now: datetime) -> None:
+        """Escalation is over, for `reason` (a policy.Closed value)."""
+        self.closed_reason, self.escalate_at, self.updated_at = str(reason), None, now
+
+    def reopen(self, escalate_at: datetime, now: datetime) -> None:
+        self.closed_reason, self.escalate_at, self.updated_at = None, escalate_at, now
+
 
 class ThreadReply(Base):
     """A post in a thread, as far as escalation cares: who wrote it and whether it was accepted."""

@@ -158,6 +158,6 @@ def test_the_why_checker_catches_an_untrue_statement(corpus):
     assert facts.check_why("aisha.bello", true) == []
     assert facts.check_why("tom.becker", true) != []  # never answered it
     assert facts.check_why("aisha.bello", "You have written 99 answers, and " + true[0].lower() + true[1:]) != []
-    tagged = f"You answered “Terraform plan wants to destroy the catalog RDS instance”; you have 1 answer tagged terraform."
+    tagged = "You answered “Terraform plan wants to destroy the catalog RDS instance”; you have 1 answer tagged terraform."
     assert facts.check_why("aisha.bello", tagged) != []
     assert facts.check_why("aisha.bello", "You have been answering a lot lately.") != []

@@ -243,7 +243,9 @@ class EdgeIndex(LexicalSearch, FacetCounts):
         ])
         found = await self._run(lambda shard: shard.query_batch(batch))
         return {
-            author: [to_hit(p.payload or {}, p.score) for p in points] for author, points in zip(authors, found, strict=True) if points
+            author: [to_hit(p.payload or {}, p.score) for p in points]
+            for author, points in zip(authors, found, strict=True)
+            if points
         }
 
     async def search_sparse(

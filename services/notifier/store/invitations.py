@@ -71,11 +71,11 @@ async def record_match(
             session, state=state, candidates=candidates, invited=invited, room=room, round_=1, policy=policy, now=now
         )
         if not created and not invited and nobody_close_enough(candidates, invited, policy):
-            # Nobody's posts come close to the question: escalating would find nobody either.
-            state.closed_reason, state.escalate_at = Closed.NO_ONE_CLOSE_ENOUGH.value, None
+            # Nobody's answers come close to the question: escalating would find nobody either.
+            state.close(Closed.NO_ONE_CLOSE_ENOUGH, now)
         elif created and state.closed_reason == Closed.NO_ONE_CLOSE_ENOUGH:
             # A later match (the question edited, more posts indexed) found someone after all.
-            state.closed_reason, state.escalate_at = None, now + policy.escalation_delay
+            state.reopen(now + policy.escalation_delay, now)
         return created
 
 

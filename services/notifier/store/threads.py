@@ -77,7 +77,7 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
         if reason is None and room <= 0:
             reason = Closed.LIMIT_REACHED
         if reason is not None:
-            _close(state, reason, now)
+            state.close(reason, now)
             return []
         candidates = await _candidates(session, state)
         created = await invite(
@@ -85,10 +85,11 @@ async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InviteP
             round_=state.rounds + 1, policy=policy, now=now,
         )
         if not created:
-            _close(state, Closed.NO_ONE_CLOSE_ENOUGH if nobody_close_enough(candidates, invited, policy) else Closed.NO_CANDIDATES, now)
+            nobody = nobody_close_enough(candidates, invited, policy)
+            state.close(Closed.NO_ONE_CLOSE_ENOUGH if nobody else Closed.NO_CANDIDATES, now)
         elif len(invited) + len(created) >= policy.total:
             state.rounds += 1
-            _close(state, Closed.LIMIT_REACHED, now)
+            state.close(Closed.LIMIT_REACHED, now)
         else:
             state.rounds += 1
             state.escalate_at, state.updated_at = now + policy.escalation_delay, now
@@ -102,10 +103,6 @@ async def _candidates(session: AsyncSession, state: ThreadState) -> list[Candida
     if erased:
         state.candidates = [c for c in state.candidates if c["person_id"] not in erased]
     return [c for c in candidates if c.person_id not in erased]
-
-
-def _close(state: ThreadState, reason: Closed, now: datetime) -> None:
-    state.closed_reason, state.escalate_at, state.updated_at = reason.value, None, now
 
 
 async def _stop_reason(session: AsyncSession, state: ThreadState, invited: set[str]) -> Closed | None:
