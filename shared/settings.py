@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     # consumers start often (tests, the embedded default), longer where pauses are likely.
     kafka_session_timeout_ms: int = _env("KAFKA_SESSION_TIMEOUT_MS", default=10_000, ge=1_000)
     kafka_topics_file: Path = _env("KAFKA_TOPICS_FILE", default=DEFAULT_TOPICS_FILE)
+    # Set by the owner of a broker that keeps nothing on disk (the embedded supervisor): see
+    # shared/epoch.py. Unset for Apache Kafka, whose log is durable.
+    kafka_epoch_file: Path | None = _env("KAFKA_EPOCH_FILE", default=None)
     data_dir: Path = _env("EXPERTMATCH_DATA_DIR", default=Path(".expertmatch"))
     log_level: str = _env("EXPERTMATCH_LOG_LEVEL", default="INFO")
 
