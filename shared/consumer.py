@@ -8,19 +8,28 @@ Errors a handler raises:
 - `KafkaError` from the broker itself (fetch, commit, dead-letter send): treated the same way.
 - any other exception: the batch is split and each event handled alone; an event that still
   fails goes to `<topic>.dlq` with the error in its headers, and the loop moves on.
+
+Health (`health()`, shown on `/readyz`): a loop that has stopped, that has failed for longer than
+a grace period, or that has held no partition for that long, says why. It recovers by itself:
+aiokafka rejoins the group and re-reads metadata, and after the embedded broker starts over (a new
+epoch, shared/epoch.py) the loop goes back to the start of the new log, which holds only what the
+producers' outboxes resent and what came after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.epoch import read_epoch
 from shared.events import UndecodableEvent, decode_event
 from shared.topics import dlq
 
@@ -64,8 +73,19 @@ class ConsumerLoop:
         poll_timeout_ms: int = 500,
         retry_backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
         on_caught_up: Callable[[], Awaitable[None]] | None = None,
+        epoch_file: Path | None = None,
+        grace: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
+        self._epoch_file = epoch_file
+        self._epoch: int | None = read_epoch(epoch_file) if epoch_file else None
+        # How long a failure or an empty assignment may last before `health()` reports it.
+        self._grace = grace
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._last_error = ""
+        self._unassigned_since: float | None = clock()
         # Called after a poll that brings nothing: the loop has caught up with its topics.
         self._on_caught_up = on_caught_up
         self._producer = producer
@@ -82,6 +102,18 @@ class ConsumerLoop:
     def running(self) -> bool:
         """True while `run` is looping: readiness reports a consumer that died."""
         return self._running
+
+    def health(self) -> str | None:
+        """None while the loop can do its work; else what is wrong, in words."""
+        if not self._running:
+            return "stopped"
+        now = self._clock()
+        if self._failing_since is not None and now - self._failing_since > self._grace:
+            return f"failing for {now - self._failing_since:.0f}s: {self._last_error}"
+        if self._unassigned_since is not None and now - self._unassigned_since > self._grace:
+            topics = ", ".join(sorted(self._consumer.subscription())) or "its topics"
+            return f"no partition of {topics} assigned for {now - self._unassigned_since:.0f}s"
+        return None
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from `run`."""
@@ -100,10 +132,14 @@ class ConsumerLoop:
         """One batch; on a transient failure, wait out the backoff. Returns the next attempt number."""
         try:
             await self.run_once()
+            self._failing_since = None
             return 0
         except (TransientError, KafkaError) as exc:
             delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
             self.stats.retries += 1
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+            self._last_error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("%s: transient failure, retrying in %.1fs: %r", self._name, delay, exc)
             try:
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -122,10 +158,15 @@ class ConsumerLoop:
 
     async def run_once(self) -> int:
         """Poll one batch, handle it, commit it; returns how many records it held."""
+        await self._follow_epoch()
         batches = await self._consumer.getmany(
             timeout_ms=self._poll_timeout_ms, max_records=self._max_records
         )
         records = [record for part in batches.values() for record in part]
+        if self._consumer.assignment():
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = self._clock()
         if not records:
             if self._on_caught_up is not None:
                 await self._on_caught_up()
@@ -189,6 +230,19 @@ class ConsumerLoop:
         await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         self.stats.dead_lettered += 1
         self.stats.errors.append(reason)
+
+    async def _follow_epoch(self) -> None:
+        """After the broker started over, read its new log from the start (see shared/epoch.py)."""
+        if self._epoch_file is None:
+            return
+        epoch = read_epoch(self._epoch_file)
+        if epoch is None or epoch == self._epoch:
+            return
+        if self._epoch is not None:
+            log.warning("%s: the broker started over (epoch %d -> %d); reading its topics from the start",
+                        self._name, self._epoch, epoch)
+            await self._consumer.seek_to_beginning()
+        self._epoch = epoch
 
     def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         for tp, part in batches.items():

@@ -1,4 +1,8 @@
-"""`/healthz` (the process answers) and `/readyz` (every dependency answers) for each service."""
+"""`/healthz` (the process answers) and `/readyz` (every dependency answers) for each service.
+
+A check answers True when its part can do its work. One that cannot says so by returning False
+or, better, by raising `NotReady` with the reason, which `/readyz` shows under `failing`.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,20 @@ from fastapi.responses import JSONResponse
 Check = Callable[[], Awaitable[bool]]
 
 
-async def _run(check: Check, timeout: float) -> bool:
+class NotReady(Exception):
+    """Raised by a readiness check: the reason is shown to whoever asks `/readyz`."""
+
+
+async def _run(check: Check, timeout: float) -> tuple[bool, str | None]:
     try:
-        return bool(await asyncio.wait_for(check(), timeout))
-    except Exception:
-        return False
+        ok = bool(await asyncio.wait_for(check(), timeout))
+    except NotReady as exc:
+        return False, str(exc)
+    except TimeoutError:
+        return False, f"no answer within {timeout:.0f}s"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"[:300]
+    return ok, None if ok else "not ready"
 
 
 def health_router(timeout: float = 3.0) -> APIRouter:
@@ -31,17 +44,23 @@ def health_router(timeout: float = 3.0) -> APIRouter:
         checks: dict[str, Check] = getattr(request.app.state, "readiness", {})
         names = list(checks)
         results = await asyncio.gather(*(_run(checks[name], timeout) for name in names))
-        status = dict(zip(names, results, strict=True))
-        ready = bool(status) and all(results)
-        return JSONResponse({"ready": ready, "checks": status}, status_code=200 if ready else 503)
+        status = {name: ok for name, (ok, _) in zip(names, results, strict=True)}
+        failing = {name: reason for name, (ok, reason) in zip(names, results, strict=True) if not ok}
+        ready = bool(status) and not failing
+        body: dict = {"ready": ready, "checks": status}
+        if failing:
+            body["failing"] = failing
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return router
 
 
-def running_check(loop) -> Check:
-    """A readiness check that fails once a consumer loop has stopped running."""
+def consumer_check(loop) -> Check:
+    """A readiness check that fails, saying why, while a consumer loop cannot do its work."""
 
     async def consumer() -> bool:
-        return loop.running
+        if reason := loop.health():
+            raise NotReady(reason)
+        return True
 
     return consumer

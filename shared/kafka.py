@@ -6,15 +6,41 @@ import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 
+import aiokafka.client
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from shared.events import AnyEvent, encode_event, event_key
+from shared.health import Check, NotReady
 from shared.settings import CommonSettings
 from shared.topics import TopicSpec, load_topic_specs
 
 log = logging.getLogger(__name__)
+
+# How often clients re-read the broker's metadata: a topic re-created after a broker restart is
+# seen within this, not after aiokafka's default of five minutes.
+METADATA_MAX_AGE_MS = 5_000
+
+
+class _MetadataWithoutTopicCreation(MetadataRequest):
+    """A metadata request that never asks the broker to create the topics it names.
+
+    aiokafka's producers and consumers ask with allow_auto_topic_creation=True, so a broker that
+    allows it (the embedded one always does) creates a missing topic on first use with its own
+    defaults: four partitions and no dead-letter topic after a restart. Topics are created only by
+    their owner, from deploy/topics.json (`ensure_topics`).
+    """
+
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None) -> None:
+        super().__init__(topics, allow_auto_topic_creation=False)
+
+
+# aiokafka builds its clients' metadata requests from this module attribute; the admin client,
+# which only lists topics, has its own.
+assert aiokafka.client.MetadataRequest in (MetadataRequest, _MetadataWithoutTopicCreation), "aiokafka changed"
+aiokafka.client.MetadataRequest = _MetadataWithoutTopicCreation
 
 
 def make_producer(settings: CommonSettings, **overrides) -> AIOKafkaProducer:
@@ -26,6 +52,7 @@ def make_producer(settings: CommonSettings, **overrides) -> AIOKafkaProducer:
         linger_ms=5,
         max_request_size=4 * 1024 * 1024,
         request_timeout_ms=15_000,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -41,6 +68,7 @@ def make_consumer(settings: CommonSettings, *topics: str, group_id: str, **overr
         max_poll_interval_ms=600_000,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 5),
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
@@ -85,17 +113,30 @@ async def publish(producer: AIOKafkaProducer, topic: str, events: Iterable[AnyEv
     return len(futures)
 
 
-async def broker_answers(settings: CommonSettings, timeout: float = 3.0) -> bool:
-    """Readiness: the broker answers a metadata request."""
+def broker_check(settings: CommonSettings, *topics: str, timeout: float = 3.0) -> Check:
+    """Readiness: the broker answers a metadata request and holds `topics` (full names)."""
+
+    async def broker() -> bool:
+        existing = await _list_topics(settings, timeout)
+        if existing is None:
+            raise NotReady(f"the broker at {settings.kafka_bootstrap_servers} does not answer")
+        if missing := [topic for topic in topics if topic not in existing]:
+            raise NotReady(f"topic {', '.join(missing)} missing on the broker; its owner creates it "
+                           f"(`expertmatch topics`, or the embedded supervisor)")
+        return True
+
+    return broker
+
+
+async def _list_topics(settings: CommonSettings, timeout: float) -> set[str] | None:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=int(timeout * 1000)
     )
     try:
         await asyncio.wait_for(admin.start(), timeout)
-        await asyncio.wait_for(admin.list_topics(), timeout)
-        return True
+        return set(await asyncio.wait_for(admin.list_topics(), timeout))
     except (KafkaError, OSError, asyncio.TimeoutError):
-        return False
+        return None
     finally:
         try:
             await admin.close()

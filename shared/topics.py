@@ -23,6 +23,9 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int
+    # The consumer groups that read it (names under the prefix): a producer's outbox keeps an
+    # event until all of them have committed past it (shared/outbox.py).
+    consumers: tuple[str, ...] = ()
 
 
 def load_topic_specs(path: Path = DEFAULT_TOPICS_FILE, *, prefix: str = "") -> list[TopicSpec]:
@@ -32,7 +35,8 @@ def load_topic_specs(path: Path = DEFAULT_TOPICS_FILE, *, prefix: str = "") -> l
     specs: list[TopicSpec] = []
     for topic in doc["topics"]:
         name = prefix + topic["name"]
-        specs.append(TopicSpec(name, topic["partitions"], topic["retention_ms"]))
+        consumers = tuple(prefix + group for group in topic.get("consumers", ()))
+        specs.append(TopicSpec(name, topic["partitions"], topic["retention_ms"], consumers))
         if topic.get("dlq"):
             specs.append(TopicSpec(dlq(name), dlq_defaults["partitions"], dlq_defaults["retention_ms"]))
     return specs

@@ -11,6 +11,7 @@ import pytest
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import CommonSettings
 from tests.support.postgres import PostgresServer, find_pg_bin
+from tests.support.topics import create_topics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -34,7 +35,8 @@ def topic_prefix() -> str:
 
 @pytest.fixture
 def common_settings(broker, topic_prefix, tmp_path) -> CommonSettings:
-    """Settings for one test: its own topics and data folder, two tenants."""
+    """Settings for one test: its own topics (created, as their owner would) and data folder, two tenants."""
+    create_topics(broker.bootstrap_servers, topic_prefix)
     return CommonSettings(
         api_keys="acme-key:acme,globex-key:globex",
         kafka_bootstrap_servers=broker.bootstrap_servers,

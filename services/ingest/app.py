@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -13,7 +13,8 @@ from services.ingest.publisher import KafkaPublisher, Publisher
 from services.ingest.routes import people_router, router
 from services.ingest.settings import IngestSettings
 from shared.health import health_router
-from shared.kafka import broker_answers, ensure_topics, make_producer
+from shared.kafka import broker_check, make_producer
+from shared.outbox import open_publisher
 from shared.topics import POSTS
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,20 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             app.state.readiness = {}
             yield
             return
-        await ensure_topics(settings)
-        # No point retrying a send longer than the client waits for its answer.
-        producer = make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
-        await producer.start()
-        try:
+        async with AsyncExitStack() as stack:
+            # No point retrying a send longer than the client waits for its answer.
+            producer = make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
+            await producer.start()
+            # Flushes whatever is in flight before closing.
+            stack.push_async_callback(producer.stop)
+            events = await stack.enter_async_context(open_publisher(settings, producer, name="ingest"))
             topic = settings.topic(POSTS)
-            app.state.publisher = KafkaPublisher(producer, topic, timeout_s=settings.publish_timeout_s)
-            app.state.readiness = {"broker": lambda: broker_answers(settings)}
+            app.state.publisher = KafkaPublisher(producer, events, topic, timeout_s=settings.publish_timeout_s)
+            # Topics belong to their owner (`expertmatch topics`, the embedded supervisor): a
+            # missing one makes ingest unready and its requests 503, never a topic made up here.
+            app.state.readiness = {"broker": broker_check(settings, topic)}
             log.info("ingest ready: publishing to %s", topic)
             yield
-        finally:
-            # Flushes whatever is in flight before closing.
-            await producer.stop()
 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)

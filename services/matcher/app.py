@@ -17,7 +17,7 @@ from services.matcher.settings import MatcherSettings
 from shared.auth import TenantDep
 from shared.consumer import TransientError
 from shared.events import Candidate
-from shared.health import health_router, running_check
+from shared.health import health_router
 
 
 class SearchRequest(BaseModel):
@@ -68,7 +68,6 @@ def create_app(
             task = None
             if matcher.loop is not None:
                 task = asyncio.create_task(matcher.loop.run(), name="matcher-consumer")
-                app.state.readiness["consumer"] = running_check(matcher.loop)
             try:
                 yield
             finally:

@@ -18,9 +18,10 @@ from services.matcher.settings import MatcherSettings
 from services.matcher.training import LearningPolicy
 from shared.consumer import ConsumerLoop, TransientError
 from shared.events import ExpertsMatched
-from shared.health import Check
-from shared.kafka import broker_answers, ensure_topics, make_producer, publish
-from shared.topics import MATCHES
+from shared.health import Check, consumer_check
+from shared.kafka import broker_check, make_producer
+from shared.outbox import EventPublisher, open_publisher
+from shared.topics import MATCHES, POSTS, RESPONSES
 
 
 @dataclass
@@ -60,12 +61,12 @@ async def bootstrap(
         if index is None:
             index = await open_configured_index(settings)
             stack.push_async_callback(index.close)
-        await ensure_topics(settings)
         producer = make_producer(settings)
         await producer.start()
         stack.push_async_callback(producer.stop)
+        events = await stack.enter_async_context(open_publisher(settings, producer, name="matcher"))
         service = MatcherService(
-            index=index, embedder=embedder, publish=_publisher(producer, settings.topic(MATCHES)), policy=_policy(settings)
+            index=index, embedder=embedder, publish=_publisher(events, settings.topic(MATCHES)), policy=_policy(settings)
         )
         stack.push_async_callback(service.trainer.close)
         loop = None
@@ -73,7 +74,10 @@ async def bootstrap(
             loop = await stack.enter_async_context(
                 posts_consumer(settings, producer=producer, handler=service.handle, on_caught_up=service.caught_up)
             )
-        yield Matcher(service=service, index=index, embedder=embedder, loop=loop, readiness=_readiness(settings, index, embedder))
+        readiness = _readiness(settings, index, embedder)
+        if loop is not None:
+            readiness["consumer"] = consumer_check(loop)
+        yield Matcher(service=service, index=index, embedder=embedder, loop=loop, readiness=readiness)
 
 
 def _policy(settings: MatcherSettings) -> RankingPolicy:
@@ -94,10 +98,10 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
     )
 
 
-def _publisher(producer, topic: str):
-    async def publish_matches(events: Sequence[ExpertsMatched]) -> None:
+def _publisher(events: EventPublisher, topic: str):
+    async def publish_matches(matches: Sequence[ExpertsMatched]) -> None:
         try:
-            await publish(producer, topic, events)
+            await events.publish(topic, matches)
         except KafkaError as exc:
             # The index already holds the batch; replaying it upserts the same points again.
             raise TransientError(f"publishing matches failed: {exc}") from exc
@@ -106,11 +110,10 @@ def _publisher(producer, topic: str):
 
 
 def _readiness(settings: MatcherSettings, index: ExpertIndex, embedder: Embedder) -> dict[str, Check]:
-    async def broker() -> bool:
-        return await broker_answers(settings)
+    topics = [settings.topic(name) for name in (POSTS, RESPONSES, MATCHES)]
 
     async def model() -> bool:
         # An injected embedder without a load step is ready as soon as it is handed in.
         return bool(getattr(embedder, "loaded", True))
 
-    return {"broker": broker, "index": index.ready, "model": model}
+    return {"broker": broker_check(settings, *topics), "index": index.ready, "model": model}

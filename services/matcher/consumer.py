@@ -39,6 +39,7 @@ async def posts_consumer(
             name="matcher",
             max_records=settings.batch_size,
             on_caught_up=on_caught_up,
+            epoch_file=settings.kafka_epoch_file,
         )
     finally:
         await consumer.stop()

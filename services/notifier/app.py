@@ -22,9 +22,10 @@ from services.notifier.routes import deliveries, invitations, people, subscripti
 from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database
 from shared.consumer import ConsumerLoop, Handler
-from shared.health import health_router, running_check
-from shared.kafka import broker_answers, ensure_topics, make_producer, publish
-from shared.topics import RESPONSES
+from shared.health import consumer_check, health_router
+from shared.kafka import broker_check, make_producer
+from shared.outbox import open_publisher
+from shared.topics import MATCHES, POSTS, RESPONSES
 
 log = logging.getLogger(__name__)
 
@@ -102,33 +103,41 @@ async def _start_broker_work(
     worker: DeliveryWorker,
     clock: Clock,
 ) -> None:
-    await ensure_topics(settings)
     producer = make_producer(settings)
     await producer.start()
     stack.push_async_callback(producer.stop)
+    events = await stack.enter_async_context(open_publisher(settings, producer, name="notifier"))
     publisher = ResponsePublisher(
         db=db,
-        send=lambda events: publish(producer, settings.topic(RESPONSES), events),
+        send=lambda responses: events.publish(settings.topic(RESPONSES), responses),
         clock=clock,
         poll_interval=settings.escalation_poll_interval,
     )
     _start(stack, "response publisher", publisher.run, publisher.stop)
     app.state.publisher = publisher
     matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
-    app.state.consumer_loop = await _start_loop(stack, "notifier", matches_consumer(settings), producer, matches)
+    app.state.consumer_loop = await _start_loop(stack, settings, "notifier", matches_consumer(settings), producer, matches)
     posts = posts_handler(db, clock=clock)
-    app.state.posts_loop = await _start_loop(stack, "notifier-posts", posts_consumer(settings), producer, posts)
-    app.state.readiness["broker"] = lambda: broker_answers(settings)
-    app.state.readiness["consumer"] = running_check(app.state.consumer_loop)
-    app.state.readiness["posts_consumer"] = running_check(app.state.posts_loop)
+    app.state.posts_loop = await _start_loop(stack, settings, "notifier-posts", posts_consumer(settings), producer, posts)
+    topics = [settings.topic(name) for name in (MATCHES, POSTS, RESPONSES)]
+    app.state.readiness["broker"] = broker_check(settings, *topics)
+    app.state.readiness["consumer"] = consumer_check(app.state.consumer_loop)
+    app.state.readiness["posts_consumer"] = consumer_check(app.state.posts_loop)
 
 
 async def _start_loop(
-    stack: AsyncExitStack, name: str, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, handler: Handler
+    stack: AsyncExitStack,
+    settings: NotifierSettings,
+    name: str,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    handler: Handler,
 ) -> ConsumerLoop:
     await consumer.start()
     stack.push_async_callback(consumer.stop)
-    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name=name)
+    loop = ConsumerLoop(
+        consumer=consumer, producer=producer, handler=handler, name=name, epoch_file=settings.kafka_epoch_file
+    )
     # Stopped before the consumer and producer close: its last batch is handled and committed first.
     _start(stack, name, loop.run, loop.stop)
     return loop

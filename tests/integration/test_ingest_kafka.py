@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 
 from services.ingest.app import create_app
@@ -15,6 +17,7 @@ from shared.embedded_broker import EmbeddedBroker
 from shared.events import PostDeleted, PostUpserted, decode_event
 from shared.kafka import make_consumer
 from shared.topics import POSTS
+from tests.support.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -159,6 +162,7 @@ async def test_readiness_says_the_broker_answers(client):
 
 async def test_a_broker_that_went_away_is_a_503(common_settings, tmp_path):
     own = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    create_topics(own.bootstrap_servers, common_settings.kafka_topic_prefix)
     fields = common_settings.model_dump() | {"kafka_bootstrap_servers": own.bootstrap_servers}
     settings = IngestSettings(**fields, publish_timeout_s=2)
     try:
@@ -177,3 +181,33 @@ async def test_a_broker_that_went_away_is_a_503(common_settings, tmp_path):
     assert response.status_code == 503
     assert "retry" in response.json()["detail"]
     assert ready.status_code == 503
+    assert "does not answer" in ready.json()["failing"]["broker"]
+
+
+async def test_a_missing_topic_is_a_503_and_is_never_created_by_ingest(broker, tmp_path):
+    # A prefix whose topics nobody created: as after a broker restart, before the owner re-creates them.
+    settings = IngestSettings(
+        api_keys="acme-key:acme",
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_topic_prefix=f"missing{uuid.uuid4().hex[:8]}-",
+        data_dir=tmp_path,
+        publish_timeout_s=5,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            response = await http.post("/v1/posts", json=a_post(), headers=ACME)
+            ready = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "does not exist" in response.json()["detail"]
+    assert ready.status_code == 503
+    assert ready.json()["failing"]["broker"].startswith(f"topic {settings.topic('posts')} missing")
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    await admin.start()
+    try:
+        assert settings.topic("posts") not in await admin.list_topics()
+    finally:
+        await admin.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from shared.embedded_broker import free_port
+from tests.support.topics import create_topics
 
 SERVICES = ("ingest", "matcher", "notifier")
 
@@ -53,6 +54,8 @@ class ServiceProcesses:
 
     def start(self, ready_timeout: float = 120.0) -> "ServiceProcesses":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The services never create topics: their owner does, before they start.
+        create_topics(self.bootstrap_servers, self.topic_prefix)
         for name in self.services:
             self.ports.setdefault(name, free_port())
         env = self.env()
