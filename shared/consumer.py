@@ -108,6 +108,7 @@ class ConsumerLoop:
         if not self._running:
             return "stopped"
         now = self._clock()
+        self._note_assignment(now)
         if self._failing_since is not None and now - self._failing_since > self._grace:
             return f"failing for {now - self._failing_since:.0f}s: {self._last_error}"
         if self._unassigned_since is not None and now - self._unassigned_since > self._grace:
@@ -163,10 +164,7 @@ class ConsumerLoop:
             timeout_ms=self._poll_timeout_ms, max_records=self._max_records
         )
         records = [record for part in batches.values() for record in part]
-        if self._consumer.assignment():
-            self._unassigned_since = None
-        elif self._unassigned_since is None:
-            self._unassigned_since = self._clock()
+        self._note_assignment(self._clock())
         if not records:
             if self._on_caught_up is not None:
                 await self._on_caught_up()
@@ -230,6 +228,12 @@ class ConsumerLoop:
         await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         self.stats.dead_lettered += 1
         self.stats.errors.append(reason)
+
+    def _note_assignment(self, now: float) -> None:
+        if self._consumer.assignment():
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = now
 
     async def _follow_epoch(self) -> None:
         """After the broker started over, read its new log from the start (see shared/epoch.py)."""

@@ -10,6 +10,9 @@ import pytest
 from shared.consumer import ConsumerLoop, TransientError
 from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import ensure_topics, make_consumer, make_producer, publish
+from shared.embedded_broker import EmbeddedBroker
+from shared.settings import CommonSettings
+from tests.support.topics import create_topics
 from shared.topics import POSTS, dlq
 
 pytestmark = pytest.mark.integration
@@ -167,3 +170,93 @@ async def test_the_loop_says_when_it_has_caught_up_with_its_topics(kafka):
 
     # Only polls that bring nothing report it: after all five (or, while the group still forms, before any).
     assert caught_up and caught_up[-1] == 5 and set(caught_up) <= {0, 5}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_path):
+    # A broker that starts over without its owner re-creating the topics: the loop polls
+    # nothing, and must not look healthy for long.
+    own = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    settings = CommonSettings(kafka_bootstrap_servers=own.bootstrap_servers, kafka_session_timeout_ms=3_000,
+                              data_dir=tmp_path)
+    create_topics(own.bootstrap_servers)
+    producer = make_producer(settings)
+    await producer.start()
+    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("worker"))
+    await consumer.start()
+    clock = _Clock()
+
+    async def handler(deliveries):
+        pass
+
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test", grace=15, clock=clock)
+    task = asyncio.create_task(loop.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (consumer.assignment() and loop.running):
+            assert asyncio.get_running_loop().time() < deadline, "never assigned"
+            await asyncio.sleep(0.1)
+        clock.now += 100
+        assert loop.health() is None, "assigned: healthy"
+        port = own.port
+        own._process.kill()
+        own._process.wait()
+        own = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
+        while consumer.assignment():
+            assert asyncio.get_running_loop().time() < deadline, "kept its partitions of a topic that is gone"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # a poll or two without partitions
+        early = loop.health()
+        clock.now += 16
+        reason = loop.health()
+    finally:
+        loop.stop()
+        await task
+        await consumer.stop()
+        await producer.stop()
+        own.stop()
+    assert early is None, "within the grace period"
+    assert reason == f"no partition of {settings.topic(POSTS)} assigned for 16s"
+    assert loop.health() == "stopped"
+
+
+async def test_a_loop_that_keeps_failing_says_why_and_recovers(kafka):
+    settings, producer = kafka
+    await publish(producer, settings.topic(POSTS), [_post(1)])
+    clock = _Clock()
+    down = True
+
+    async def handler(deliveries):
+        if down:
+            raise TransientError("index unavailable")
+
+    consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("worker"))
+    await consumer.start()
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test",
+                        retry_backoff=[0.01], grace=15, clock=clock)
+    task = asyncio.create_task(loop.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while loop.stats.retries < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the handler was never called"
+            await asyncio.sleep(0.05)
+        clock.now += 20
+        failing = loop.health()
+        down = False
+        while loop.stats.handled < 1:
+            assert asyncio.get_running_loop().time() < deadline, "never recovered"
+            await asyncio.sleep(0.05)
+        recovered = loop.health()
+    finally:
+        loop.stop()
+        await task
+        await consumer.stop()
+    assert failing == "failing for 20s: TransientError: index unavailable"
+    assert recovered is None
