@@ -74,11 +74,14 @@ class ConsumerLoop:
         retry_backoff: Sequence[float] = (0.5, 1, 2, 5, 10, 30),
         on_caught_up: Callable[[], Awaitable[None]] | None = None,
         epoch_file: Path | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
         grace: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._consumer = consumer
         self._epoch_file = epoch_file
+        # Awaited before each poll: another loop's priority (the matcher's live lane over backfill).
+        self._gate = gate
         self._epoch: int | None = read_epoch(epoch_file) if epoch_file else None
         # How long a failure or an empty assignment may last before `health()` reports it.
         self._grace = grace
@@ -97,6 +100,10 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self._running = False
         self.stats = LoopStats()
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def running(self) -> bool:
@@ -159,6 +166,8 @@ class ConsumerLoop:
 
     async def run_once(self) -> int:
         """Poll one batch, handle it, commit it; returns how many records it held."""
+        if self._gate is not None and not await self._through_gate():
+            return 0
         await self._follow_epoch()
         batches = await self._consumer.getmany(
             timeout_ms=self._poll_timeout_ms, max_records=self._max_records
@@ -228,6 +237,15 @@ class ConsumerLoop:
         await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         self.stats.dead_lettered += 1
         self.stats.errors.append(reason)
+
+    async def _through_gate(self) -> bool:
+        """False when `stop()` came first."""
+        gate = asyncio.ensure_future(self._gate())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({gate, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (gate, stopping):
+            waiter.cancel()
+        return not self._stopping.is_set()
 
     def _note_assignment(self, now: float) -> None:
         if self._consumer.assignment():

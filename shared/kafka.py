@@ -121,7 +121,7 @@ def broker_check(settings: CommonSettings, *topics: str, timeout: float = 3.0) -
         if existing is None:
             raise NotReady(f"the broker at {settings.kafka_bootstrap_servers} does not answer")
         if missing := [topic for topic in topics if topic not in existing]:
-            raise NotReady(f"topic {', '.join(missing)} missing on the broker; its owner creates it "
+            raise NotReady(f"missing on the broker: {', '.join(missing)}; topics are created by their owner "
                            f"(`expertmatch topics`, or the embedded supervisor)")
         return True
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 POSTS = "posts"
+# Posts flagged backfill (imports, the demo corpus): a lane of their own that the matcher reads
+# only while live posts leave it idle, so an import never delays a live question.
+BACKFILL = "posts.backfill"
 MATCHES = "matches"
 RESPONSES = "responses"
 DLQ_SUFFIX = ".dlq"

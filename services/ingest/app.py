@@ -15,7 +15,7 @@ from services.ingest.settings import IngestSettings
 from shared.health import health_router
 from shared.kafka import broker_check, make_producer
 from shared.outbox import open_publisher
-from shared.topics import POSTS
+from shared.topics import BACKFILL, POSTS
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             # Flushes whatever is in flight before closing.
             stack.push_async_callback(producer.stop)
             events = await stack.enter_async_context(open_publisher(settings, producer, name="ingest"))
-            topic = settings.topic(POSTS)
-            app.state.publisher = KafkaPublisher(producer, events, topic, timeout_s=settings.publish_timeout_s)
+            live, backfill = settings.topic(POSTS), settings.topic(BACKFILL)
+            app.state.publisher = KafkaPublisher(
+                producer, events, live=live, backfill=backfill, timeout_s=settings.publish_timeout_s
+            )
             # Topics belong to their owner (`expertmatch topics`, the embedded supervisor): a
             # missing one makes ingest unready and its requests 503, never a topic made up here.
-            app.state.readiness = {"broker": broker_check(settings, topic)}
-            log.info("ingest ready: publishing to %s", topic)
+            app.state.readiness = {"broker": broker_check(settings, live, backfill)}
+            log.info("ingest ready: publishing to %s, backfill to %s", live, backfill)
             yield
 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)

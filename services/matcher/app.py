@@ -18,6 +18,7 @@ from shared.auth import TenantDep
 from shared.consumer import TransientError
 from shared.events import Candidate
 from shared.health import health_router
+from shared.tasks import start_task
 
 
 class SearchRequest(BaseModel):
@@ -65,15 +66,14 @@ def create_app(
         async with bootstrap(settings, embedder=embedder, index=index) as matcher:
             app.state.matcher = matcher
             app.state.readiness = dict(matcher.readiness)
-            task = None
-            if matcher.loop is not None:
-                task = asyncio.create_task(matcher.loop.run(), name="matcher-consumer")
+            loops = list(matcher.loops or ())
+            tasks = [start_task(loop.run(), name=f"{loop.name} consumer") for loop in loops]
             try:
                 yield
             finally:
-                if task is not None:
-                    matcher.loop.stop()  # finishes and commits the batch in hand
-                    await task
+                for loop in loops:
+                    loop.stop()  # finishes and commits the batch in hand
+                await asyncio.gather(*tasks, return_exceptions=True)  # a crash was logged when it happened
 
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
     app.include_router(health_router())

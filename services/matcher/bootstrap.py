@@ -9,29 +9,29 @@ from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
 
-from services.matcher.consumer import posts_consumer
+from services.matcher.consumer import MatcherLoops, posts_consumers
 from services.matcher.embedder import Embedder, SentenceEmbedder
 from services.matcher.index.base import ExpertIndex
 from services.matcher.ranking import Weights
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
 from services.matcher.training import LearningPolicy
-from shared.consumer import ConsumerLoop, TransientError
+from shared.consumer import TransientError
 from shared.events import ExpertsMatched
 from shared.health import Check, consumer_check
 from shared.kafka import broker_check, make_producer
 from shared.outbox import EventPublisher, open_publisher
-from shared.topics import MATCHES, POSTS, RESPONSES
+from shared.topics import BACKFILL, MATCHES, POSTS, RESPONSES
 
 
 @dataclass
 class Matcher:
-    """Everything a running matcher holds; `loop` is None when it does not consume."""
+    """Everything a running matcher holds; `loops` is None when it does not consume."""
 
     service: MatcherService
     index: ExpertIndex
     embedder: Embedder
-    loop: ConsumerLoop | None
+    loops: MatcherLoops | None
     readiness: dict[str, Check] = field(default_factory=dict)
 
 
@@ -69,15 +69,15 @@ async def bootstrap(
             index=index, embedder=embedder, publish=_publisher(events, settings.topic(MATCHES)), policy=_policy(settings)
         )
         stack.push_async_callback(service.trainer.close)
-        loop = None
-        if settings.consume:
-            loop = await stack.enter_async_context(
-                posts_consumer(settings, producer=producer, handler=service.handle, on_caught_up=service.caught_up)
-            )
+        loops = None
         readiness = _readiness(settings, index, embedder)
-        if loop is not None:
-            readiness["consumer"] = consumer_check(loop)
-        yield Matcher(service=service, index=index, embedder=embedder, loop=loop, readiness=readiness)
+        if settings.consume:
+            loops = await stack.enter_async_context(
+                posts_consumers(settings, producer=producer, handler=service.handle, on_caught_up=service.caught_up)
+            )
+            readiness["consumer"] = consumer_check(loops.live)
+            readiness["backfill_consumer"] = consumer_check(loops.backfill)
+        yield Matcher(service=service, index=index, embedder=embedder, loops=loops, readiness=readiness)
 
 
 def _policy(settings: MatcherSettings) -> RankingPolicy:
@@ -110,7 +110,7 @@ def _publisher(events: EventPublisher, topic: str):
 
 
 def _readiness(settings: MatcherSettings, index: ExpertIndex, embedder: Embedder) -> dict[str, Check]:
-    topics = [settings.topic(name) for name in (POSTS, RESPONSES, MATCHES)]
+    topics = [settings.topic(name) for name in (POSTS, BACKFILL, RESPONSES, MATCHES)]
 
     async def model() -> bool:
         # An injected embedder without a load step is ready as soon as it is handed in.

@@ -1,45 +1,112 @@
-"""Wiring from the posts and responses topics to the matcher's handler; the loop lives in shared/consumer.py."""
+"""Wiring from the posts topics and responses to the matcher's handler; the loop lives in shared/consumer.py.
+
+Two lanes, each its own consumer group: live posts (and responses) on `posts`, imports on
+`posts.backfill`. The backfill lane polls only while the live lane is idle, and one batch at a
+time is handled, so a live question waits for at most the backfill batch already in hand.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
 from services.matcher.settings import MatcherSettings
-from shared.consumer import ConsumerLoop, Handler
+from shared.consumer import ConsumerLoop, Delivery, Handler
 from shared.kafka import make_consumer
-from shared.topics import POSTS, RESPONSES
+from shared.topics import BACKFILL, POSTS, RESPONSES
 
 GROUP = "matcher"
+BACKFILL_GROUP = "matcher-backfill"
+
+
+class Lanes:
+    """Live before backfill: the turn to handle a batch, and whether each lane has caught up."""
+
+    def __init__(
+        self, handler: Handler, on_caught_up: Callable[[], Awaitable[None]] | None, *, max_wait: float = 10.0
+    ) -> None:
+        self._handler = handler
+        self._on_caught_up = on_caught_up
+        self._live_idle = asyncio.Event()
+        self._backfill_idle = False
+        self._turn = asyncio.Lock()
+        # A backfill batch waits at most this for the live lane, so that a steady live stream
+        # slows an import without stopping it (nor getting its consumer dropped from the group).
+        self._max_wait = max_wait
+
+    async def live(self, deliveries: Sequence[Delivery]) -> None:
+        self._live_idle.clear()
+        async with self._turn:
+            await self._handler(deliveries)
+
+    async def backfill(self, deliveries: Sequence[Delivery]) -> None:
+        self._backfill_idle = False
+        async with self._turn:
+            await self._handler(deliveries)
+
+    async def backfill_gate(self) -> None:
+        try:
+            await asyncio.wait_for(self._live_idle.wait(), self._max_wait)
+        except TimeoutError:
+            pass
+
+    async def live_caught_up(self) -> None:
+        self._live_idle.set()
+        if self._backfill_idle:
+            await self._caught_up()
+
+    async def backfill_caught_up(self) -> None:
+        self._backfill_idle = True
+        if self._live_idle.is_set():
+            await self._caught_up()
+
+    async def _caught_up(self) -> None:
+        if self._on_caught_up is not None:
+            await self._on_caught_up()
+
+
+@dataclass(frozen=True)
+class MatcherLoops:
+    live: ConsumerLoop
+    backfill: ConsumerLoop
+
+    def __iter__(self):
+        return iter((self.live, self.backfill))
 
 
 @asynccontextmanager
-async def posts_consumer(
+async def posts_consumers(
     settings: MatcherSettings,
     *,
     producer: AIOKafkaProducer,
     handler: Handler,
     on_caught_up: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[ConsumerLoop]:
-    """A started consumer in the matcher group, as a loop; closed on exit.
+) -> AsyncIterator[MatcherLoops]:
+    """Started consumers for both lanes, as loops; closed on exit.
 
     Posts keep the index in step; responses to invitations (`invitation.responded`) move the
-    ranking of the next questions close to theirs.
+    ranking of the next questions close to theirs. `on_caught_up` runs once both lanes are idle.
     """
-    topics = (settings.topic(POSTS), settings.topic(RESPONSES))
-    consumer = make_consumer(settings, *topics, group_id=settings.topic(GROUP))
-    await consumer.start()
-    try:
-        yield ConsumerLoop(
-            consumer=consumer,
-            producer=producer,
-            handler=handler,
-            name="matcher",
-            max_records=settings.batch_size,
-            on_caught_up=on_caught_up,
-            epoch_file=settings.kafka_epoch_file,
+    lanes = Lanes(handler, on_caught_up)
+    async with AsyncExitStack() as stack:
+        live = make_consumer(settings, settings.topic(POSTS), settings.topic(RESPONSES), group_id=settings.topic(GROUP))
+        backfill = make_consumer(settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP))
+        for consumer in (live, backfill):
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+        common = dict(producer=producer, epoch_file=settings.kafka_epoch_file)
+        yield MatcherLoops(
+            live=ConsumerLoop(
+                consumer=live, handler=lanes.live, name="matcher", max_records=settings.batch_size,
+                on_caught_up=lanes.live_caught_up, **common,
+            ),
+            backfill=ConsumerLoop(
+                consumer=backfill, handler=lanes.backfill, name="matcher-backfill",
+                max_records=settings.backfill_batch_size, on_caught_up=lanes.backfill_caught_up,
+                gate=lanes.backfill_gate, **common,
+            ),
         )
-    finally:
-        await consumer.stop()

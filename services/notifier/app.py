@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +24,7 @@ from shared.consumer import ConsumerLoop, Handler
 from shared.health import consumer_check, health_router
 from shared.kafka import broker_check, make_producer
 from shared.outbox import open_publisher
+from shared.tasks import start_task
 from shared.topics import MATCHES, POSTS, RESPONSES
 
 log = logging.getLogger(__name__)
@@ -144,16 +144,10 @@ async def _start_loop(
 
 
 def _start(stack: AsyncExitStack, name: str, run: Callable[[], Awaitable[None]], stop: Callable[[], None]) -> None:
-    task = asyncio.create_task(run(), name=name)
-    task.add_done_callback(_report_crash)
+    task = start_task(run(), name=name)
 
     async def _finish() -> None:
         stop()
         await task
 
     stack.push_async_callback(_finish)
-
-
-def _report_crash(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())

@@ -141,7 +141,9 @@ async def test_search_through_the_app_is_per_tenant_and_needs_a_key(settings, re
 
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json()["checks"] == {"broker": True, "index": True, "model": True, "consumer": True}
+            assert ready.json()["checks"] == {
+                "broker": True, "index": True, "model": True, "consumer": True, "backfill_consumer": True
+            }
 
 
 async def wait_for_contributions(client: httpx.AsyncClient, headers: dict, count: int, timeout: float = 60) -> None:

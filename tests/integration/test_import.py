@@ -1,4 +1,4 @@
-"""`expertmatch import` into the real ingest app: the dump's posts land on the posts topic as backfill."""
+"""`expertmatch import` into the real ingest app: the dump's posts land on the backfill lane, posts.backfill."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.events import PostKind, PostUpserted, decode_event
 from shared.kafka import make_consumer
-from shared.topics import POSTS
+from shared.topics import BACKFILL
 from tests.unit.test_eval_import import DUMP
 
 pytestmark = pytest.mark.integration
@@ -37,12 +37,12 @@ def client(transport) -> httpx.AsyncClient:
 
 
 async def posts_on_topic(settings: IngestSettings, count: int, timeout: float = 10.0) -> list[PostUpserted]:
-    """The first `count` events of the posts topic, or a failure at the deadline."""
+    """The first `count` events of the backfill lane, or a failure at the deadline."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     events: list[PostUpserted] = []
     try:
-        topic = settings.topic(POSTS)
+        topic = settings.topic(BACKFILL)
         await consumer._client.force_metadata_update()
         consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
         await consumer.seek_to_beginning()
@@ -52,11 +52,11 @@ async def posts_on_topic(settings: IngestSettings, count: int, timeout: float = 
             events += [decode_event(r.value) for batch in batches.values() for r in batch]
     finally:
         await consumer.stop()
-    assert len(events) == count, f"expected {count} events on {settings.topic(POSTS)}, found {len(events)}"
+    assert len(events) == count, f"expected {count} events on {settings.topic(BACKFILL)}, found {len(events)}"
     return events
 
 
-async def test_a_dump_lands_on_the_posts_topic_as_backfill_and_a_rerun_sends_the_same_ids(settings, ingest, tmp_path):
+async def test_a_dump_lands_on_the_backfill_lane_and_a_rerun_sends_the_same_ids(settings, ingest, tmp_path):
     dump = tmp_path / "Posts.xml"
     dump.write_text(DUMP)
 

@@ -16,7 +16,7 @@ from services.ingest.settings import IngestSettings
 from shared.embedded_broker import EmbeddedBroker
 from shared.events import PostDeleted, PostUpserted, decode_event
 from shared.kafka import make_consumer
-from shared.topics import POSTS
+from shared.topics import BACKFILL, POSTS
 from tests.support.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,8 @@ async def client(settings):
             yield http
 
 
-async def _posts_partitions(consumer, settings: IngestSettings) -> list[TopicPartition]:
-    topic = settings.topic(POSTS)
+async def _posts_partitions(consumer, settings: IngestSettings, lane: str = POSTS) -> list[TopicPartition]:
+    topic = settings.topic(lane)
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         await consumer._client.force_metadata_update()
@@ -47,14 +47,14 @@ async def _posts_partitions(consumer, settings: IngestSettings) -> list[TopicPar
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-async def read_topic(settings: IngestSettings, count: int, timeout: float = 10.0) -> list:
-    """Read `count` records from the start of the posts topic, or fail at the deadline."""
+async def read_topic(settings: IngestSettings, count: int, timeout: float = 10.0, lane: str = POSTS) -> list:
+    """Read `count` records from the start of the posts topic (or `lane`), or fail at the deadline."""
     # No consumer group: assigning partitions directly skips the group join's delay.
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     records = []
     try:
-        consumer.assign(await _posts_partitions(consumer, settings))
+        consumer.assign(await _posts_partitions(consumer, settings, lane))
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout
         while len(records) < count and time.monotonic() < deadline:
@@ -153,6 +153,17 @@ async def test_refused_requests_put_nothing_on_the_topic(client, settings):
     assert await topic_size(settings) == 0
 
 
+async def test_backfill_takes_its_own_lane_and_live_posts_keep_theirs(client, settings):
+    batch = [a_post(id="old-1", backfill=True), a_post(id="live-1"), a_post(id="old-2", backfill=True)]
+    response = await client.post("/v1/posts/batch", json={"posts": batch}, headers=ACME)
+    assert response.status_code == 202
+
+    live = [decode_event(r.value) for r in await read_topic(settings, 1)]
+    backfill = [decode_event(r.value) for r in await read_topic(settings, 2, lane=BACKFILL)]
+    assert [event.data.id for event in live] == ["live-1"]
+    assert sorted(event.data.id for event in backfill) == ["old-1", "old-2"]
+
+
 async def test_readiness_says_the_broker_answers(client):
     response = await client.get("/readyz")
 
@@ -204,7 +215,7 @@ async def test_a_missing_topic_is_a_503_and_is_never_created_by_ingest(broker, t
     assert response.headers["retry-after"] == "5"
     assert "does not exist" in response.json()["detail"]
     assert ready.status_code == 503
-    assert ready.json()["failing"]["broker"].startswith(f"topic {settings.topic('posts')} missing")
+    assert ready.json()["failing"]["broker"].startswith(f"missing on the broker: {settings.topic('posts')}, ")
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
     await admin.start()
     try:

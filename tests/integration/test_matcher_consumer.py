@@ -75,7 +75,8 @@ async def handle_until(matcher, condition, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, "the matcher did not get there in time"
-        await matcher.loop.drain(idle_polls=1)
+        for loop in matcher.loops:
+            await loop.drain(idle_polls=1)
 
 
 async def read(settings, topic: str, expect: int, timeout: float = 20.0):
