@@ -1,4 +1,7 @@
-"""The supervisor behind `make run`: broker, services, demo receiver and demo corpus, stopped in order."""
+"""The supervisor behind `make run`: broker, services, demo receiver and demo corpus.
+
+A service that dies is started again after a backoff; Ctrl-C or SIGTERM stops everything in order.
+"""
 
 from __future__ import annotations
 
@@ -114,17 +117,20 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
     children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports)}
     key, tenant = next(iter(parse_api_keys(keys).items()))
     receiver = None
+    keepers: list[asyncio.Task] = []
     question = load_corpus().try_question
     try:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
             for child in children.values():
                 await child.start()
+            keepers = [asyncio.create_task(child.keep_running(http), name=f"{child.name}-keeper")
+                       for child in children.values()]
             for child in children.values():
                 await child.wait_ready(http, options.ready_timeout)
             say("ingest, matcher and notifier are ready")
             receiver = await _demo(options, http, children) if options.demo else None
             _print_usage(key, tenant, children, question, demo=receiver is not None)
-            return await _until_stopped(stop, children)
+            return await _until_stopped(stop, keepers)
     except ChildFailed as exc:
         say(str(exc))
         return 1
@@ -136,6 +142,7 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
         if receiver is not None:
             await receiver.stop()
         await asyncio.gather(*(child.stop() for child in children.values()))
+        await asyncio.gather(*keepers, return_exceptions=True)
 
 
 def _demo_notifier_env(env: dict[str, str]) -> dict[str, str]:
@@ -172,18 +179,19 @@ async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str
     return receiver
 
 
-async def _until_stopped(stop: asyncio.Event, children: dict[str, Child]) -> int:
-    """Wait for Ctrl-C/SIGTERM (exit 0) or for a service to die (exit 1)."""
-    waits = {asyncio.create_task(child.exited()): name for name, child in children.items()}
+async def _until_stopped(stop: asyncio.Event, keepers: list[asyncio.Task]) -> int:
+    """Wait for Ctrl-C/SIGTERM (exit 0); a service that dies meanwhile is restarted by its keeper.
+
+    A keeper ends on its own only if it could not start its service again at all (exit 1).
+    """
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopping, *waits], return_when=asyncio.FIRST_COMPLETED)
-    for task in [stopping, *waits]:
-        if task not in done:
-            task.cancel()
+    done, _ = await asyncio.wait([stopping, *keepers], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
     if stopping in done:
         return 0
-    died = next(waits[task] for task in done if task in waits)
-    say(f"{died} exited unexpectedly; stopping the rest")
+    broken = next(task for task in keepers if task in done)
+    problem = broken.exception() if not broken.cancelled() else None
+    say(f"{broken.get_name().removesuffix('-keeper')} could not be restarted ({problem!r}); stopping the rest")
     return 1
 
 
