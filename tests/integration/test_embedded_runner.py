@@ -1,4 +1,4 @@
-"""The pieces of `expertmatch run`: demo receiver, API key, ports, command line, restarts."""
+"""The pieces of `expertmatch run`: demo receiver, API key, ports, command line, restarts, topics."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from standardwebhooks import Webhook
 
 from services.cli import build_parser
 from services.embedded.backoff import Backoff
+from services.embedded.broker import topic_partitions
 from services.embedded.children import Child, child_env, current_env
 from services.embedded.receiver import DemoReceiver
-from services.embedded.runner import RunOptions, api_keys, run, taken_ports
+from services.embedded.runner import RunOptions, api_keys, create_topics, run, taken_ports
 from services.notifier.signing import new_secret
 from shared.embedded_broker import free_port
+from shared.settings import CommonSettings
+from tests.support.topics import expected_partitions
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +194,31 @@ async def test_stopping_ends_a_restart_delay_at_once():
         await asyncio.wait_for(keeper, 60)  # far less than the hour it was waiting out
 
     assert keeper.done() and child.process.returncode == 3
+
+
+def test_on_a_kafka_of_ones_own_the_topics_are_created_once(broker, topic_prefix, monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", topic_prefix)
+
+    assert create_topics(CommonSettings())
+    assert create_topics(CommonSettings())
+
+    partitions = asyncio.run(topic_partitions(broker.bootstrap_servers))
+    assert {name: n for name, n in partitions.items() if name.startswith(topic_prefix)} == expected_partitions(topic_prefix)
+    out = capsys.readouterr().out
+    assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: created {topic_prefix}posts" in out
+    assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: all exist" in out
+
+
+def test_a_broker_that_cannot_be_reached_stops_the_run_before_any_service(tmp_path, monkeypatch, capsys):
+    nowhere = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", nowhere)
+    ports = (free_port(), free_port(), free_port())
+
+    code = run(RunOptions(data_dir=tmp_path, ports=ports, demo=False))
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert f"could not create the topics on the Kafka broker at {nowhere}" in out
+    assert "started (pid" not in out
+    assert not (tmp_path / "broker-epoch").exists()
