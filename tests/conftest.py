@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded_broker import EmbeddedBroker
+from services.embedded.broker import BrokerSupervisor
 from shared.settings import CommonSettings
+from shared.topics import load_topic_specs
 from tests.support.postgres import PostgresServer, find_pg_bin
 from tests.support.topics import create_topics
 
@@ -23,14 +24,33 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
-    """One real Kafka-protocol broker per test session; tests keep apart by topic prefix."""
-    with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log") as running:
+    """One real Kafka-protocol broker per test session; tests keep apart by topic prefix.
+
+    Watched as `expertmatch run` watches its own: if it dies it comes back on the same port.
+    """
+    folder = tmp_path_factory.mktemp("broker")
+    with BrokerSupervisor(epoch_file=folder / "broker-epoch", log_path=folder / "broker.log") as running:
         yield running
 
 
 @pytest.fixture
 def topic_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}-"
+
+
+@pytest.fixture
+def supervised_broker(tmp_path, topic_prefix):
+    """A broker of the test's own, to kill: `kill()` it, `await restarted(epoch, timeout)` for it to be back.
+
+    It has the test's topics (deploy/topics.json under `topic_prefix`) from the start and again
+    after every restart, each start then writing the next epoch to `epoch_file`.
+    """
+    with BrokerSupervisor(
+        epoch_file=tmp_path / "broker-epoch",
+        topics=load_topic_specs(prefix=topic_prefix),
+        log_path=tmp_path / "broker.log",
+    ) as running:
+        yield running
 
 
 @pytest.fixture

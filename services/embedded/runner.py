@@ -1,4 +1,8 @@
-"""The supervisor behind `make run`: broker, services, demo receiver and demo corpus, stopped in order."""
+"""The supervisor behind `make run`: broker and topics, services, demo receiver and demo corpus.
+
+Whatever dies is started again (the broker with its topics and a new epoch, a service after a
+backoff); Ctrl-C or SIGTERM stops everything in order.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from aiokafka.errors import KafkaError
 
 from services.demo.corpus import DemoQuestion, load_corpus
 from services.embedded import demo
+from services.embedded.broker import BrokerSupervisor, TopicsNotCreated
 from services.embedded.children import Child, ChildFailed, child_env, current_env
 from services.embedded.console import say
 from services.embedded.receiver import DemoReceiver
-from shared.embedded_broker import EmbeddedBroker
-from shared.settings import parse_api_keys
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings, parse_api_keys
+from shared.topics import load_topic_specs
 
 SERVICES = ("ingest", "matcher", "notifier")
 DEFAULT_PORTS = (8001, 8002, 8003)
@@ -81,30 +88,63 @@ def run(options: RunOptions) -> int:
         return 2
     keys = api_keys(data_dir)
     broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = EmbeddedBroker(log_path=data_dir / "broker.log")
-        broker.start()
-        bootstrap = broker.bootstrap_servers
-        say(f"embedded Kafka-protocol broker on {bootstrap} (in memory; log: {data_dir / 'broker.log'})")
-    else:
-        say(f"using the Kafka broker at {bootstrap}")
+    settings = CommonSettings()
+    kafka_env = {}
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        try:
+            broker = _start_embedded_broker(settings, data_dir)
+        except (OSError, TopicsNotCreated) as exc:
+            say(f"the embedded broker did not start: {exc}")
+            return 1
+        kafka_env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "KAFKA_EPOCH_FILE": str(broker.epoch_file)}
+    elif not create_topics(settings):
+        return 1
     try:
-        return asyncio.run(_supervise(options, data_dir=data_dir, keys=keys, bootstrap=bootstrap))
+        return asyncio.run(_supervise(options, data_dir=data_dir, keys=keys, kafka_env=kafka_env))
     finally:
         if broker is not None:
             broker.stop()
             say("broker stopped")
 
 
-async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstrap: str) -> int:
+def _start_embedded_broker(settings: CommonSettings, data_dir: Path) -> BrokerSupervisor:
+    """The broker with the topics of deploy/topics.json, then its epoch; watched from now on."""
+    log_path = data_dir / "broker.log"
+    broker = BrokerSupervisor(
+        epoch_file=data_dir / "broker-epoch",
+        topics=load_topic_specs(settings.kafka_topics_file, prefix=settings.kafka_topic_prefix),
+        log_path=log_path,
+        announce=say,
+    ).start()
+    say(f"embedded Kafka-protocol broker on {broker.bootstrap_servers} (pid {broker.pid}; in memory; "
+        f"log: {log_path}); topics created, epoch {broker.epoch}")
+    return broker
+
+
+def create_topics(settings: CommonSettings) -> bool:
+    """On the broker KAFKA_BOOTSTRAP_SERVERS names: the topics, once, before any service starts.
+
+    Its log is durable, so it keeps them; False (after saying why) if it cannot be reached.
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except (KafkaError, OSError) as exc:
+        say(f"could not create the topics on the Kafka broker at {bootstrap}: {exc!r}")
+        return False
+    say(f"using the Kafka broker at {bootstrap}; topics: "
+        f"{'created ' + ', '.join(created) if created else 'all exist'}")
+    return True
+
+
+async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, kafka_env: dict[str, str]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     env = child_env(
         current_env(),
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        **kafka_env,
         EXPERTMATCH_API_KEYS=keys,
         EXPERTMATCH_DATA_DIR=str(data_dir),
         **{f"{name.upper()}_PORT": str(port) for name, port in zip(SERVICES, options.ports)},
@@ -114,17 +154,20 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
     children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports)}
     key, tenant = next(iter(parse_api_keys(keys).items()))
     receiver = None
+    keepers: list[asyncio.Task] = []
     question = load_corpus().try_question
     try:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
             for child in children.values():
                 await child.start()
+            keepers = [asyncio.create_task(child.keep_running(http), name=f"{child.name}-keeper")
+                       for child in children.values()]
             for child in children.values():
                 await child.wait_ready(http, options.ready_timeout)
             say("ingest, matcher and notifier are ready")
             receiver = await _demo(options, http, children) if options.demo else None
             _print_usage(key, tenant, children, question, demo=receiver is not None)
-            return await _until_stopped(stop, children)
+            return await _until_stopped(stop, keepers)
     except ChildFailed as exc:
         say(str(exc))
         return 1
@@ -136,6 +179,7 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, bootstra
         if receiver is not None:
             await receiver.stop()
         await asyncio.gather(*(child.stop() for child in children.values()))
+        await asyncio.gather(*keepers, return_exceptions=True)
 
 
 def _demo_notifier_env(env: dict[str, str]) -> dict[str, str]:
@@ -172,18 +216,19 @@ async def _demo(options: RunOptions, http: httpx.AsyncClient, children: dict[str
     return receiver
 
 
-async def _until_stopped(stop: asyncio.Event, children: dict[str, Child]) -> int:
-    """Wait for Ctrl-C/SIGTERM (exit 0) or for a service to die (exit 1)."""
-    waits = {asyncio.create_task(child.exited()): name for name, child in children.items()}
+async def _until_stopped(stop: asyncio.Event, keepers: list[asyncio.Task]) -> int:
+    """Wait for Ctrl-C/SIGTERM (exit 0); a service that dies meanwhile is restarted by its keeper.
+
+    A keeper ends on its own only if it could not start its service again at all (exit 1).
+    """
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stopping, *waits], return_when=asyncio.FIRST_COMPLETED)
-    for task in [stopping, *waits]:
-        if task not in done:
-            task.cancel()
+    done, _ = await asyncio.wait([stopping, *keepers], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
     if stopping in done:
         return 0
-    died = next(waits[task] for task in done if task in waits)
-    say(f"{died} exited unexpectedly; stopping the rest")
+    broken = next(task for task in keepers if task in done)
+    problem = broken.exception() if not broken.cancelled() else None
+    say(f"{broken.get_name().removesuffix('-keeper')} could not be restarted ({problem!r}); stopping the rest")
     return 1
 
 

@@ -1,9 +1,11 @@
-"""The pieces of `expertmatch run`: demo receiver, API key, ports, command line."""
+"""The pieces of `expertmatch run`: demo receiver, API key, ports, command line, restarts, topics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import sys
 from datetime import UTC, datetime
 
 import httpx
@@ -11,9 +13,15 @@ import pytest
 from standardwebhooks import Webhook
 
 from services.cli import build_parser
+from services.embedded.backoff import Backoff
+from services.embedded.broker import topic_partitions
+from services.embedded.children import Child, child_env, current_env
 from services.embedded.receiver import DemoReceiver
-from services.embedded.runner import RunOptions, api_keys, run, taken_ports
+from services.embedded.runner import RunOptions, api_keys, create_topics, run, taken_ports
 from services.notifier.signing import new_secret
+from shared.embedded_broker import free_port
+from shared.settings import CommonSettings
+from tests.support.topics import expected_partitions
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +126,99 @@ def test_the_command_line_reads_ports_and_refuses_bad_ones(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--ports", "9001,9002"])
     assert "INGEST,MATCHER,NOTIFIER" in capsys.readouterr().err
+
+
+class Clock:
+    """Time that passes only when the restart delay is waited out."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def crashing_child(clock: Clock, sleep, *, message: str = "no model here") -> Child:
+    return Child(
+        "matcher", free_port(), child_env(current_env()),
+        command=(sys.executable, "-c", f"import sys; print({message!r}); sys.exit(3)"),
+        backoff=Backoff(first=1, cap=30, stable_after=60, clock=clock),
+        sleep=sleep,
+    )
+
+
+async def test_a_service_that_always_crashes_is_restarted_ever_more_slowly(capsys):
+    clock = Clock()
+    delays: list[float] = []
+    seven = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        clock.now += seconds
+        if len(delays) == 7:
+            seven.set()
+            await asyncio.Event().wait()  # the seventh wait lasts until the child is stopped
+
+    child = crashing_child(clock, sleep)
+    async with httpx.AsyncClient() as http:
+        await child.start()
+        keeper = asyncio.create_task(child.keep_running(http))
+        await asyncio.wait_for(seven.wait(), 120)
+        await child.stop()
+        await asyncio.wait_for(keeper, 30)
+
+    # Seven runs, each followed by a wait before the next: never a restart without one.
+    assert delays == [1, 2, 4, 8, 16, 30, 30]
+    out = capsys.readouterr().out
+    assert out.count("no model here") == 7
+    for delay in (1, 2, 4, 8, 16, 30):
+        assert f"matcher exited (code 3); restarting in {delay}s" in out
+    assert out.count("matcher restarted (pid ") == 6
+    assert "ready again" not in out
+
+
+async def test_stopping_ends_a_restart_delay_at_once():
+    clock = Clock()
+    waiting = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waiting.set()
+        await asyncio.sleep(3600)
+
+    child = crashing_child(clock, sleep)
+    async with httpx.AsyncClient() as http:
+        await child.start()
+        keeper = asyncio.create_task(child.keep_running(http))
+        await asyncio.wait_for(waiting.wait(), 60)
+        await child.stop()
+        await asyncio.wait_for(keeper, 60)  # far less than the hour it was waiting out
+
+    assert keeper.done() and child.process.returncode == 3
+
+
+def test_on_a_kafka_of_ones_own_the_topics_are_created_once(broker, topic_prefix, monkeypatch, capsys):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", topic_prefix)
+
+    assert create_topics(CommonSettings())
+    assert create_topics(CommonSettings())
+
+    partitions = asyncio.run(topic_partitions(broker.bootstrap_servers))
+    assert {name: n for name, n in partitions.items() if name.startswith(topic_prefix)} == expected_partitions(topic_prefix)
+    out = capsys.readouterr().out
+    assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: created {topic_prefix}posts" in out
+    assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: all exist" in out
+
+
+def test_a_broker_that_cannot_be_reached_stops_the_run_before_any_service(tmp_path, monkeypatch, capsys):
+    nowhere = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", nowhere)
+    ports = (free_port(), free_port(), free_port())
+
+    code = run(RunOptions(data_dir=tmp_path, ports=ports, demo=False))
+
+    assert code == 1
+    out = capsys.readouterr().out
+    assert f"could not create the topics on the Kafka broker at {nowhere}" in out
+    assert "started (pid" not in out
+    assert not (tmp_path / "broker-epoch").exists()
