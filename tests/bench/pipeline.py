@@ -1,4 +1,5 @@
-"""`make bench`: the model's bare encode rate, the matcher's rate through Kafka, and post-to-webhook latency.
+"""`make bench`: the model's bare encode rate, the matcher's rate through Kafka, post-to-webhook latency,
+and that latency again while a large import is being indexed.
 
 All on the same real posts from ../shared/data, in one run, so the figures compare as ratios.
 """
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -25,7 +27,7 @@ from shared.kafka import ensure_topics, make_producer, publish
 from shared.settings import CommonSettings
 from shared.stackexchange import DumpPost, read_dump
 from shared.text import to_plain_text
-from shared.topics import POSTS
+from shared.topics import BACKFILL
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -70,35 +72,64 @@ async def matcher_rate(settings: CommonSettings, matcher_url: str, posts: list[D
     await producer.start()
     async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
         started = time.perf_counter()
-        await publish(producer, settings.topic(POSTS), [_event(p, backfill=True) for p in posts])
+        await publish(producer, settings.topic(BACKFILL), [_event(p, backfill=True) for p in posts])
         await producer.stop()
         while (await http.get(f"{matcher_url}/v1/index/stats")).json()["contributions"] < len(posts):
             await asyncio.sleep(0.05)
         return len(posts) / (time.perf_counter() - started)
 
 
-async def webhook_latency(system: ServiceProcesses, questions: list[DumpPost]) -> list[float]:
+async def subscribe(system: ServiceProcesses, receiver: Receiver) -> None:
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        created = await http.post(f"{system.url('notifier')}/v1/subscriptions", json={"url": receiver.url})
+        created.raise_for_status()
+
+
+async def webhook_latency(system: ServiceProcesses, receiver: Receiver, questions: list[DumpPost], tag: str) -> list[float]:
     """Seconds from POST /v1/posts of a question to its first webhook at a real receiver."""
     latencies = []
-    with Receiver() as receiver:
-        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
-            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", json={"url": receiver.url})
-            created.raise_for_status()
-            for question in questions:
-                body = _event(question, backfill=False).data.model_dump(mode="json", exclude={"tenant"})
-                body["id"] = body["thread_id"] = f"bench-{question.id}"
-                seen = len(receiver.received())
-                started = time.time()
-                answer = await http.post(f"{system.url('ingest')}/v1/posts", json=body)
-                answer.raise_for_status()
-                deadline = time.monotonic() + 30
-                while not _arrived(receiver, seen, body["thread_id"]):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"no webhook for {body['thread_id']} in 30 s")
-                    await asyncio.sleep(0.002)
-                arrived = min(r.at for r in receiver.received()[seen:] if _thread(r) == body["thread_id"])
-                latencies.append(arrived - started)
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        for question in questions:
+            body = _event(question, backfill=False).data.model_dump(mode="json", exclude={"tenant"})
+            body["id"] = body["thread_id"] = f"{tag}-{question.id}"
+            seen = len(receiver.received())
+            started = time.time()
+            answer = await http.post(f"{system.url('ingest')}/v1/posts", json=body)
+            answer.raise_for_status()
+            deadline = time.monotonic() + 60
+            while not _arrived(receiver, seen, body["thread_id"]):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no webhook for {body['thread_id']} in 60 s")
+                await asyncio.sleep(0.002)
+            arrived = min(r.at for r in receiver.received()[seen:] if _thread(r) == body["thread_id"])
+            latencies.append(arrived - started)
     return latencies
+
+
+async def latency_during_backfill(
+    settings: CommonSettings, system: ServiceProcesses, receiver: Receiver, backfill: list[DumpPost],
+    questions: list[DumpPost],
+) -> tuple[list[float], int]:
+    """Question latency while `backfill` waits in the import lane; returns it and how many were indexed meanwhile."""
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        async def indexed() -> int:
+            return (await http.get(f"{system.url('matcher')}/v1/index/stats")).json()["contributions"]
+
+        before = await indexed()
+        producer = make_producer(settings)
+        await producer.start()
+        await publish(producer, settings.topic(BACKFILL), [_event(p, backfill=True) for p in backfill])
+        await producer.stop()
+        latencies = await webhook_latency(system, receiver, questions, "live")
+        return latencies, await indexed() - before
+
+
+def _import_posts(dumps: list[list[DumpPost]], count: int) -> list[DumpPost]:
+    """`count` posts from the dumps, renamed so that none collides with the history or another dump."""
+    posts = []
+    for n, dump in enumerate(dumps):
+        posts += [replace(p, id=f"import{n}-{p.id}", thread_id=f"import{n}-{p.thread_id}") for p in dump]
+    return posts[:count]
 
 
 def _thread(request) -> str:
@@ -119,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
     parser.add_argument("--questions", type=int, default=60, help="questions timed end to end")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--import-posts", type=int, default=20_000, help="backfill waiting while live questions are timed")
+    parser.add_argument("--live-questions", type=int, default=20, help="questions timed during the import")
     args = parser.parse_args(argv)
 
     path = DATA / args.dataset / "Posts.xml.gz"
@@ -127,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     dump = read_dump(path).posts
     history = dump[: args.posts]
-    questions = [p for p in dump[args.posts:] if p.kind == "question"][: args.questions]
+    questions = [p for p in dump[args.posts:] if p.kind == "question"]
+    live_questions = questions[args.questions: args.questions + args.live_questions]
+    questions = questions[: args.questions]
+    dumps = [read_dump(other).posts for other in sorted(DATA.glob("*/Posts.xml.gz"))]
+    imported = _import_posts(dumps, args.import_posts)
     print(f"dataset {args.dataset}: {len(history)} history posts, {len(questions)} questions", flush=True)
 
     encode = bare_encode_rate(_texts(history), args.batch_size)
@@ -150,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                 "NOTIFIER_MIN_SIMILARITY": "-1",
             },
         )
-        with system:
+        with system, Receiver() as receiver:
+            asyncio.run(subscribe(system, receiver))
             through_kafka = asyncio.run(matcher_rate(settings, system.url("matcher"), history))
             print(f"matcher through Kafka: {through_kafka:.1f} posts/s", flush=True)
-            latencies = asyncio.run(webhook_latency(system, questions))
+            latencies = asyncio.run(webhook_latency(system, receiver, questions, "bench"))
+            print(f"POST -> webhook p50 {_pct(latencies, 50) * 1000:.0f} ms", flush=True)
+            during, indexed = asyncio.run(latency_during_backfill(settings, system, receiver, imported, live_questions))
 
     print()
     print(f"| measure ({args.dataset}, {len(history)} posts, {len(questions)} questions) | value |")
@@ -164,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| POST question -> webhook p50 | {_pct(latencies, 50) * 1000:.0f} ms |")
     print(f"| POST question -> webhook p95 | {_pct(latencies, 95) * 1000:.0f} ms |")
     print(f"| POST question -> webhook max | {max(latencies) * 1000:.0f} ms |")
+    print(f"| same, {len(during)} questions while {len(imported)} imported posts wait, p50 | {_pct(during, 50) * 1000:.0f} ms |")
+    print(f"| same, while importing, p95 | {_pct(during, 95) * 1000:.0f} ms |")
+    print(f"| imported posts indexed meanwhile (of {len(imported)}) | {indexed} |")
     return 0
 
 
