@@ -40,6 +40,10 @@ class Receiver:
 
     answers: list[Answer] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
+    # The status each request in `requests` was answered with.
+    statuses: list[int] = field(default_factory=list)
+    # Answer every other request (past the queued answers) with 500: an endpoint that fails half the time.
+    flaky: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -77,10 +81,22 @@ class Receiver:
             await asyncio.sleep(0.02)
         return self.received()
 
+    def acknowledged(self) -> list[Received]:
+        """The requests answered with a 2xx: what the sender was told had arrived."""
+        with self._lock:
+            return [r for r, status in zip(self.requests, self.statuses) if 200 <= status < 300]
+
     def _next_answer(self, request: Received) -> Answer:
         with self._lock:
             self.requests.append(request)
-            return self.answers.pop(0) if self.answers else Answer(200)
+            if self.answers:
+                answer = self.answers.pop(0)
+            elif self.flaky and len(self.requests) % 2:
+                answer = Answer(500)
+            else:
+                answer = Answer(200)
+            self.statuses.append(answer.status)
+            return answer
 
     def __enter__(self) -> "Receiver":
         receiver = self

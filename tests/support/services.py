@@ -58,12 +58,8 @@ class ServiceProcesses:
         create_topics(self.bootstrap_servers, self.topic_prefix)
         for name in self.services:
             self.ports.setdefault(name, free_port())
-        env = self.env()
         for name in self.services:
-            log = open(self.data_dir / f"{name}.log", "ab")
-            self._processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", name], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self._spawn(name)
         try:
             self.wait_ready(ready_timeout)
         except BaseException:
@@ -71,9 +67,27 @@ class ServiceProcesses:
             raise
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def _spawn(self, name: str) -> None:
+        with open(self.data_dir / f"{name}.log", "ab") as log:
+            self._processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", name], env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def kill(self, name: str) -> None:
+        """kill -9: no draining, no last commit, as a crash or the OOM killer would."""
+        process = self._processes[name]
+        process.kill()
+        process.wait()
+
+    def restart(self, name: str, ready_timeout: float = 120.0) -> None:
+        """Start a killed service again on its port, and wait until it is ready."""
+        assert self._processes[name].poll() is not None, f"{name} is still running"
+        self._spawn(name)
+        self.wait_ready(ready_timeout, only=(name,))
+
+    def wait_ready(self, timeout: float, only: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = set(self.services)
+        pending = set(only or self.services)
         while pending:
             for name in sorted(pending):
                 process = self._processes[name]
