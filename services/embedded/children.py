@@ -16,6 +16,10 @@ from services.embedded.backoff import Backoff
 from services.embedded.console import say
 
 
+# Exits before the first ready that end the run: enough to tell a bad setting from bad luck.
+GIVE_UP_AFTER = 3
+
+
 class ChildFailed(Exception):
     """A service never became ready: the run cannot go on."""
 
@@ -33,6 +37,10 @@ class Child:
     # How the restart delay is waited out: tests pass one that only advances their clock.
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     process: asyncio.subprocess.Process | None = None
+    # Exits it did not ask for, and whether it was ever ready: a service that keeps dying before
+    # its first /readyz 200 (a bad setting, say) ends the run instead of being retried for minutes.
+    exits: int = 0
+    was_ready: bool = False
     _forwarders: set[asyncio.Task] = field(default_factory=set, repr=False)
     _watchers: set[asyncio.Task] = field(default_factory=set, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -79,7 +87,10 @@ class Child:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if await self.is_ready(http):
+                self.was_ready = True
                 return
+            if not self.was_ready and self.exits >= GIVE_UP_AFTER:
+                raise ChildFailed(f"{self.name} exited {self.exits} times before it was ever ready; its output is above")
             await asyncio.sleep(0.5)
         raise ChildFailed(f"{self.name} was not ready on {self.url}/readyz after {timeout:.0f}s; its output is above")
 
@@ -89,6 +100,7 @@ class Child:
             code = await self.process.wait()
             if self._stopping.is_set():
                 return
+            self.exits += 1
             exited_at = time.monotonic()
             delay = self.backoff.delay()
             say(f"{self.name} exited (code {code}); restarting in {delay:g}s")

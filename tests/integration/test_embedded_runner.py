@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from services.cli import build_parser
 from services.embedded.backoff import Backoff
 from services.embedded.broker import topic_partitions
-from services.embedded.children import Child, child_env, current_env
+from services.embedded.children import Child, ChildFailed, child_env, current_env
 from services.embedded.receiver import DemoReceiver
 from services.embedded.runner import RunOptions, api_keys, create_topics, run, taken_ports
 from services.notifier.signing import new_secret
@@ -175,6 +175,22 @@ async def test_a_service_that_always_crashes_is_restarted_ever_more_slowly(capsy
         assert f"matcher exited (code 3); restarting in {delay}s" in out
     assert out.count("matcher restarted (pid ") == 6
     assert "ready again" not in out
+
+
+async def test_a_service_that_never_gets_ready_ends_the_run_after_a_few_exits():
+    clock = Clock()
+
+    async def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    child = crashing_child(clock, sleep, message="MATCHER_CANDIDATES: must be at least 1")
+    async with httpx.AsyncClient() as http:
+        await child.start()
+        keeper = asyncio.create_task(child.keep_running(http))
+        with pytest.raises(ChildFailed, match=r"matcher exited \d+ times before it was ever ready"):
+            await child.wait_ready(http, timeout=120)
+        await child.stop()
+        await asyncio.wait_for(keeper, 30)
 
 
 async def test_stopping_ends_a_restart_delay_at_once():
