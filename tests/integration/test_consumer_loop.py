@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.consumer import ConsumerLoop, TransientError
-from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import CommonSettings
-from tests.support.topics import create_topics
 from shared.topics import POSTS, dlq
+from tests.support.events import answer_event
+from tests.support.topics import create_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _post(n: int) -> PostUpserted:
-    return PostUpserted(
-        tenant="acme",
-        data=Post(
-            id=f"p{n}", tenant="acme", thread_id=f"t{n % 3}", author_id="u1",
-            kind=PostKind.ANSWER, body=f"body {n}", created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-    )
 
 
 async def _read_all(settings, topic: str, expect: int, timeout: float = 20.0):
@@ -59,7 +48,7 @@ async def _loop(settings, producer, handler, group="worker"):
 
 async def test_handles_in_batches_and_commits_so_a_restart_does_not_replay(kafka):
     settings, producer = kafka
-    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(10)])
+    await publish(producer, settings.topic(POSTS), [answer_event(n) for n in range(10)])
     seen: list[str] = []
 
     async def handler(deliveries):
@@ -78,9 +67,9 @@ async def test_handles_in_batches_and_commits_so_a_restart_does_not_replay(kafka
 async def test_poison_messages_go_to_the_dlq_with_the_error_and_the_rest_is_handled(kafka):
     settings, producer = kafka
     topic = settings.topic(POSTS)
-    await publish(producer, topic, [_post(1)])
+    await publish(producer, topic, [answer_event(1)])
     await producer.send_and_wait(topic, b"{not json", key=b"acme/t1")
-    await publish(producer, topic, [_post(2), _post(3)])
+    await publish(producer, topic, [answer_event(2), answer_event(3)])
     seen: list[str] = []
 
     async def handler(deliveries):
@@ -106,7 +95,7 @@ async def test_unknown_event_types_are_skipped_not_dead_lettered(kafka):
     settings, producer = kafka
     topic = settings.topic(POSTS)
     await producer.send_and_wait(topic, b'{"type": "post.liked", "tenant": "acme", "data": {}}')
-    await publish(producer, topic, [_post(1)])
+    await publish(producer, topic, [answer_event(1)])
     seen: list[str] = []
 
     async def handler(deliveries):
@@ -121,7 +110,7 @@ async def test_unknown_event_types_are_skipped_not_dead_lettered(kafka):
 
 async def test_a_transient_failure_retries_the_batch_without_losing_it(kafka):
     settings, producer = kafka
-    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(4)])
+    await publish(producer, settings.topic(POSTS), [answer_event(n) for n in range(4)])
     calls = 0
     seen: list[str] = []
 
@@ -150,7 +139,7 @@ async def test_a_transient_failure_retries_the_batch_without_losing_it(kafka):
 
 async def test_the_loop_says_when_it_has_caught_up_with_its_topics(kafka):
     settings, producer = kafka
-    await publish(producer, settings.topic(POSTS), [_post(n) for n in range(5)])
+    await publish(producer, settings.topic(POSTS), [answer_event(n) for n in range(5)])
     seen: list[str] = []
     caught_up: list[int] = []
 
@@ -229,7 +218,7 @@ async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_pat
 
 async def test_a_loop_that_keeps_failing_says_why_and_recovers(kafka):
     settings, producer = kafka
-    await publish(producer, settings.topic(POSTS), [_post(1)])
+    await publish(producer, settings.topic(POSTS), [answer_event(1)])
     clock = _Clock()
     down = True
 

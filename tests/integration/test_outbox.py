@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
 
 import pytest
 
 from shared.consumer import ConsumerLoop
 from shared.embedded_broker import EmbeddedBroker
 from shared.epoch import next_epoch, write_epoch
-from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import make_consumer, make_producer
 from shared.outbox import DirectPublisher, open_publisher
 from shared.settings import CommonSettings
 from shared.topics import MATCHES
+from tests.support.events import answer_event
 from tests.support.topics import create_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _event(n: int) -> PostUpserted:
-    return PostUpserted(
-        tenant="acme",
-        data=Post(
-            id=f"p{n}", tenant="acme", thread_id=f"t{n % 4}", author_id="u1",
-            kind=PostKind.ANSWER, body=f"body {n}", created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-    )
 
 
 async def _until(condition, timeout: float = 60.0, what: str = "condition") -> None:
@@ -123,7 +112,7 @@ async def test_consumed_events_are_forgotten(settings):
     notifier = _Notifier(settings, producer)
     try:
         async with open_publisher(settings, producer, name="matcher") as outbox:
-            await outbox.publish(settings.topic(MATCHES), [_event(n) for n in range(20)])
+            await outbox.publish(settings.topic(MATCHES), [answer_event(n, threads=4) for n in range(20)])
             assert (await outbox.stats()).held == 20
             await notifier.start()
 
@@ -145,7 +134,7 @@ async def test_a_broker_that_died_with_unconsumed_events_gets_them_again(setting
         async with open_publisher(settings, producer, name="matcher") as outbox:
             topic = settings.topic(MATCHES)
             await notifier.start()
-            await outbox.publish(topic, [_event(n) for n in range(10)])
+            await outbox.publish(topic, [answer_event(n, threads=4) for n in range(10)])
 
             async def first_handled():
                 return len(notifier.seen) == 10
@@ -153,11 +142,11 @@ async def test_a_broker_that_died_with_unconsumed_events_gets_them_again(setting
             await _until(first_handled, what="the first ten handled")
             # The consumer is away while more is accepted; then the broker dies with it all.
             await notifier.pause()
-            await outbox.publish(topic, [_event(n) for n in range(10, 25)])
+            await outbox.publish(topic, [answer_event(n, threads=4) for n in range(10, 25)])
             owned_broker.kill_and_restart()
 
             await notifier.start()
-            await outbox.publish(topic, [_event(n) for n in range(25, 30)])
+            await outbox.publish(topic, [answer_event(n, threads=4) for n in range(25, 30)])
 
             async def all_handled():
                 return set(notifier.seen) == {f"p{n}" for n in range(30)}
@@ -181,7 +170,7 @@ async def test_without_an_epoch_file_nothing_is_kept(common_settings):
     try:
         async with open_publisher(common_settings, producer, name="ingest") as publisher:
             assert isinstance(publisher, DirectPublisher)
-            assert await publisher.publish(common_settings.topic(MATCHES), [_event(1)]) == 1
+            assert await publisher.publish(common_settings.topic(MATCHES), [answer_event(1)]) == 1
     finally:
         await producer.stop()
     assert not common_settings.data_dir.exists() or not list(common_settings.data_dir.glob("outbox-*"))
