@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 def test_the_file_asks_for_six_partitions_per_topic_and_dead_letter_topics():
     # The figures the assertions below stand on, as deploy/topics.json gives them.
     assert expected_partitions("p-") == {
-        "p-posts": 6, "p-posts.dlq": 1, "p-matches": 6, "p-matches.dlq": 1, "p-responses": 6, "p-responses.dlq": 1,
+        "p-posts": 6, "p-posts.dlq": 1, "p-posts.backfill": 6, "p-posts.backfill.dlq": 1,
+        "p-matches": 6, "p-matches.dlq": 1, "p-responses": 6, "p-responses.dlq": 1,
     }
 
 
