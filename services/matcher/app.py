@@ -16,7 +16,9 @@ from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import TenantDep
 from shared.consumer import TransientError
+from shared.errors import install_error_handlers
 from shared.events import Candidate
+from shared.fields import text_field
 from shared.health import health_router, running_check
 
 
@@ -24,10 +26,10 @@ class SearchRequest(BaseModel):
     # Unknown fields are refused: a `tenant` in the body must fail loudly, the key names the tenant.
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=20_000)
+    text: text_field(min_length=1, max_length=20_000)
     limit: int = Field(default=10, ge=1, le=50)
-    audience: list[str] | None = Field(default=None, max_length=100)
-    exclude: list[str] | None = Field(default=None, max_length=1000)
+    audience: list[text_field(max_length=200)] | None = Field(default=None, max_length=100)
+    exclude: list[text_field(max_length=200)] | None = Field(default=None, max_length=1000)
 
     @field_validator("text")
     @classmethod
@@ -77,6 +79,7 @@ def create_app(
                     await task
 
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    install_error_handlers(app)
     app.include_router(health_router())
 
     @app.post("/v1/experts/search", response_model=SearchResponse)

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # host, port -> the addresses it resolves to; injected in tests to play DNS rebinding.
@@ -23,7 +25,7 @@ METADATA = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:
 
 
 class ForbiddenDestination(ValueError):
-    """The URL's host resolves to an address webhooks may not reach, or does not resolve."""
+    """The URL is malformed, or its host does not resolve or resolves to an address webhooks may not reach."""
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -102,13 +104,30 @@ class Destination:
         return urlsplit(self.url).netloc.rpartition("@")[2]
 
 
+def webhook_target(url: str) -> tuple[str, int]:
+    """The host and port a webhook URL names, or ForbiddenDestination saying what is wrong with it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ForbiddenDestination(f"is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ForbiddenDestination("must be an absolute http:// or https:// URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ForbiddenDestination("the port must be a number from 1 to 65535")
+    try:
+        httpx.URL(url)  # the webhook client is given this URL: it must parse there too
+    except httpx.InvalidURL as exc:
+        raise ForbiddenDestination(f"is not a valid URL: {exc}") from None
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
 async def check_destination(url: str, *, allow: AllowList, resolve: Resolver = system_resolver) -> Destination:
     """Resolve the URL's host; every address must be public or allow-listed, else ForbiddenDestination."""
-    parts = urlsplit(url)
-    host = parts.hostname
-    if parts.scheme not in ("http", "https") or not host:
-        raise ForbiddenDestination("must be an absolute http:// or https:// URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host, port = webhook_target(url)
     try:
         answers = [ipaddress.ip_address(host)] if _is_literal(host) else [
             ipaddress.ip_address(a.split("%", 1)[0]) for a in await resolve(host, port)

@@ -55,6 +55,16 @@ async def test_a_name_resolving_inside_is_refused_and_a_public_one_is_pinned():
     assert (checked.host, checked.host_header) == ("hooks.example.com", "hooks.example.com:8443")
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:80%40example.com/", "http://h.example:abc/", "http://h.example:99999/", "http://[::1]:x/",
+            "http://h.example:0/", "http://h.example/a\x01b", "ftp://h.example/"],
+)
+async def test_a_url_that_names_no_port_or_host_to_send_to_is_refused(url):
+    # Checked again at delivery: a stored URL that never could be sent to is refused, not sent.
+    with pytest.raises(ForbiddenDestination, match="port must be a number|not a valid URL|absolute http"):
+        await check_destination(url, allow=AllowList.parse("127.0.0.0/8,::1"), resolve=dns({"h.example": [PUBLIC]}))
+
+
 async def test_an_unresolvable_host_is_refused():
     with pytest.raises(ForbiddenDestination, match="does not resolve"):
         await check_destination("https://nowhere.example/h", allow=AllowList(), resolve=dns({}))

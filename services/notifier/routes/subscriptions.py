@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.delivery import utcnow
-from services.notifier.egress import ForbiddenDestination, check_destination
+from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
 from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
 from shared.auth import TenantDep
+from shared.fields import Instant, Text, text_field
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -23,16 +23,14 @@ router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048)
-    description: str | None = Field(default=None, max_length=500)
+    url: text_field(strip=True, max_length=2048)
+    description: text_field(max_length=500) | None = None
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value.strip()
+        webhook_target(value)  # a ForbiddenDestination is a ValueError: 422 naming url
+        return value
 
 
 class SubscriptionOut(BaseModel):
@@ -90,7 +88,7 @@ async def create_subscription(
 
 @router.post("/{subscription_id}/rotate-secret")
 async def rotate_secret(
-    subscription_id: str, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    subscription_id: Text, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RotatedSecret:
     overlap = request.app.state.secret_overlap
     rotated = await subscriptions.rotate_secret(
@@ -102,7 +100,7 @@ async def rotate_secret(
 
 
 @router.post("/{subscription_id}/enable")
-async def enable_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     enabled = await subscriptions.enable(db, tenant=tenant, subscription_id=subscription_id)
     if enabled is None:
         raise not_found(f"subscription {subscription_id}")
@@ -111,8 +109,8 @@ async def enable_subscription(subscription_id: str, tenant: TenantDep, db: Datab
 
 @router.post("/{subscription_id}/replay")
 async def replay(
-    subscription_id: str,
-    since: Annotated[AwareDatetime, Query(description="Resend what failed from this time on.")],
+    subscription_id: Text,
+    since: Annotated[Instant, Query(description="Resend what failed from this time on.")],
     request: Request,
     tenant: TenantDep,
     db: DatabaseDep,
@@ -137,7 +135,7 @@ async def list_subscriptions(tenant: TenantDep, db: DatabaseDep) -> list[Subscri
 
 
 @router.get("/{subscription_id}")
-async def get_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+async def get_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
@@ -145,7 +143,7 @@ async def get_subscription(subscription_id: str, tenant: TenantDep, db: Database
 
 
 @router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> Response:
+async def delete_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> Response:
     if not await subscriptions.delete(db, tenant=tenant, subscription_id=subscription_id, now=utcnow()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,56 @@
+"""Error answers of every API: one shape, and always encodable.
+
+The body of an error is `{"detail": ...}`: a list of `{"loc", "msg", "type"}` (FastAPI's
+validation shape) when the request itself is wrong (413, 422), a sentence otherwise (401, 404,
+409, 503).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def field_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
+    """One entry of an error's `detail` list, for errors a route finds itself."""
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Validation errors that echo any input back, and bodies that are not JSON text, answer 422."""
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # The errors echo the input, which may hold a lone surrogate that no UTF-8 encoder takes.
+    return JSONResponse({"detail": _encodable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # FastAPI answers 400 "There was an error parsing the body" when the bytes are not text
+    # (invalid UTF-8) or nest too deep to parse: a body that is not JSON, like any other.
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(exc.__cause__, ValueError | RecursionError):
+        detail = [field_error(["body"], f"the body is not JSON text: {exc.__cause__}", "json_invalid")]
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encodable(v) for v in value]
+    return value
