@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from shared.events import Post, PostKind
 from shared.fields import INT32_MAX, text_field
-from shared.text import to_plain_text
+from shared.text import to_plain_line, to_plain_text
 
 MAX_TAGS = 20
 MAX_TAG_CHARS = 64
@@ -68,14 +68,14 @@ class PostIn(BaseModel):
         return value.astimezone(UTC)
 
     def to_post(self, *, tenant: str, received_at: datetime) -> Post:
-        """The event payload: plain-text body, tenant from the key, created_at defaulted."""
+        """The event payload: plain-text title and body, tenant from the key, created_at defaulted."""
         return Post(
             id=self.id,
             tenant=tenant,
             thread_id=self.thread_id,
             author_id=self.author_id,
             kind=self.kind,
-            title=self.title or None,
+            title=to_plain_line(self.title or "") or None,
             body=to_plain_text(self.body),
             tags=tuple(dict.fromkeys(self.tags)),
             audience=tuple(dict.fromkeys(self.audience)),

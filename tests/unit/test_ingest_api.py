@@ -96,6 +96,15 @@ async def test_html_is_stripped_and_naive_times_are_utc(client, publisher):
     assert data.url == "https://intranet.example/t/1"
 
 
+async def test_a_title_is_made_one_line_of_plain_text_like_a_body(client, publisher):
+    titles = ["<script>alert(1)</script>Kafka lag", "<b>Vault</b> &amp; CI\n tokens", "<p></p>", "if a < b"]
+    for i, title in enumerate(titles):
+        response = await client.post("/v1/posts", json=a_post(id=f"p{i}", title=title), headers=ACME)
+        assert response.status_code == 202, response.text
+
+    assert [event.data.title for event in publisher.events] == ["Kafka lag", "Vault & CI tokens", None, "if a < b"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
