@@ -1,4 +1,4 @@
-"""Error answers of every API: one shape, and always encodable.
+"""Error answers of every API: one shape, always encodable, and written into the OpenAPI document.
 
 The body of an error is `{"detail": ...}`: a list of `{"loc", "msg", "type"}` (FastAPI's
 validation shape) when the request itself is wrong (413, 422), a sentence otherwise (401, 404,
@@ -16,13 +16,46 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class FieldErrors(BaseModel):
+    """What is wrong with the request, field by field."""
+
+    detail: list[FieldError]
+
+
+class Message(BaseModel):
+    """What went wrong, in a sentence."""
+
+    detail: str
+
+
+_ANSWERS: dict[int, tuple[type[BaseModel], str]] = {
+    status.HTTP_401_UNAUTHORIZED: (Message, "No API key, or one this service does not know"),
+    status.HTTP_404_NOT_FOUND: (Message, "Nothing of the caller's tenant has this id"),
+    status.HTTP_409_CONFLICT: (Message, "The resource is not in a state that allows this"),
+    status.HTTP_413_CONTENT_TOO_LARGE: (FieldErrors, "The request, a post or a batch is over its limit"),
+    status.HTTP_503_SERVICE_UNAVAILABLE: (Message, "A dependency is down; retry after Retry-After seconds"),
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route or router that can answer these error statuses."""
+    return {code: {"model": _ANSWERS[code][0], "description": _ANSWERS[code][1]} for code in codes}
+
+
 def field_error(loc: Sequence[str | int], msg: str, kind: str) -> dict[str, Any]:
-    """One entry of an error's `detail` list, for errors a route finds itself."""
+    """One entry of a `FieldErrors` detail, for errors a route finds itself."""
     return {"loc": list(loc), "msg": msg, "type": kind}
 
 

@@ -7,8 +7,14 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 Check = Callable[[], Awaitable[bool]]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
 
 
 async def _run(check: Check, timeout: float) -> bool:
@@ -26,7 +32,11 @@ def health_router(timeout: float = 3.0) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency or a consumer loop is down"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Check] = getattr(request.app.state, "readiness", {})
         names = list(checks)

@@ -11,15 +11,17 @@ from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
 from shared.auth import TenantDep
-from shared.errors import field_error
+from shared.errors import error_responses, field_error
 from shared.events import PersonErased, PersonRef, PostDeleted, PostRef, PostUpserted
 from shared.fields import text_field
 from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
 
-router = APIRouter(prefix="/v1/posts", tags=["posts"])
-people_router = APIRouter(prefix="/v1/people", tags=["people"])
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 503))
+people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 503))
+# Posts and batches are limited in size (RequestSizeLimit and the routes themselves).
+SIZED = error_responses(413)
 
 
 def _publisher(request: Request) -> Publisher:
@@ -34,7 +36,7 @@ PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SettingsDep = Annotated[IngestSettings, Depends(_settings)]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
 async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep) -> Accepted:
     """Accept one post; answers once it is on the posts topic."""
     _check_body_size(post, settings.max_body_bytes, loc=("body", "body"))
@@ -43,7 +45,7 @@ async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, 
     return Accepted(id=post.id)
 
 
-@router.post("/batch", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
 async def upsert_posts(
     batch: PostBatchIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep
 ) -> BatchAccepted:

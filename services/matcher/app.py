@@ -16,7 +16,7 @@ from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import TenantDep
 from shared.consumer import TransientError
-from shared.errors import install_error_handlers
+from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
 from shared.health import health_router, running_check
@@ -82,7 +82,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router())
 
-    @app.post("/v1/experts/search", response_model=SearchResponse)
+    @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
         """The people of the caller's tenant whose posts best match the text."""
         try:
@@ -93,7 +93,7 @@ def create_app(
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from exc
         return SearchResponse(experts=experts)
 
-    @app.get("/v1/index/stats", response_model=IndexStats)
+    @app.get("/v1/index/stats", response_model=IndexStats, responses=error_responses(401, 503))
     async def index_stats(tenant: TenantDep, matcher: MatcherDep) -> IndexStats:
         """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:

@@ -12,9 +12,10 @@ from services.notifier.routes import DatabaseDep
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.fields import text_field
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=error_responses(401))
 
 
 class AttemptOut(BaseModel):

@@ -13,10 +13,11 @@ from services.notifier.routes import DatabaseDep, NowDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.events import ResponseKind
 from shared.fields import Text, text_field
 
-router = APIRouter(prefix="/v1/invitations", tags=["invitations"])
+router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=error_responses(401))
 
 
 class DeliveryOut(BaseModel):
@@ -89,7 +90,7 @@ class RecordedResponse(BaseModel):
     responded_at: datetime
 
 
-@router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED)
+@router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED, responses=error_responses(404))
 async def respond(
     invitation_id: Text, body: ResponseIn, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RecordedResponse:

@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.notifier.routes import DatabaseDep, NowDep
 from services.notifier.store import people
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.fields import Instant, text_field
 
-router = APIRouter(prefix="/v1/people", tags=["people"])
+router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401))
 
 PersonId = Annotated[text_field(min_length=1, max_length=200), Path()]
 # A cap above these is no cap; they keep the numbers inside any database's INTEGER.

@@ -15,9 +15,11 @@ from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.fields import Instant, Text, text_field
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=error_responses(401))
+FOUND = error_responses(404)
 
 
 class SubscriptionIn(BaseModel):
@@ -86,7 +88,7 @@ async def create_subscription(
     return CreatedSubscription(**SubscriptionOut.of(created).model_dump(), secret=created.secret)
 
 
-@router.post("/{subscription_id}/rotate-secret")
+@router.post("/{subscription_id}/rotate-secret", responses=FOUND)
 async def rotate_secret(
     subscription_id: Text, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RotatedSecret:
@@ -99,7 +101,7 @@ async def rotate_secret(
     return RotatedSecret(id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until)
 
 
-@router.post("/{subscription_id}/enable")
+@router.post("/{subscription_id}/enable", responses=FOUND)
 async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     enabled = await subscriptions.enable(db, tenant=tenant, subscription_id=subscription_id)
     if enabled is None:
@@ -107,7 +109,7 @@ async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: Data
     return SubscriptionOut.of(enabled)
 
 
-@router.post("/{subscription_id}/replay")
+@router.post("/{subscription_id}/replay", responses=error_responses(404, 409))
 async def replay(
     subscription_id: Text,
     since: Annotated[Instant, Query(description="Resend what failed from this time on.")],
@@ -134,7 +136,7 @@ async def list_subscriptions(tenant: TenantDep, db: DatabaseDep) -> list[Subscri
     return [SubscriptionOut.of(s) for s in await subscriptions.list_for(db, tenant=tenant)]
 
 
-@router.get("/{subscription_id}")
+@router.get("/{subscription_id}", responses=FOUND)
 async def get_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
     if found is None:
@@ -142,7 +144,7 @@ async def get_subscription(subscription_id: Text, tenant: TenantDep, db: Databas
     return SubscriptionOut.of(found)
 
 
-@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses=FOUND)
 async def delete_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> Response:
     if not await subscriptions.delete(db, tenant=tenant, subscription_id=subscription_id, now=utcnow()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")

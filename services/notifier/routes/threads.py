@@ -12,9 +12,10 @@ from services.notifier.payload import stored_why
 from services.notifier.routes import DatabaseDep
 from services.notifier.store import threads
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.fields import Text
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"])
+router = APIRouter(prefix="/v1/threads", tags=["threads"], responses=error_responses(401))
 
 
 class ResponseOut(BaseModel):
