@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench eval venv clean
+.PHONY: run test fuzz bench eval venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Schemathesis over the three services' OpenAPI documents, the services as processes: a few minutes.
+fuzz: venv
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 bench: venv
 	$(BIN)/python -m tests.bench.pipeline

@@ -6,6 +6,10 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+# Reads the header, and writes the scheme into each OpenAPI document; the 401 is ours (below).
+_bearer = HTTPBearer(auto_error=False, description="An API key from EXPERTMATCH_API_KEYS; it names the tenant.")
 
 
 def tenant_for_key(tenants_by_key: dict[str, str], presented: str) -> str | None:
@@ -17,12 +21,12 @@ def tenant_for_key(tenants_by_key: dict[str, str], presented: str) -> str | None
     return found
 
 
-def require_tenant(request: Request) -> str:
+def require_tenant(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
     """FastAPI dependency: the caller's tenant, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
     tenants_by_key: dict[str, str] = request.app.state.tenants_by_key
-    tenant = tenant_for_key(tenants_by_key, presented.strip()) if scheme.lower() == "bearer" else None
+    tenant = tenant_for_key(tenants_by_key, credentials.credentials.strip()) if credentials is not None else None
     if tenant is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

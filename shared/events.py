@@ -25,7 +25,7 @@ class PostKind(StrEnum):
 
 
 class Post(_Frozen):
-    """A post as the matcher indexes it: the body is already plain text."""
+    """A post as the matcher indexes it: the title and the body are already plain text."""
 
     id: str
     tenant: str

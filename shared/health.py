@@ -11,12 +11,20 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 Check = Callable[[], Awaitable[bool]]
 
 
 class NotReady(Exception):
     """Raised by a readiness check: the reason is shown to whoever asks `/readyz`."""
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    # The checks that failed, each with why; absent while all pass.
+    failing: dict[str, str] = {}
 
 
 async def _run(check: Check, timeout: float) -> tuple[bool, str | None]:
@@ -39,7 +47,11 @@ def health_router(timeout: float = 3.0) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "The service cannot do its work: `failing` says why"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks: dict[str, Check] = getattr(request.app.state, "readiness", {})
         names = list(checks)

@@ -1,4 +1,4 @@
-"""Post bodies arrive as plain text or HTML; the index and the evidence hold plain text."""
+"""Post titles and bodies arrive as plain text or HTML; the index, the evidence and webhooks hold plain text."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def to_plain_text(body: str) -> str:
     root = tree.body or tree.root
     text = root.text(separator="", deep=True) if root is not None else ""
     return _tidy(text)
+
+
+def to_plain_line(text: str) -> str:
+    """A title as one line of plain text: HTML stripped as from a body, white space collapsed."""
+    return " ".join(to_plain_text(text).split())
 
 
 def _tidy(text: str) -> str:

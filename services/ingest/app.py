@@ -12,6 +12,7 @@ from services.ingest.limits import RequestSizeLimit
 from services.ingest.publisher import KafkaPublisher, Publisher
 from services.ingest.routes import people_router, router
 from services.ingest.settings import IngestSettings
+from shared.errors import install_error_handlers
 from shared.health import health_router
 from shared.kafka import broker_check, make_producer
 from shared.outbox import open_publisher
@@ -50,6 +51,7 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             yield
 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
+    install_error_handlers(app)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)
     app.include_router(people_router)

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import field_error
+
 
 class RequestTooLarge(Exception):
     """The client sent more bytes than the limit: answered 413."""
@@ -53,9 +55,8 @@ class RequestSizeLimit:
 
     async def _reject(self, send: Send, size: int | None) -> None:
         told = f"{size} bytes" if size is not None else "more bytes than allowed"
-        body = json.dumps(
-            {"detail": f"request is {told}; the limit is {self.max_bytes} bytes: send smaller batches"}
-        ).encode()
+        msg = f"request is {told}; the limit is {self.max_bytes} bytes: send smaller batches"
+        body = json.dumps({"detail": [field_error(["body"], msg, "too_large")]}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -11,13 +11,17 @@ from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
 from shared.auth import TenantDep
+from shared.errors import error_responses, field_error
 from shared.events import PersonErased, PersonRef, PostDeleted, PostRef, PostUpserted
+from shared.fields import text_field
 from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
 
-router = APIRouter(prefix="/v1/posts", tags=["posts"])
-people_router = APIRouter(prefix="/v1/people", tags=["people"])
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 503))
+people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 503))
+# Posts and batches are limited in size (RequestSizeLimit and the routes themselves).
+SIZED = error_responses(413)
 
 
 def _publisher(request: Request) -> Publisher:
@@ -32,7 +36,7 @@ PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SettingsDep = Annotated[IngestSettings, Depends(_settings)]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
 async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep) -> Accepted:
     """Accept one post; answers once it is on the posts topic."""
     _check_body_size(post, settings.max_body_bytes, loc=("body", "body"))
@@ -41,7 +45,7 @@ async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, 
     return Accepted(id=post.id)
 
 
-@router.post("/batch", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
 async def upsert_posts(
     batch: PostBatchIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep
 ) -> BatchAccepted:
@@ -49,7 +53,7 @@ async def upsert_posts(
     if len(batch.posts) > settings.max_batch:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=[_error(("body", "posts"), f"a batch holds at most {settings.max_batch} posts; "
+            detail=[field_error(("body", "posts"), f"a batch holds at most {settings.max_batch} posts; "
                            f"this one has {len(batch.posts)}: split it", "too_long")],
         )
     for index, post in enumerate(batch.posts):
@@ -62,10 +66,10 @@ async def upsert_posts(
 
 @router.delete("/{post_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_post(
-    post_id: Annotated[str, Path(min_length=1, max_length=200)],
+    post_id: Annotated[text_field(min_length=1, max_length=200), Path()],
     tenant: TenantDep,
     publisher: PublisherDep,
-    thread_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    thread_id: Annotated[text_field(min_length=1, max_length=200) | None, Query()] = None,
 ) -> Accepted:
     """Forget a post; with `thread_id` the delete is ordered after the thread's earlier posts."""
     event = PostDeleted(tenant=tenant, source=SOURCE, data=PostRef(post_id=post_id, thread_id=thread_id))
@@ -75,7 +79,7 @@ async def delete_post(
 
 @people_router.delete("/{person_id}", status_code=status.HTTP_202_ACCEPTED)
 async def erase_person(
-    person_id: Annotated[str, Path(min_length=1, max_length=200, pattern=r"\S")],
+    person_id: Annotated[text_field(min_length=1, max_length=200, pattern=r"\S"), Path()],
     tenant: TenantDep,
     publisher: PublisherDep,
 ) -> PersonErasureAccepted:
@@ -95,13 +99,8 @@ def _check_body_size(post: PostIn, limit: int, *, loc: tuple) -> None:
     if size > limit:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=[_error(loc, f"body is {size} bytes; the limit is {limit} bytes", "too_large")],
+            detail=[field_error(loc, f"body is {size} bytes; the limit is {limit} bytes", "too_large")],
         )
-
-
-def _error(loc: tuple, msg: str, kind: str) -> dict:
-    # The same shape as FastAPI's validation errors, so clients read every error one way.
-    return {"loc": list(loc), "msg": msg, "type": kind}
 
 
 async def _publish(publisher: Publisher, events: list[AnyEvent]) -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from shared.events import Post, PostKind
-from shared.text import to_plain_text
+from shared.fields import INT32_MAX, text_field
+from shared.text import to_plain_line, to_plain_text
 
 MAX_TAGS = 20
 MAX_TAG_CHARS = 64
+# Dates the index and the day-by-day counts can work with (a day before or after stays a date).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_CHARS)]
-Group = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Id = text_field(strip=True, min_length=1, max_length=200)
+Tag = text_field(strip=True, min_length=1, max_length=MAX_TAG_CHARS)
+Group = text_field(strip=True, min_length=1, max_length=200)
 
 
 class PostIn(BaseModel):
@@ -27,14 +31,14 @@ class PostIn(BaseModel):
     thread_id: Id
     author_id: Id
     kind: PostKind
-    body: Annotated[str, StringConstraints(min_length=1)]
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    body: text_field(min_length=1)
+    title: text_field(strip=True, max_length=500) | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
     audience: Annotated[list[Group], Field(min_length=1, max_length=100)] = ["public"]
     created_at: datetime | None = None
     url: HttpUrl | None = None
     accepted: bool = False
-    score: int = 0
+    score: int = Field(default=0, ge=-INT32_MAX, le=INT32_MAX)
     backfill: bool = False
     # Declared only to answer with a clear message instead of a generic "extra field".
     tenant: Any = None
@@ -53,21 +57,25 @@ class PostIn(BaseModel):
 
     @field_validator("created_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
         # Clients that send no offset mean UTC; everything downstream compares aware times.
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError("must be from 1970 on and before the year 9999")
+        return value.astimezone(UTC)
 
     def to_post(self, *, tenant: str, received_at: datetime) -> Post:
-        """The event payload: plain-text body, tenant from the key, created_at defaulted."""
+        """The event payload: plain-text title and body, tenant from the key, created_at defaulted."""
         return Post(
             id=self.id,
             tenant=tenant,
             thread_id=self.thread_id,
             author_id=self.author_id,
             kind=self.kind,
-            title=self.title or None,
+            title=to_plain_line(self.title or "") or None,
             body=to_plain_text(self.body),
             tags=tuple(dict.fromkeys(self.tags)),
             audience=tuple(dict.fromkeys(self.audience)),

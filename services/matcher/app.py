@@ -16,7 +16,9 @@ from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import TenantDep
 from shared.consumer import TransientError
+from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
+from shared.fields import text_field
 from shared.health import health_router
 from shared.tasks import start_task
 
@@ -25,10 +27,10 @@ class SearchRequest(BaseModel):
     # Unknown fields are refused: a `tenant` in the body must fail loudly, the key names the tenant.
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=20_000)
+    text: text_field(min_length=1, max_length=20_000)
     limit: int = Field(default=10, ge=1, le=50)
-    audience: list[str] | None = Field(default=None, max_length=100)
-    exclude: list[str] | None = Field(default=None, max_length=1000)
+    audience: list[text_field(max_length=200)] | None = Field(default=None, max_length=100)
+    exclude: list[text_field(max_length=200)] | None = Field(default=None, max_length=1000)
 
     @field_validator("text")
     @classmethod
@@ -76,9 +78,10 @@ def create_app(
                 await asyncio.gather(*tasks, return_exceptions=True)  # a crash was logged when it happened
 
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    install_error_handlers(app)
     app.include_router(health_router())
 
-    @app.post("/v1/experts/search", response_model=SearchResponse)
+    @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
         """The people of the caller's tenant whose posts best match the text."""
         try:
@@ -89,7 +92,7 @@ def create_app(
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from exc
         return SearchResponse(experts=experts)
 
-    @app.get("/v1/index/stats", response_model=IndexStats)
+    @app.get("/v1/index/stats", response_model=IndexStats, responses=error_responses(401, 503))
     async def index_stats(tenant: TenantDep, matcher: MatcherDep) -> IndexStats:
         """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:

@@ -21,6 +21,7 @@ from services.notifier.routes import deliveries, invitations, people, subscripti
 from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database
 from shared.consumer import ConsumerLoop, Handler
+from shared.errors import install_error_handlers
 from shared.health import consumer_check, health_router
 from shared.kafka import broker_check, make_producer
 from shared.outbox import open_publisher
@@ -71,6 +72,7 @@ def create_app(
             yield
 
     app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
+    install_error_handlers(app)
     app.include_router(health_router())
     for module in (subscriptions, invitations, deliveries, people, threads):
         app.include_router(module.router)

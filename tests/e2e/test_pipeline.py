@@ -145,6 +145,45 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
             assert len(receiver.received()) == len(requests)
 
 
+async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
+    script = "<script>alert(1)</script>"
+    history = [{**post, "title": script + post["title"]} if post["title"] else post for post in _posts()]
+    question = {**QUESTION, "title": f"{script}Kafka lag <b>and</b> OOMKilled pods"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        with Receiver() as receiver:
+            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+            assert created.status_code == 201, created.text
+            answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history})
+            assert answer.status_code == 202, answer.text
+
+            async def indexed():
+                stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
+                return stats.json()["contributions"] == len(HISTORY)
+
+            await _until(indexed, 60, "the history to be indexed")
+            answer = await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=question)
+            assert answer.status_code == 202, answer.text
+
+            async def delivered():
+                got = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+                rows = got.json()
+                return rows if rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"]) else None
+
+            invitations = await _until(delivered, 60, "invitations to be delivered")
+            requests = await receiver.wait_for(len(invitations), timeout=10)
+
+    payloads = [json.loads(request.body)["data"] for request in requests]
+    assert "kim" in {p["person_id"] for p in payloads}
+    for payload in payloads:
+        assert payload["question"]["title"] == "Kafka lag and OOMKilled pods"
+        assert "<" not in payload["why"] and "alert" not in payload["why"], payload["why"]
+        assert all("<" not in e["title"] and "alert" not in e["title"] for e in payload["evidence"])
+    [kim] = [p for p in payloads if p["person_id"] == "kim"]
+    assert "How do I raise the memory limit of a Kubernetes deployment?" in {e["title"] for e in kim["evidence"]}
+    assert "“" in kim["why"]  # a post of theirs, quoted by its plain title
+    assert {row["question_title"] for row in invitations} == {"Kafka lag and OOMKilled pods"}
+
+
 async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such_question(system):
     async with httpx.AsyncClient(timeout=30) as http:
         answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -138,6 +139,13 @@ async def test_search_through_the_app_is_per_tenant_and_needs_a_key(settings, re
             assert {tuple(e["loc"]) for e in bad.json()["detail"]} == {("body", "text"), ("body", "limit")}
             forged = await client.post("/v1/experts/search", json={"text": "pods", "tenant": "globex"}, headers=acme)
             assert forged.status_code == 422 and "tenant" in forged.text
+            # JSON may escape a lone surrogate, which no model or encoder takes.
+            unreadable = await client.post(
+                "/v1/experts/search", content=json.dumps({"text": "pods\ud800", "exclude": ["k\x00m"]}).encode(),
+                headers={**acme, "content-type": "application/json"},
+            )
+            assert unreadable.status_code == 422
+            assert [e["loc"] for e in unreadable.json()["detail"]] == [["body", "text"], ["body", "exclude", 0]]
 
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text

@@ -72,7 +72,9 @@ async def subscribe(api, url: str) -> dict:
 
 async def test_inside_urls_are_refused_naming_the_field_and_the_allow_list_admits_loopback(notifier):
     api, *_ = notifier
-    for url in ("http://10.1.2.3/h", "http://169.254.169.254/latest", "https://intranet.corp/h", "http://[::1]/h"):
+    inside = ("http://10.1.2.3/h", "http://169.254.169.254/latest", "https://intranet.corp/h", "http://[::1]/h",
+              "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::]/", "http://[2002:a00:1::]/", "http://[2002:c0a8:101::]/")
+    for url in inside:
         refused = await api.post("/v1/subscriptions", json={"url": url}, headers=ACME)
         assert refused.status_code == 422, url
         assert refused.json()["detail"][0]["loc"] == ["body", "url"]
@@ -83,17 +85,26 @@ async def test_inside_urls_are_refused_naming_the_field_and_the_allow_list_admit
     assert len((await api.get("/v1/subscriptions", headers=ACME)).json()) == 2
 
 
-async def test_a_name_that_resolves_inside_at_delivery_is_refused_without_a_request(notifier):
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ("10.0.0.7", "10.0.0.7, a private address"),
+        # Loopback is allow-listed here, but not loopback reached through a 6to4 relay or NAT64.
+        ("2002:7f00:1::", "2002:7f00:1:: (6to4 127.0.0.1), a loopback address"),
+        ("64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:a9fe (NAT64 169.254.169.254), a metadata address"),
+    ],
+)
+async def test_a_name_that_resolves_inside_at_delivery_is_refused_without_a_request(notifier, address, refusal):
     api, app, clock, dns = notifier
     with Receiver() as receiver:
         await subscribe(api, "https://hooks.example.com/in")
-        dns.table["hooks.example.com"] = ["10.0.0.7"]  # rebinding: the name now points inside
+        dns.table["hooks.example.com"] = [address]  # rebinding: the name now points inside
         await invitations.record_match(app.state.db, event=matched("ann"), now=clock())
         await app.state.worker.deliver_due()
         (delivery,) = (await api.get("/v1/deliveries", headers=ACME)).json()
     assert receiver.received() == []
     assert delivery["state"] == "pending" and delivery["attempt_log"][0]["status_code"] is None
-    assert "refused: host hooks.example.com resolves to 10.0.0.7, a private address" in delivery["attempt_log"][0]["error"]
+    assert f"refused: host hooks.example.com resolves to {refusal}" in delivery["attempt_log"][0]["error"]
 
 
 async def test_during_a_rotation_both_signatures_are_sent_and_each_verifies(notifier):

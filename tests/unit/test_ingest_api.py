@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -95,6 +96,15 @@ async def test_html_is_stripped_and_naive_times_are_utc(client, publisher):
     assert data.url == "https://intranet.example/t/1"
 
 
+async def test_a_title_is_made_one_line_of_plain_text_like_a_body(client, publisher):
+    titles = ["<script>alert(1)</script>Kafka lag", "<b>Vault</b> &amp; CI\n tokens", "<p></p>", "if a < b"]
+    for i, title in enumerate(titles):
+        response = await client.post("/v1/posts", json=a_post(id=f"p{i}", title=title), headers=ACME)
+        assert response.status_code == 202, response.text
+
+    assert [event.data.title for event in publisher.events] == ["Kafka lag", "Vault & CI tokens", None, "if a < b"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -118,6 +128,60 @@ async def test_invalid_posts_get_a_422_naming_the_field(client, publisher, overr
 
     assert response.status_code == 422
     assert any(loc[:2] == ["body", field] for loc in error_locs(response)), response.json()
+    assert publisher.events == []
+
+
+def raw_json(value) -> dict:
+    """A request body as JSON escapes it: a lone surrogate travels as the six characters \\ud800."""
+    return {"content": json.dumps(value).encode(), "headers": {**ACME, "content-type": "application/json"}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        ({"body": "x\ud800y"}, ["body", "body"]),
+        ({"title": "Kafka \udfff lag"}, ["body", "title"]),
+        ({"id": "p\ud83d"}, ["body", "id"]),
+        ({"author_id": "u\x00"}, ["body", "author_id"]),
+        ({"tags": ["ok", "b\udc00d"]}, ["body", "tags", 1]),
+        ({"audience": ["\ud800"]}, ["body", "audience", 0]),
+        ({"score": 10**28}, ["body", "score"]),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, ["body", "created_at"]),
+        ({"created_at": "9999-12-31T23:00:00-05:00"}, ["body", "created_at"]),
+    ],
+)
+async def test_text_no_encoder_takes_and_numbers_no_store_holds_get_a_422_naming_the_field(
+    client, publisher, overrides, loc
+):
+    one = await client.post("/v1/posts", **raw_json(a_post(**overrides)))
+    batch = await client.post("/v1/posts/batch", **raw_json({"posts": [a_post(id="p0"), a_post(**overrides)]}))
+
+    assert (one.status_code, batch.status_code) == (422, 422), (one.text, batch.text)
+    assert loc in error_locs(one)
+    assert ["body", "posts", 1, *loc[1:]] in error_locs(batch)
+    assert publisher.events == []
+
+
+async def test_a_field_name_or_a_body_no_encoder_takes_gets_a_422(client, publisher):
+    unknown = await client.post("/v1/posts", **raw_json(a_post(**{"col\ud800our": "blue"})))
+    not_text = await client.post("/v1/posts", content=b'{"id": "\xff\xfe"}', headers={**ACME, "content-type": "application/json"})
+
+    assert unknown.status_code == 422
+    assert error_locs(unknown) == [["body"]]  # a name that is not text cannot be named
+    assert unknown.json()["detail"][0]["input"] == "col\ufffdour"
+    assert not_text.status_code == 422
+    assert error_locs(not_text) == [["body"]]
+    assert publisher.events == []
+
+
+async def test_a_nul_in_an_id_of_the_path_or_query_gets_a_422_naming_it(client, publisher):
+    post = await client.delete("/v1/posts/p%00", headers=ACME)
+    thread = await client.delete("/v1/posts/p1", params={"thread_id": "t\x00"}, headers=ACME)
+    person = await client.delete("/v1/people/u%00", headers=ACME)
+
+    assert [error_locs(r) for r in (post, thread, person)] == [
+        [["path", "post_id"]], [["query", "thread_id"]], [["path", "person_id"]]
+    ]
     assert publisher.events == []
 
 
@@ -161,7 +225,8 @@ async def test_a_request_over_the_limit_is_413_before_parsing(client, publisher)
     response = await client.post("/v1/posts", content=b"{" * 20_001, headers=ACME)
 
     assert response.status_code == 413
-    assert "20000" in response.json()["detail"]
+    assert error_locs(response) == [["body"]]
+    assert "20000" in response.json()["detail"][0]["msg"]
 
 
 async def test_a_streamed_request_without_length_is_still_limited(client, publisher):

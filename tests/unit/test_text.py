@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.text import snippet, to_plain_text
+from shared.text import snippet, to_plain_line, to_plain_text
 
 pytestmark = pytest.mark.unit
 
@@ -15,6 +15,10 @@ def test_html_becomes_text_with_blocks_on_their_own_lines_and_no_scripts():
 def test_plain_text_is_kept_and_tidied():
     assert to_plain_text("  a  b \n\n\n c ") == "a b\n\nc"
     assert to_plain_text("if x < 3 and y > 2") == "if x < 3 and y > 2"
+
+
+def test_a_title_becomes_one_line_without_markup():
+    assert to_plain_line("<script>alert(1)</script><b>Kafka</b>\n  lag &lt;3") == "Kafka lag <3"
 
 
 def test_snippet_cuts_at_a_word():

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from services.notifier.store.database import Database
+from shared.errors import field_error
 
 
 def get_database(request: Request) -> Database:
@@ -28,6 +29,4 @@ def not_found(what: str) -> HTTPException:
 
 def invalid(location: list[str], message: str) -> HTTPException:
     """A 422 shaped like FastAPI's own validation errors, naming the field."""
-    return HTTPException(
-        422, detail=[{"loc": location, "msg": message, "type": "value_error"}]
-    )
+    return HTTPException(422, detail=[field_error(location, message, "value_error")])

@@ -12,8 +12,10 @@ from services.notifier.routes import DatabaseDep
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
 from shared.auth import TenantDep
+from shared.errors import error_responses
+from shared.fields import text_field
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=error_responses(401))
 
 
 class AttemptOut(BaseModel):
@@ -65,8 +67,8 @@ class DeliveryDetail(BaseModel):
 async def list_deliveries(
     tenant: TenantDep,
     db: DatabaseDep,
-    subscription_id: Annotated[str | None, Query(max_length=40)] = None,
-    invitation_id: Annotated[str | None, Query(max_length=40)] = None,
+    subscription_id: Annotated[text_field(max_length=40) | None, Query()] = None,
+    invitation_id: Annotated[text_field(max_length=40) | None, Query()] = None,
     state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryDetail]:

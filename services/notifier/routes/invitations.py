@@ -13,9 +13,11 @@ from services.notifier.routes import DatabaseDep, NowDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
 from shared.auth import TenantDep
+from shared.errors import error_responses
 from shared.events import ResponseKind
+from shared.fields import Text, text_field
 
-router = APIRouter(prefix="/v1/invitations", tags=["invitations"])
+router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=error_responses(401))
 
 
 class DeliveryOut(BaseModel):
@@ -88,9 +90,9 @@ class RecordedResponse(BaseModel):
     responded_at: datetime
 
 
-@router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED)
+@router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED, responses=error_responses(404))
 async def respond(
-    invitation_id: str, body: ResponseIn, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    invitation_id: Text, body: ResponseIn, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RecordedResponse:
     """Store what the invitee said; it is published as `invitation.responded` (now, or on the next round)."""
     invitation = await invitations.get(db, tenant=tenant, invitation_id=invitation_id)
@@ -112,7 +114,7 @@ async def respond(
 async def list_invitations(
     tenant: TenantDep,
     db: DatabaseDep,
-    thread_id: Annotated[str | None, Query(max_length=200)] = None,
+    thread_id: Annotated[text_field(max_length=200) | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[InvitationOut]:
     views = await invitations.list_for(db, tenant=tenant, thread_id=thread_id, limit=limit)

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier.routes import DatabaseDep, NowDep
 from services.notifier.store import people
 from shared.auth import TenantDep
+from shared.errors import error_responses
+from shared.fields import Instant, text_field
 
-router = APIRouter(prefix="/v1/people", tags=["people"])
+router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401))
 
-PersonId = Path(min_length=1, max_length=200)
+PersonId = Annotated[text_field(min_length=1, max_length=200), Path()]
+# A cap above these is no cap; they keep the numbers inside any database's INTEGER.
+MAX_PER_DAY = 1_000
+MAX_PER_WEEK = 7_000
 
 
 class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     opted_out: bool = False
-    snoozed_until: AwareDatetime | None = None
-    max_per_day: int | None = Field(default=None, ge=0, description="None: the tenant's policy")
-    max_per_week: int | None = Field(default=None, ge=0, description="None: the tenant's policy")
+    snoozed_until: Instant | None = None
+    max_per_day: int | None = Field(default=None, ge=0, le=MAX_PER_DAY, description="None: the tenant's policy")
+    max_per_week: int | None = Field(default=None, ge=0, le=MAX_PER_WEEK, description="None: the tenant's policy")
 
 
 class PreferencesOut(PreferencesIn):
@@ -31,7 +38,7 @@ class PreferencesOut(PreferencesIn):
 
 
 @router.get("/{person_id}/preferences")
-async def get_preferences(tenant: TenantDep, db: DatabaseDep, person_id: str = PersonId) -> PreferencesOut:
+async def get_preferences(person_id: PersonId, tenant: TenantDep, db: DatabaseDep) -> PreferencesOut:
     found = await people.get_preferences(db, tenant=tenant, person_id=person_id)
     if found is None:
         return PreferencesOut(person_id=person_id)
@@ -47,7 +54,7 @@ async def get_preferences(tenant: TenantDep, db: DatabaseDep, person_id: str = P
 
 @router.put("/{person_id}/preferences")
 async def put_preferences(
-    body: PreferencesIn, tenant: TenantDep, db: DatabaseDep, now: NowDep, person_id: str = PersonId
+    person_id: PersonId, body: PreferencesIn, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> PreferencesOut:
     saved = await people.put_preferences(db, tenant=tenant, person_id=person_id, now=now, **body.model_dump())
     return PreferencesOut(person_id=person_id, updated_at=saved.updated_at, **body.model_dump())

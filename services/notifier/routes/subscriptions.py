@@ -4,35 +4,35 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.delivery import utcnow
-from services.notifier.egress import ForbiddenDestination, check_destination
+from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
 from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
 from shared.auth import TenantDep
+from shared.errors import error_responses
+from shared.fields import Instant, Text, text_field
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=error_responses(401))
+FOUND = error_responses(404)
 
 
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048)
-    description: str | None = Field(default=None, max_length=500)
+    url: text_field(strip=True, max_length=2048)
+    description: text_field(max_length=500) | None = None
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value.strip()
+        webhook_target(value)  # a ForbiddenDestination is a ValueError: 422 naming url
+        return value
 
 
 class SubscriptionOut(BaseModel):
@@ -88,9 +88,9 @@ async def create_subscription(
     return CreatedSubscription(**SubscriptionOut.of(created).model_dump(), secret=created.secret)
 
 
-@router.post("/{subscription_id}/rotate-secret")
+@router.post("/{subscription_id}/rotate-secret", responses=FOUND)
 async def rotate_secret(
-    subscription_id: str, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    subscription_id: Text, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RotatedSecret:
     overlap = request.app.state.secret_overlap
     rotated = await subscriptions.rotate_secret(
@@ -101,18 +101,18 @@ async def rotate_secret(
     return RotatedSecret(id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until)
 
 
-@router.post("/{subscription_id}/enable")
-async def enable_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+@router.post("/{subscription_id}/enable", responses=FOUND)
+async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     enabled = await subscriptions.enable(db, tenant=tenant, subscription_id=subscription_id)
     if enabled is None:
         raise not_found(f"subscription {subscription_id}")
     return SubscriptionOut.of(enabled)
 
 
-@router.post("/{subscription_id}/replay")
+@router.post("/{subscription_id}/replay", responses=error_responses(404, 409))
 async def replay(
-    subscription_id: str,
-    since: Annotated[AwareDatetime, Query(description="Resend what failed from this time on.")],
+    subscription_id: Text,
+    since: Annotated[Instant, Query(description="Resend what failed from this time on.")],
     request: Request,
     tenant: TenantDep,
     db: DatabaseDep,
@@ -136,16 +136,16 @@ async def list_subscriptions(tenant: TenantDep, db: DatabaseDep) -> list[Subscri
     return [SubscriptionOut.of(s) for s in await subscriptions.list_for(db, tenant=tenant)]
 
 
-@router.get("/{subscription_id}")
-async def get_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+@router.get("/{subscription_id}", responses=FOUND)
+async def get_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
     found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
     return SubscriptionOut.of(found)
 
 
-@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_subscription(subscription_id: str, tenant: TenantDep, db: DatabaseDep) -> Response:
+@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses=FOUND)
+async def delete_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> Response:
     if not await subscriptions.delete(db, tenant=tenant, subscription_id=subscription_id, now=utcnow()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

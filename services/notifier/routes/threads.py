@@ -12,8 +12,10 @@ from services.notifier.payload import stored_why
 from services.notifier.routes import DatabaseDep
 from services.notifier.store import threads
 from shared.auth import TenantDep
+from shared.errors import error_responses
+from shared.fields import Text
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"])
+router = APIRouter(prefix="/v1/threads", tags=["threads"], responses=error_responses(401))
 
 
 class ResponseOut(BaseModel):
@@ -56,7 +58,7 @@ class ThreadInvitations(BaseModel):
 
 
 @router.get("/{thread_id}/invitations")
-async def thread_invitations(thread_id: str, tenant: TenantDep, db: DatabaseDep) -> ThreadInvitations:
+async def thread_invitations(thread_id: Text, tenant: TenantDep, db: DatabaseDep) -> ThreadInvitations:
     found = await threads.decisions(db, tenant=tenant, thread_id=thread_id)
     by_invitation: dict[str, list[ResponseOut]] = {}
     for r in found.responses:
