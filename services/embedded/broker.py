@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from services.embedded.backoff import Backoff
 from shared.embedded_broker import EmbeddedBroker
-from shared.epoch import next_epoch, read_epoch, write_epoch
+from shared.epoch import next_epoch, write_epoch
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
 from shared.topics import TopicSpec

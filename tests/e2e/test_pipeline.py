@@ -147,7 +147,7 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
 
 async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
     script = "<script>alert(1)</script>"
-    history = [{**post, "title": script + post["title"]} if post["title"] else post for post in _posts()]
+    history = [{**post, "title": script + post["title"]} if post["title"] else post for post in history_posts()]
     question = {**QUESTION, "title": f"{script}Kafka lag <b>and</b> OOMKilled pods"}
     async with httpx.AsyncClient(timeout=30) as http:
         with Receiver() as receiver:

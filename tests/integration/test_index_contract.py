@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
