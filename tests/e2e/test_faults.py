@@ -87,8 +87,10 @@ class Run:
             await asyncio.sleep(0.2)
         return time.monotonic() - started
 
-    def check_and_report(self, fault: str, recovered_in: float) -> int:
+    async def check_and_report(self, fault: str, recovered_in: float, since: str = "the fault") -> int:
         """Assert what every fault must leave intact, print the figures; returns the acknowledged repeats."""
+        stats = await self.http.get(f"{self.system.url('matcher')}/v1/index/stats", headers=ACME)
+        indexed = stats.json()["contributions"]
         acknowledged = self.receiver.acknowledged()
         invitations = {(_data(r)["thread_id"], _data(r)["person_id"]): _data(r)["invitation_id"] for r in acknowledged}
         ids_per_pair: dict[tuple[str, str], set[str]] = {}
@@ -97,11 +99,13 @@ class Run:
         repeated = sum(count - 1 for count in Counter(r.headers["webhook-id"] for r in acknowledged).values())
         print(
             f"\n[{fault}] questions accepted {len(self.accepted)} (after {self.refused} retried 503s), "
+            f"posts indexed {indexed} of {len(HISTORY) + len(self.accepted)}, "
             f"invited {len(set(self.accepted) & self.invited_threads())}/{len(self.accepted)}, "
             f"invitations {len(invitations)}, webhook requests {len(self.receiver.received())}, "
             f"acknowledged {len(acknowledged)}, acknowledged twice {repeated}, "
-            f"all invited {recovered_in:.1f}s after the fault"
+            f"all invited {recovered_in:.1f}s after {since}"
         )
+        assert indexed == len(HISTORY) + len(self.accepted), "every accepted post indexed, once"
         assert all(len(ids) == 1 for ids in ids_per_pair.values()), "a person was invited twice to one thread"
         assert set(self.accepted) <= self.invited_threads()
         return repeated
@@ -164,7 +168,7 @@ async def test_the_matcher_and_then_the_notifier_killed_mid_stream_lose_no_quest
     await asyncio.to_thread(run.system.restart, "notifier")
     await run.all_invited()
 
-    run.check_and_report("kill -9 matcher, then notifier", time.monotonic() - killed)
+    await run.check_and_report("kill -9 matcher, then notifier", time.monotonic() - killed)
     assert len(run.accepted) == 20
 
 
@@ -184,7 +188,7 @@ async def test_a_broker_killed_with_questions_not_yet_consumed_loses_none_of_the
     await asyncio.to_thread(run.system.restart, "matcher")
     await run.all_invited()
 
-    run.check_and_report("kill -9 broker with 10 questions unconsumed", time.monotonic() - killed)
+    await run.check_and_report("kill -9 broker with 10 questions unconsumed", time.monotonic() - killed)
     assert len(run.accepted) == 20
     for name in ("ingest", "matcher", "notifier"):
         assert await _ready(run, name), f"{name} did not recover by itself"
@@ -200,7 +204,7 @@ async def test_a_broker_killed_under_running_services_is_recovered_from_without_
         await run.ask(n)
     await run.all_invited()
 
-    run.check_and_report("kill -9 broker under running services", time.monotonic() - killed)
+    await run.check_and_report("kill -9 broker under running services", time.monotonic() - killed)
     deadline = time.monotonic() + 60
     for name in ("ingest", "matcher", "notifier"):
         while not await _ready(run, name):
@@ -210,6 +214,7 @@ async def test_a_broker_killed_under_running_services_is_recovered_from_without_
 
 async def test_a_receiver_failing_half_the_time_gets_every_invitation_once_acknowledged(run):
     run.receiver.flaky = True
+    first = time.monotonic()
     for n in range(12):
         await run.ask(n)
     await run.all_invited()
@@ -223,7 +228,9 @@ async def test_a_receiver_failing_half_the_time_gets_every_invitation_once_ackno
         assert time.monotonic() < deadline, f"never acknowledged: {sorted(sent - acknowledged)}"
         await asyncio.sleep(0.2)
 
-    repeated = run.check_and_report("receiver failing every other request", 0.0)
+    repeated = await run.check_and_report(
+        "receiver failing every other request", time.monotonic() - first, since="the first question"
+    )
     failed = sum(1 for status in run.receiver.statuses if status >= 500)
     assert failed >= len(acknowledged) - 1, "the receiver did fail half of the requests"
     assert repeated == 0, "an acknowledged webhook is never sent again while the notifier runs"
