@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.notifier.consumer import matches_consumer, matches_handler, posts_consumer, posts_handler
-from services.notifier.delivery import Clock, DeliveryWorker, utcnow
+from services.notifier.clock import Clock, utcnow
+from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import Resolver, system_resolver
-from services.notifier.escalation import EscalationWorker, ResponsePublisher
+from services.notifier.escalation import EscalationWorker
 from services.notifier.policy import Policies
+from services.notifier.response_publisher import ResponsePublisher
 from services.notifier.routes import deliveries, invitations, people, subscriptions, threads
 from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database

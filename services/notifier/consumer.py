@@ -10,7 +10,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import exc as sa_exc
 
-from services.notifier.delivery import Clock, utcnow
+from services.notifier.clock import Clock, utcnow
 from services.notifier.settings import NotifierSettings
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import erasure, invitations, threads

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import httpx
 
+from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import AllowList, ForbiddenDestination, Resolver, check_destination, system_resolver
 from services.notifier.models import DeliveryAttempt, DeliveryState
 from services.notifier.poller import Poller
@@ -24,13 +25,6 @@ from services.notifier.store.database import Database
 from services.notifier.store.deliveries import DueDelivery, Outcome
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 def decide(
     *, attempts: int, status: int | None, retry_after: str | None, now: datetime, schedule: Sequence[float]

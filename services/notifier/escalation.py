@@ -1,20 +1,19 @@
-"""Background work besides delivery: escalating unanswered threads and publishing responses.
+"""Escalation: a thread nobody answered gets the next candidates, round by round.
 
-Each worker has a burst method (`escalate_due`, `publish_pending`) that does what is due and
-returns, which tests await with an injected clock; `run()` repeats it in the lifespan.
+`escalate_due` does what is due and returns, which tests await with an injected clock; `run()`
+repeats it in the lifespan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from services.notifier.delivery import Clock, utcnow
+from services.notifier.clock import Clock, utcnow
 from services.notifier.poller import Poller
 from services.notifier.policy import Policies
-from services.notifier.store import responses, threads
+from services.notifier.store import threads
 from services.notifier.store.database import Database
-from shared.events import InvitationResponded
 
 
 class EscalationWorker(Poller):
@@ -58,29 +57,3 @@ class EscalationWorker(Poller):
                 )
                 invited += len(created)
         return invited
-
-
-class ResponsePublisher(Poller):
-    """Publishes stored responses as `invitation.responded`; what the broker refused is sent later."""
-
-    def __init__(
-        self,
-        *,
-        db: Database,
-        send: Callable[[Sequence[InvitationResponded]], Awaitable[object]],
-        clock: Clock = utcnow,
-        poll_interval: float = 30.0,
-    ) -> None:
-        super().__init__(poll_interval)
-        self._db, self._send, self._clock = db, send, clock
-
-    async def burst(self) -> int:
-        return await self.publish_pending()
-
-    async def publish_pending(self) -> int:
-        """Publish every unpublished response; returns how many."""
-        published = 0
-        async with self._busy:
-            while count := await responses.publish_unpublished(self._db, send=self._send, now=self._clock()):
-                published += count
-        return published

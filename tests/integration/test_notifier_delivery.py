@@ -9,7 +9,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from services.notifier.delivery import DeliveryWorker, utcnow
+from services.notifier.clock import utcnow
+from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import AllowList
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port

@@ -13,7 +13,7 @@ from asgi_lifespan import LifespanManager
 from standardwebhooks.webhooks import Webhook
 
 from services.notifier.app import create_app
-from services.notifier.delivery import utcnow
+from services.notifier.clock import utcnow
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations
 from shared.embedded_broker import free_port

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.notifier.delivery import utcnow
+from services.notifier.clock import utcnow
 from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
 from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
