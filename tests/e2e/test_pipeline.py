@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -17,6 +16,7 @@ from shared.topics import MATCHES
 from tests.support.history import HISTORY, history_posts
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,17 +33,6 @@ QUESTION = {
             "which container needs more memory and change its limit?</p>",
     "tags": ["kubernetes"],
 }
-
-
-async def _until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def _notifier_caught_up(settings: CommonSettings) -> bool:
@@ -91,7 +80,7 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
                 stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
                 return stats.json()["contributions"] == len(HISTORY)
 
-            await _until(indexed, 60, "the history to be indexed")
+            await until(indexed, 60, "the history to be indexed")
             assert receiver.received() == [], "backfilled questions must not invite anyone"
 
             posted_at = time.time()
@@ -104,7 +93,7 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
                 done = rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"])
                 return rows if done else None
 
-            invitations = await _until(invited, 60, "invitations to be delivered")
+            invitations = await until(invited, 60, "invitations to be delivered")
             requests = await receiver.wait_for(len(invitations), timeout=10)
             latency = min(r.at for r in requests) - posted_at
 
@@ -139,7 +128,7 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
             async def matched_twice_more():
                 return await _count_matches(settings) >= 3 and await _notifier_caught_up(settings)
 
-            await _until(matched_twice_more, 60, "the notifier to handle the repeated matches")
+            await until(matched_twice_more, 60, "the notifier to handle the repeated matches")
             again = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
             assert sorted(row["id"] for row in again.json()) == sorted(row["id"] for row in invitations)
             assert len(receiver.received()) == len(requests)
@@ -160,7 +149,7 @@ async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
                 stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
                 return stats.json()["contributions"] == len(HISTORY)
 
-            await _until(indexed, 60, "the history to be indexed")
+            await until(indexed, 60, "the history to be indexed")
             answer = await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=question)
             assert answer.status_code == 202, answer.text
 
@@ -169,7 +158,7 @@ async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
                 rows = got.json()
                 return rows if rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"]) else None
 
-            invitations = await _until(delivered, 60, "invitations to be delivered")
+            invitations = await until(delivered, 60, "invitations to be delivered")
             requests = await receiver.wait_for(len(invitations), timeout=10)
 
     payloads = [json.loads(request.body)["data"] for request in requests]
@@ -198,9 +187,9 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
             stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
             return stats.json()["contributions"] == len(HISTORY)
 
-        await _until(indexed, 60, "the history to be indexed")
+        await until(indexed, 60, "the history to be indexed")
         await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)
-        first = await _until(lambda: invitations_to("q-new"), 60, "the first question's invitations")
+        first = await until(lambda: invitations_to("q-new"), 60, "the first question's invitations")
         [kims] = [row for row in first if row["person_id"] == "kim"]
 
         said = await http.post(
@@ -217,7 +206,7 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
             return experts and experts[0]["person_id"] != "kim" and experts
 
         # The response travels notifier -> responses topic -> matcher.
-        experts = await _until(kim_sunk, 60, "the matcher to take the response into account")
+        experts = await until(kim_sunk, 60, "the matcher to take the response into account")
         # On the same question, a "not my area" sinks the person to the bottom of the pool.
         assert experts[-1]["person_id"] == "kim"
 
@@ -229,7 +218,7 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
             found = got.json()
             return found if found["skipped"] else None
 
-        second = await _until(decided, 60, "the second question's decisions")
+        second = await until(decided, 60, "the second question's decisions")
         # kim is the only one close to it, and said it is not their area: nobody else is invited
         # for being less far, and kim is not asked again.
         assert second["invited"] == []

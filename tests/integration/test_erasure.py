@@ -2,7 +2,6 @@
 
 import asyncio
 import hashlib
-import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -52,6 +51,7 @@ from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.fakes import FakeEmbedder
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -336,14 +336,6 @@ async def running(app):
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://svc") as client:
             yield client
-
-
-async def until(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := await condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def experts(matcher, headers) -> list[str]:

@@ -1,7 +1,5 @@
 """The notifier as its users see it: the HTTP API, and matches from the broker becoming webhooks."""
 
-import asyncio
-import time
 
 import httpx
 import pytest
@@ -16,6 +14,7 @@ from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, 
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -86,14 +85,6 @@ def matched(*people: str, tenant="acme", thread="t1") -> ExpertsMatched:
     evidence = (Evidence(post_id="p9", thread_id="t0", kind=PostKind.ANSWER, title="Vault token rotation", snippet="use", similarity=0.9, accepted=True),)
     candidates = tuple(Candidate(person_id=p, score=1 - i / 10, evidence=evidence) for i, p in enumerate(people))
     return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=("bob",)))
-
-
-async def until(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := await condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(common_settings):

@@ -1,6 +1,5 @@
 """The invite policy over time: escalation, its stop conditions, preferences and explained decisions."""
 
-import asyncio
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from shared.events import (
 )
 from shared.kafka import make_consumer, make_producer, publish
 from shared.topics import MATCHES, POSTS, RESPONSES
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -155,14 +155,6 @@ async def test_the_daily_cap_holds_across_threads(db):
     # A day later the cap has room again.
     await invitations.record_match(db, event=matched("ann", thread="t9"), policy=POLICY, now=T0 + timedelta(days=1, minutes=5))
     assert await invited(db, "t9") == ["ann"]
-
-
-async def until(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := await condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_the_api_explains_each_decision_and_publishes_responses(common_settings):

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, 
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,6 @@ def matched(*people: str, thread="t1") -> ExpertsMatched:
     evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
     candidates = tuple(Candidate(person_id=p, score=0.9 - i / 10, evidence=evidence) for i, p in enumerate(people))
     return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
-
-
-async def until(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (result := await condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 class NotifierProcess:

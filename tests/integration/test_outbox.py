@@ -16,16 +16,9 @@ from shared.settings import CommonSettings
 from shared.topics import MATCHES
 from tests.support.events import answer_event
 from tests.support.topics import create_topics
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f}s")
-        await asyncio.sleep(0.1)
 
 
 class _Broker:
@@ -119,7 +112,7 @@ async def test_consumed_events_are_forgotten(settings):
             async def forgotten():
                 return (await outbox.stats()).held == 0
 
-            await _until(forgotten, what="the outbox emptied once the notifier group committed")
+            await until(forgotten, what="the outbox emptied once the notifier group committed")
     finally:
         await notifier.close()
         await producer.stop()
@@ -139,7 +132,7 @@ async def test_a_broker_that_died_with_unconsumed_events_gets_them_again(setting
             async def first_handled():
                 return len(notifier.seen) == 10
 
-            await _until(first_handled, what="the first ten handled")
+            await until(first_handled, what="the first ten handled")
             # The consumer is away while more is accepted; then the broker dies with it all.
             await notifier.pause()
             await outbox.publish(topic, [answer_event(n, threads=4) for n in range(10, 25)])
@@ -151,12 +144,12 @@ async def test_a_broker_that_died_with_unconsumed_events_gets_them_again(setting
             async def all_handled():
                 return set(notifier.seen) == {f"p{n}" for n in range(30)}
 
-            await _until(all_handled, what="every accepted event handled after the restart")
+            await until(all_handled, what="every accepted event handled after the restart")
 
             async def forgotten():
                 return (await outbox.stats()).held == 0
 
-            await _until(forgotten, what="the outbox emptied in the new epoch")
+            await until(forgotten, what="the outbox emptied in the new epoch")
     finally:
         await notifier.close()
         await producer.stop()
