@@ -11,6 +11,7 @@ from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import CommonSettings
 from shared.topics import POSTS, dlq
+from tests.support.clocks import ManualClock
 from tests.support.events import answer_event
 from tests.support.topics import create_topics
 
@@ -161,14 +162,6 @@ async def test_the_loop_says_when_it_has_caught_up_with_its_topics(kafka):
     assert caught_up and caught_up[-1] == 5 and set(caught_up) <= {0, 5}
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_path):
     # A broker that starts over without its owner re-creating the topics: the loop polls
     # nothing, and must not look healthy for long.
@@ -180,7 +173,7 @@ async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_pat
     await producer.start()
     consumer = make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("worker"))
     await consumer.start()
-    clock = _Clock()
+    clock = ManualClock(1_000.0)
 
     async def handler(deliveries):
         pass
@@ -219,7 +212,7 @@ async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_pat
 async def test_a_loop_that_keeps_failing_says_why_and_recovers(kafka):
     settings, producer = kafka
     await publish(producer, settings.topic(POSTS), [answer_event(1)])
-    clock = _Clock()
+    clock = ManualClock(1_000.0)
     down = True
 
     async def handler(deliveries):

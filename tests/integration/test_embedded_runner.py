@@ -21,6 +21,7 @@ from services.embedded.runner import RunOptions, api_keys, create_topics, run, t
 from services.notifier.signing import new_secret
 from shared.embedded_broker import free_port
 from shared.settings import CommonSettings
+from tests.support.clocks import ManualClock
 from tests.support.topics import expected_partitions
 
 pytestmark = pytest.mark.integration
@@ -128,17 +129,7 @@ def test_the_command_line_reads_ports_and_refuses_bad_ones(capsys):
     assert "INGEST,MATCHER,NOTIFIER" in capsys.readouterr().err
 
 
-class Clock:
-    """Time that passes only when the restart delay is waited out."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def crashing_child(clock: Clock, sleep, *, message: str = "no model here") -> Child:
+def crashing_child(clock: ManualClock, sleep, *, message: str = "no model here") -> Child:
     return Child(
         "matcher", free_port(), child_env(current_env()),
         command=(sys.executable, "-c", f"import sys; print({message!r}); sys.exit(3)"),
@@ -148,7 +139,7 @@ def crashing_child(clock: Clock, sleep, *, message: str = "no model here") -> Ch
 
 
 async def test_a_service_that_always_crashes_is_restarted_ever_more_slowly(capsys):
-    clock = Clock()
+    clock = ManualClock(0.0)
     delays: list[float] = []
     seven = asyncio.Event()
 
@@ -178,7 +169,7 @@ async def test_a_service_that_always_crashes_is_restarted_ever_more_slowly(capsy
 
 
 async def test_a_service_that_never_gets_ready_ends_the_run_after_a_few_exits():
-    clock = Clock()
+    clock = ManualClock(0.0)
 
     async def sleep(seconds: float) -> None:
         clock.now += seconds
@@ -194,7 +185,7 @@ async def test_a_service_that_never_gets_ready_ends_the_run_after_a_few_exits():
 
 
 async def test_stopping_ends_a_restart_delay_at_once():
-    clock = Clock()
+    clock = ManualClock(0.0)
     waiting = asyncio.Event()
 
     async def sleep(seconds: float) -> None:

@@ -50,6 +50,7 @@ from shared.events import (
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.fakes import FakeEmbedder
+from tests.support.clocks import ManualClock
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
@@ -59,14 +60,6 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = InvitePolicy(initial=2, total=4, escalation_delay=timedelta(hours=1))
 ACME = {"authorization": "Bearer acme-key"}
 GLOBEX = {"authorization": "Bearer globex-key"}
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def matched(
@@ -159,9 +152,9 @@ async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that
 
 async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nobody_erased(db):
     # Handled a minute after it was asked for: the later moment counts.
-    handle = posts_handler(db, clock=Clock(T0 + timedelta(minutes=2)))
+    handle = posts_handler(db, clock=ManualClock(T0 + timedelta(minutes=2)))
     await handle([Delivery(erased("kim", at=T0 + timedelta(minutes=1)), None), Delivery(erased("zoe", at=T0), None)])
-    await posts_handler(db, clock=Clock(T0 - timedelta(minutes=2)))(
+    await posts_handler(db, clock=ManualClock(T0 - timedelta(minutes=2)))(
         [Delivery(erased("kim", tenant="globex", at=T0 - timedelta(minutes=1)), None)]
     )
 
@@ -351,7 +344,7 @@ async def invited(notifier, headers, thread: str | None = None) -> list[tuple[st
 
 
 async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(common_settings):
-    clock = Clock(datetime.now(UTC))
+    clock = ManualClock(datetime.now(UTC))
     common = common_settings.model_dump()
     notifier_settings = NotifierSettings(
         **common, retry_schedule="3600,3600", allowed_hosts="127.0.0.0/8,::1", max_invites_per_thread=2,

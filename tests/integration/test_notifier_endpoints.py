@@ -12,20 +12,13 @@ from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import invitations
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from tests.support.clocks import ManualClock
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
 ACME = {"authorization": "Bearer acme-key"}
 PUBLIC = "93.184.215.14"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Dns:
@@ -52,7 +45,7 @@ def matched(*people: str, thread="t1") -> ExpertsMatched:
 @pytest.fixture
 async def notifier(common_settings, request):
     """(api client, app, clock, dns) for a notifier without a broker, allow-listing loopback."""
-    clock, dns = Clock(), Dns(hooks_example_com=[PUBLIC], intranet_corp=["10.0.0.7"])
+    clock, dns = ManualClock(datetime.now(UTC)), Dns(hooks_example_com=[PUBLIC], intranet_corp=["10.0.0.7"])
     overrides = getattr(request, "param", {})
     settings = NotifierSettings(
         **common_settings.model_dump(), consume=False, retry_schedule="1,1,1,1,1,1,1,1,1,1",

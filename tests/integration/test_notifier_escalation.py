@@ -29,6 +29,7 @@ from shared.events import (
 )
 from shared.kafka import make_consumer, make_producer, publish
 from shared.topics import MATCHES, POSTS, RESPONSES
+from tests.support.clocks import ManualClock
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = InvitePolicy(initial=3, total=6, escalation_delay=timedelta(hours=4))
 ACME = {"authorization": "Bearer acme-key"}
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def matched(*people: str, thread="t1") -> ExpertsMatched:
@@ -158,7 +151,7 @@ async def test_the_daily_cap_holds_across_threads(db):
 
 
 async def test_the_api_explains_each_decision_and_publishes_responses(common_settings):
-    clock = Clock(T0)
+    clock = ManualClock(T0)
     settings = NotifierSettings(**common_settings.model_dump(), max_invites_per_thread=2, escalation_delay=3600)
     app = create_app(settings, clock=clock)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.embedded.backoff import Backoff
+from tests.support.clocks import ManualClock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def crash_at_once(backoff: Backoff, times: int) -> list[float]:
@@ -26,13 +19,13 @@ def crash_at_once(backoff: Backoff, times: int) -> list[float]:
 
 
 def test_a_process_that_dies_at_once_waits_twice_as_long_each_time_up_to_the_cap():
-    backoff = Backoff(first=1, cap=30, stable_after=60, clock=Clock())
+    backoff = Backoff(first=1, cap=30, stable_after=60, clock=ManualClock(1000.0))
 
     assert crash_at_once(backoff, 8) == [1, 2, 4, 8, 16, 30, 30, 30]
 
 
 def test_a_run_that_lasted_starts_the_delays_over():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     backoff = Backoff(first=1, cap=30, stable_after=60, clock=clock)
     assert crash_at_once(backoff, 4) == [1, 2, 4, 8]
 
@@ -43,7 +36,7 @@ def test_a_run_that_lasted_starts_the_delays_over():
 
 
 def test_a_run_shorter_than_stable_after_keeps_the_delays_growing():
-    clock = Clock()
+    clock = ManualClock(1000.0)
     backoff = Backoff(first=1, cap=30, stable_after=60, clock=clock)
     delays = []
     for _ in range(4):
@@ -55,7 +48,7 @@ def test_a_run_shorter_than_stable_after_keeps_the_delays_growing():
 
 
 def test_the_cap_holds_however_often_it_dies():
-    backoff = Backoff(first=0.5, cap=30, clock=Clock())
+    backoff = Backoff(first=0.5, cap=30, clock=ManualClock(1000.0))
 
     delays = crash_at_once(backoff, 2000)
 
