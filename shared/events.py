@@ -95,12 +95,25 @@ class TrackRecord(_Frozen):
     not_my_area_nearby: int = 0
 
 
+class ScorePart(StrEnum):
+    """What a candidate's score is made of (`Candidate.parts`): the matcher writes them, the notifier explains them."""
+
+    SIMILARITY = "similarity"  # their posts' meaning is close to the question's
+    LEXICAL = "lexical"  # their posts share the question's words
+    ACTIVITY = "activity"  # they have been answering lately
+    ANSWERS = "answers"  # how much they have answered
+    ACCEPTED = "accepted"  # how often their answers were accepted
+    TAGS = "tags"  # they answer in the question's tags
+    FEEDBACK = "feedback"  # how they responded to invitations to questions like it
+
+
 class Candidate(_Frozen):
     person_id: str
     score: float
     evidence: tuple[Evidence, ...] = ()
-    # The parts the score is made of (similarity, lexical, activity, answers, accepted, tags,
-    # feedback), each person's lead over the pool's weakest candidate, for explanations.
+    # The parts the score is made of (ScorePart values), each person's lead over the pool's
+    # weakest candidate, for explanations. Keyed by plain strings: a reader meets parts a newer
+    # matcher adds without failing.
     parts: dict[str, float] = Field(default_factory=dict)
     # The cosine similarity to the question of the person's closest answer, or of the question of a
     # thread they answered, among the posts the question's readers may see (0: none). None, like a

@@ -24,7 +24,7 @@ from services.matcher.counts import (
 )
 from services.matcher.index.base import ExpertIndex, Hit
 from services.matcher.query import QuestionQuery
-from shared.events import PostKind, TrackRecord
+from shared.events import PostKind, ScorePart, TrackRecord
 
 # Each feature is a log-damped count or vote; the order is the column order of a FeatureTable.
 FEATURE_NAMES = (
@@ -47,22 +47,22 @@ FEATURE_NAMES = (
 )
 # Where each feature's share of a score is reported (Candidate.parts).
 PART_OF = {
-    "dense_answers": "similarity",
-    "dense_other": "similarity",
-    "dense_best": "similarity",
-    "lexical": "lexical",
-    "lexical_best": "lexical",
-    "recent_7": "activity",
-    "recent_30": "activity",
-    "recent_90": "activity",
-    "answers": "answers",
-    "accepted": "accepted",
-    "acceptance": "accepted",
-    "tags": "tags",
-    "thread_dense": "similarity",
-    "thread_lexical": "lexical",
-    "since_last": "activity",
-    "recent_share": "activity",
+    "dense_answers": ScorePart.SIMILARITY,
+    "dense_other": ScorePart.SIMILARITY,
+    "dense_best": ScorePart.SIMILARITY,
+    "lexical": ScorePart.LEXICAL,
+    "lexical_best": ScorePart.LEXICAL,
+    "recent_7": ScorePart.ACTIVITY,
+    "recent_30": ScorePart.ACTIVITY,
+    "recent_90": ScorePart.ACTIVITY,
+    "answers": ScorePart.ANSWERS,
+    "accepted": ScorePart.ACCEPTED,
+    "acceptance": ScorePart.ACCEPTED,
+    "tags": ScorePart.TAGS,
+    "thread_dense": ScorePart.SIMILARITY,
+    "thread_lexical": ScorePart.LEXICAL,
+    "since_last": ScorePart.ACTIVITY,
+    "recent_share": ScorePart.ACTIVITY,
 }
 # At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
 SHARPNESS = 6.0

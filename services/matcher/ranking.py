@@ -18,7 +18,7 @@ import numpy as np
 from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
 from services.matcher.learning import LinearScorer
-from shared.events import Candidate, Evidence, PostKind
+from shared.events import Candidate, Evidence, PostKind, ScorePart
 from shared.text import snippet
 
 VOTE_PARTS = ("similarity", "kind", "accepted", "votes", "recency")
@@ -153,9 +153,9 @@ def _grouped(terms: np.ndarray) -> dict[str, float]:
     """A candidate's terms by part: the features' groups, then `feedback` (the last column)."""
     parts: dict[str, float] = defaultdict(float)
     for name, value in zip(FEATURE_NAMES, terms[:-1], strict=True):
-        parts[PART_OF[name]] += float(value)
+        parts[PART_OF[name].value] += float(value)
     if terms[-1]:
-        parts["feedback"] = float(terms[-1])
+        parts[ScorePart.FEEDBACK.value] = float(terms[-1])
     return dict(parts)
 
 

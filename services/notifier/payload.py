@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from services.notifier.models import Invitation
-from shared.events import Candidate, Evidence, PostKind, Question, TrackRecord
+from shared.events import Candidate, Evidence, PostKind, Question, ScorePart, TrackRecord
 
 INVITATION_CREATED = "invitation.created"
 
 _VERBS = {PostKind.ANSWER: "answered", PostKind.QUESTION: "asked", PostKind.COMMENT: "commented on"}
 # The parts of a score that say the person's posts are about this question (services/matcher/ranking.py).
-_TOPICAL = ("similarity", "lexical")
+_TOPICAL = (ScorePart.SIMILARITY, ScorePart.LEXICAL)
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -36,17 +36,19 @@ def _facts(record: TrackRecord) -> dict[str, str]:
     if record.tags:
         top = record.tags[0]
         accepted = f", {top.accepted} of them accepted" if top.accepted else ""
-        facts["tags"] = f"you have {_count(top.answers, 'answer')} tagged {top.tag}{accepted}"
+        facts[ScorePart.TAGS] = f"you have {_count(top.answers, 'answer')} tagged {top.tag}{accepted}"
     if record.accepted:
-        facts["accepted"] = f"{record.accepted} of your {_count(record.answers, 'answer')} were accepted"
+        facts[ScorePart.ACCEPTED] = f"{record.accepted} of your {_count(record.answers, 'answer')} were accepted"
     if record.answers:
-        facts["answers"] = f"you have written {_count(record.answers, 'answer')}"
+        facts[ScorePart.ANSWERS] = f"you have written {_count(record.answers, 'answer')}"
     if record.answered_nearby:
-        facts["feedback"] = f"you answered {_count(record.answered_nearby, 'invitation')} to questions like this one"
+        facts[ScorePart.FEEDBACK] = (
+            f"you answered {_count(record.answered_nearby, 'invitation')} to questions like this one"
+        )
     if record.answers_last_30_days:
-        facts["activity"] = f"you wrote {_count(record.answers_last_30_days, 'answer')} in the last 30 days"
+        facts[ScorePart.ACTIVITY] = f"you wrote {_count(record.answers_last_30_days, 'answer')} in the last 30 days"
     elif record.answers_last_90_days:
-        facts["activity"] = f"you wrote {_count(record.answers_last_90_days, 'answer')} in the last 90 days"
+        facts[ScorePart.ACTIVITY] = f"you wrote {_count(record.answers_last_90_days, 'answer')} in the last 90 days"
     return facts
 
 
@@ -69,7 +71,7 @@ def why_you(candidate: Candidate) -> str:
     if leading is not None:
         sentence = facts[leading] + (f", and {post}" if post else "")
     elif post is not None:
-        sentence = post + (f"; {facts['tags']}" if "tags" in facts else "")
+        sentence = post + (f"; {facts[ScorePart.TAGS]}" if ScorePart.TAGS in facts else "")
     else:
         sentence = next(iter(facts.values()), "you were ranked among the people to ask")
     return sentence[0].upper() + sentence[1:] + "."

@@ -142,3 +142,11 @@ def test_a_learned_scorer_can_overturn_the_fusion_and_limit_applies():
     assert [c.person_id for c in rank_candidates(table, fusion_scorer(), now=NOW, limit=2)] == ["ana", "bo"]
     assert [c.person_id for c in rank_candidates(table, learned, now=NOW, limit=1)] == ["bo"]
     assert rank_candidates(table_of({}, {}), learned, now=NOW) == []
+
+
+def test_every_score_part_the_matcher_writes_is_one_the_contract_names():
+    from services.matcher.features import PART_OF
+    from shared.events import ScorePart
+
+    written = set(PART_OF.values()) | {ScorePart.FEEDBACK}
+    assert written == set(ScorePart), "a part without a name in the contract, or a name nothing writes"
