@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from services.matcher.features import FEATURE_NAMES, FeatureTable
+from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
 from services.matcher.learning import LinearScorer, fusion_scorer
 from services.matcher.ranking import Weights, rank_candidates, vote_parts
-from shared.events import PostKind
+from shared.events import PostKind, ScorePart
 
 pytestmark = pytest.mark.unit
 
@@ -145,8 +145,5 @@ def test_a_learned_scorer_can_overturn_the_fusion_and_limit_applies():
 
 
 def test_every_score_part_the_matcher_writes_is_one_the_contract_names():
-    from services.matcher.features import PART_OF
-    from shared.events import ScorePart
-
     written = set(PART_OF.values()) | {ScorePart.FEEDBACK}
     assert written == set(ScorePart), "a part without a name in the contract, or a name nothing writes"
