@@ -133,6 +133,49 @@ class Question(_Frozen):
     created_at: datetime | None = None
 
 
+# -- the webhook the intranet receives (not a Kafka event: the notifier signs and sends it) --------
+
+INVITATION_CREATED = "invitation.created"
+
+
+class WebhookQuestion(_Frozen):
+    post_id: str
+    title: str | None = Field(description="plain text, as ingest stored it")
+    url: str | None
+    excerpt: str
+
+
+class WebhookEvidence(_Frozen):
+    post_id: str
+    title: str | None
+    snippet: str
+    url: str | None
+    similarity: float = Field(description="cosine similarity of the post to the question")
+    kind: PostKind
+    accepted: bool
+
+
+class InvitationData(_Frozen):
+    invitation_id: str = Field(description="one per tenant, thread and person: deduplicate on it")
+    thread_id: str
+    question: WebhookQuestion
+    person_id: str
+    score: float
+    why: str = Field(description="one sentence of facts about the invitee, for the invitation's text")
+    evidence: tuple[WebhookEvidence, ...]
+    parts: dict[str, float] = Field(description="the score's parts (ScorePart values), as leads over the weakest candidate")
+    closeness: float | None = Field(description="cosine similarity of their closest answer the readers may see")
+    track_record: TrackRecord | None
+
+
+class InvitationCreated(_Frozen):
+    """The body of an `invitation.created` webhook, byte for byte what is signed."""
+
+    type: Literal["invitation.created"] = INVITATION_CREATED
+    timestamp: str = Field(description="ISO 8601, when the invitation was created")
+    data: InvitationData
+
+
 class Match(_Frozen):
     question: Question
     candidates: tuple[Candidate, ...]

@@ -24,6 +24,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.store.database import Database
 from shared.consumer import ConsumerLoop, Handler
 from shared.errors import install_error_handlers
+from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import consumer_check, health_router
 from shared.kafka import broker_check, make_producer
 from shared.outbox import open_publisher
@@ -78,7 +79,18 @@ def create_app(
     app.include_router(health_router())
     for module in (subscriptions, invitations, deliveries, people, threads):
         app.include_router(module.router)
+    _declare_webhooks(app)
     return app
+
+
+def _declare_webhooks(app: FastAPI) -> None:
+    """What subscribers receive, in the OpenAPI document's `webhooks` (nothing is served here)."""
+
+    @app.webhooks.post(INVITATION_CREATED)
+    def invitation_created(body: InvitationCreated) -> None:
+        """A colleague is invited to a thread. Signed per Standard Webhooks (`webhook-id`,
+        `webhook-timestamp`, `webhook-signature`); the same `webhook-id` on every retry. Any 2xx
+        acknowledges it; 410 disables the subscription."""
 
 
 def _delivery_worker(

@@ -7,9 +7,21 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from services.notifier.models import Invitation
-from shared.events import Candidate, Evidence, PostKind, Question, ScorePart, TrackRecord
+from shared.events import (
+    INVITATION_CREATED,
+    Candidate,
+    Evidence,
+    InvitationCreated,
+    InvitationData,
+    PostKind,
+    Question,
+    ScorePart,
+    TrackRecord,
+    WebhookEvidence,
+    WebhookQuestion,
+)
 
-INVITATION_CREATED = "invitation.created"
+__all__ = ["INVITATION_CREATED", "invitation_payload", "stored_why", "why_you"]
 
 _VERBS = {PostKind.ANSWER: "answered", PostKind.QUESTION: "asked", PostKind.COMMENT: "commented on"}
 # The parts of a score that say the person's posts are about this question (services/matcher/ranking.py).
@@ -96,36 +108,27 @@ def invitation_payload(
     *, invitation_id: str, question: Question, candidate: Candidate, created_at: datetime
 ) -> bytes:
     """The exact bytes every attempt of this invitation's webhook sends (and signs)."""
-    body = {
-        "type": INVITATION_CREATED,
-        "timestamp": created_at.isoformat(),
-        "data": {
-            "invitation_id": invitation_id,
-            "thread_id": question.thread_id,
-            "question": {
-                "post_id": question.post_id,
-                "title": question.title,
-                "url": question.url,
-                "excerpt": question.excerpt,
-            },
-            "person_id": candidate.person_id,
-            "score": candidate.score,
-            "why": why_you(candidate),
-            "evidence": [
-                {
-                    "post_id": e.post_id,
-                    "title": e.title,
-                    "snippet": e.snippet,
-                    "url": e.url,
-                    "similarity": e.similarity,
-                    "kind": e.kind.value,
-                    "accepted": e.accepted,
-                }
+    body = InvitationCreated(
+        timestamp=created_at.isoformat(),
+        data=InvitationData(
+            invitation_id=invitation_id,
+            thread_id=question.thread_id,
+            question=WebhookQuestion(
+                post_id=question.post_id, title=question.title, url=question.url, excerpt=question.excerpt
+            ),
+            person_id=candidate.person_id,
+            score=candidate.score,
+            why=why_you(candidate),
+            evidence=tuple(
+                WebhookEvidence(
+                    post_id=e.post_id, title=e.title, snippet=e.snippet, url=e.url,
+                    similarity=e.similarity, kind=e.kind, accepted=e.accepted,
+                )
                 for e in candidate.evidence
-            ],
-            "parts": candidate.parts,
-            "closeness": candidate.closeness,
-            "track_record": candidate.track_record.model_dump(mode="json") if candidate.track_record else None,
-        },
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            ),
+            parts=candidate.parts,
+            closeness=candidate.closeness,
+            track_record=candidate.track_record,
+        ),
+    )
+    return json.dumps(body.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")).encode()

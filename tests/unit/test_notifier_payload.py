@@ -5,8 +5,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.notifier.app import create_app
 from services.notifier.payload import invitation_payload, why_you
-from shared.events import Candidate, Evidence, PostKind, Question, TagRecord, TrackRecord
+from services.notifier.settings import NotifierSettings
+from shared.events import Candidate, Evidence, InvitationCreated, PostKind, Question, TagRecord, TrackRecord
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +158,16 @@ def test_payload_carries_the_track_record_its_why_states():
         "answers": 9, "accepted": 3, "answers_last_30_days": 4, "answers_last_90_days": 7, "tags": [],
         "answered_nearby": 0, "not_my_area_nearby": 0,
     }
+
+
+def test_the_body_is_the_published_model_and_the_notifier_declares_it():
+    question = Question(post_id="q1", thread_id="t1", author_id="a", title="Kafka lag", excerpt="e")
+    candidate = Candidate(person_id="kim", score=1.0)
+    raw = invitation_payload(invitation_id="inv_3", question=question, candidate=candidate,
+                             created_at=datetime(2026, 1, 2, tzinfo=UTC))
+
+    assert InvitationCreated.model_validate_json(raw).data.invitation_id == "inv_3"
+    document = create_app(NotifierSettings()).openapi()
+    declared = document["webhooks"]["invitation.created"]["post"]["requestBody"]["content"]["application/json"]
+    assert declared["schema"]["$ref"].endswith("/InvitationCreated")
+    assert set(document["components"]["schemas"]["InvitationData"]["required"]) >= {"invitation_id", "why", "person_id"}
