@@ -393,8 +393,8 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
             # The pending retry is due and escalation looks again: neither reaches acme's kim.
             clock.now += timedelta(hours=3)
             before = len(receiver.received())
-            await nf_app.state.escalation.escalate_due()
-            await nf_app.state.worker.deliver_due()
+            await nf_app.state.notifier.escalation.escalate_due()
+            await nf_app.state.notifier.worker.deliver_due()
             sent_after = receiver.received()[before:]
 
             acme_invited = await invited(notifier, ACME)
@@ -404,9 +404,9 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
             globex_invited = await invited(notifier, GLOBEX)
 
             # A second erasure is harmless: handled, and nothing else changes.
-            handled = nf_app.state.posts_loop.stats.handled
+            handled = nf_app.state.notifier.posts_loop.stats.handled
             assert (await ingest.delete("/v1/people/kim", headers=ACME)).status_code == 202
-            await until(lambda: _true(nf_app.state.posts_loop.stats.handled > handled), what="the second erasure")
+            await until(lambda: _true(nf_app.state.notifier.posts_loop.stats.handled > handled), what="the second erasure")
             assert await invited(notifier, ACME) == acme_invited
             assert await experts(matcher, ACME) == ["pat"]
 

@@ -126,7 +126,7 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
 
 
 async def _handled(app, count: int) -> bool:
-    return app.state.consumer_loop.stats.handled >= count
+    return app.state.notifier.matches_loop.stats.handled >= count
 
 
 async def test_a_delivery_queued_before_a_restart_is_sent_after_it(common_settings):

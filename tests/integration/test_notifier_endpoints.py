@@ -92,8 +92,8 @@ async def test_a_name_that_resolves_inside_at_delivery_is_refused_without_a_requ
     with Receiver() as receiver:
         await subscribe(api, "https://hooks.example.com/in")
         dns.table["hooks.example.com"] = [address]  # rebinding: the name now points inside
-        await invitations.record_match(app.state.db, event=matched("ann"), now=clock())
-        await app.state.worker.deliver_due()
+        await invitations.record_match(app.state.notifier.db, event=matched("ann"), now=clock())
+        await app.state.notifier.worker.deliver_due()
         (delivery,) = (await api.get("/v1/deliveries", headers=ACME)).json()
     assert receiver.received() == []
     assert delivery["state"] == "pending" and delivery["attempt_log"][0]["status_code"] is None
@@ -108,11 +108,11 @@ async def test_during_a_rotation_both_signatures_are_sent_and_each_verifies(noti
         assert rotated.status_code == 200
         new_secret = rotated.json()["secret"]
         assert new_secret != old["secret"] and rotated.json()["previous_secret_valid_until"]
-        await invitations.record_match(app.state.db, event=matched("ann"), now=clock())
-        await app.state.worker.deliver_due()
+        await invitations.record_match(app.state.notifier.db, event=matched("ann"), now=clock())
+        await app.state.notifier.worker.deliver_due()
         clock.now += timedelta(hours=25)  # the overlap is over: only the new secret signs
-        await invitations.record_match(app.state.db, event=matched("bob", thread="t2"), now=clock())
-        await app.state.worker.deliver_due()
+        await invitations.record_match(app.state.notifier.db, event=matched("bob", thread="t2"), now=clock())
+        await app.state.notifier.worker.deliver_due()
         during, after = receiver.received()
 
     signatures = during.headers["webhook-signature"].split(" ")
@@ -134,16 +134,16 @@ async def test_five_days_of_failures_disable_the_endpoint_then_enable_and_replay
     with Receiver() as receiver:
         subscription = await subscribe(api, receiver.url)
         receiver.answer(*[500] * 100)
-        await invitations.record_match(app.state.db, event=matched("ann"), now=clock())
-        await app.state.worker.deliver_due()
+        await invitations.record_match(app.state.notifier.db, event=matched("ann"), now=clock())
+        await app.state.notifier.worker.deliver_due()
         for day in range(1, 6):  # a new failing delivery every day keeps the run of failures going
             clock.now = start + timedelta(days=day)
-            await invitations.record_match(app.state.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock())
-            await app.state.worker.deliver_due()
+            await invitations.record_match(app.state.notifier.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock())
+            await app.state.notifier.worker.deliver_due()
         state = (await api.get(f"/v1/subscriptions/{subscription['id']}", headers=ACME)).json()
         # Missed while disabled: stored as failed, never sent.
         clock.now += timedelta(hours=1)
-        await invitations.record_match(app.state.db, event=matched("late", thread="t9"), now=clock())
+        await invitations.record_match(app.state.notifier.db, event=matched("late", thread="t9"), now=clock())
         failed = (await api.get(f"/v1/deliveries?subscription_id={subscription['id']}&state=failed", headers=ACME)).json()
         sent_while_failing = len(receiver.received())
 
@@ -151,7 +151,7 @@ async def test_five_days_of_failures_disable_the_endpoint_then_enable_and_replay
         enabled = (await api.post(f"/v1/subscriptions/{subscription['id']}/enable", headers=ACME)).json()
         receiver.answers.clear()
         replayed = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME)
-        await app.state.worker.deliver_due()
+        await app.state.notifier.worker.deliver_due()
         # The replay also woke the running worker: whichever sends, each arrives once.
         resent = (await receiver.wait_for(sent_while_failing + 7))[sent_while_failing:]
         delivered = (await api.get("/v1/deliveries?state=delivered", headers=ACME)).json()
@@ -177,11 +177,11 @@ async def test_a_hung_endpoint_times_out_and_is_retried(notifier):
     with Receiver() as receiver:
         receiver.hang(3.0)
         subscription = await subscribe(api, receiver.url)
-        await invitations.record_match(app.state.db, event=matched("ann"), now=clock())
-        await app.state.worker.deliver_due()
+        await invitations.record_match(app.state.notifier.db, event=matched("ann"), now=clock())
+        await app.state.notifier.worker.deliver_due()
         (pending,) = (await api.get(f"/v1/deliveries?subscription_id={subscription['id']}", headers=ACME)).json()
         clock.now += timedelta(seconds=2)
-        await app.state.worker.deliver_due(now=clock.now)
+        await app.state.notifier.worker.deliver_due(now=clock.now)
         (done,) = (await api.get("/v1/deliveries?invitation_id=" + pending["invitation_id"], headers=ACME)).json()
     assert pending["state"] == "pending" and "Timeout" in pending["attempt_log"][0]["error"]
     assert pending["attempt_log"][0]["duration_ms"] >= 900

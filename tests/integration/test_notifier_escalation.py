@@ -168,22 +168,22 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
             await producer.start()
             try:
                 await publish(producer, settings.topic(MATCHES), [matched("asker", "ann", "bob", "cy", "dee", "eve", "fay")])
-                await until(lambda: _handled(app.state.consumer_loop), what="the match")
+                await until(lambda: _handled(app.state.notifier.matches_loop), what="the match")
                 clock.now = T0 + timedelta(hours=1)
-                assert await app.state.escalation.escalate_due() == 2
+                assert await app.state.notifier.escalation.escalate_due() == 2
                 await publish(producer, settings.topic(POSTS), [reply("eve")])
-                await until(lambda: _handled(app.state.posts_loop), what="the reply")
+                await until(lambda: _handled(app.state.notifier.posts_loop), what="the reply")
             finally:
                 await producer.stop()
             clock.now = T0 + timedelta(hours=2)
-            assert await app.state.escalation.escalate_due() == 0
+            assert await app.state.notifier.escalation.escalate_due() == 0
 
             decisions = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
             first = decisions["invited"][0]
             answered = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "answered"}, headers=ACME)
             wrong = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "maybe"}, headers=ACME)
             other = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "declined"}, headers={"authorization": "Bearer globex-key"})
-            await app.state.publisher.publish_pending()
+            await app.state.notifier.publisher.publish_pending()
             after = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
 
     assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [("cy", 1), ("dee", 1), ("eve", 2), ("fay", 2)]

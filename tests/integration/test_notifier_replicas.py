@@ -157,7 +157,7 @@ async def test_two_notifiers_on_one_postgres_deliver_every_invitation_once(commo
 
                     deliveries = await until(all_delivered, timeout=60, what="every invitation delivered")
                     await asyncio.sleep(0.5)  # room for a duplicate to show up, if there were one
-                handled = sum(app.state.consumer_loop.stats.handled for app in replicas)
+                handled = sum(app.state.notifier.matches_loop.stats.handled for app in replicas)
 
     requests = receiver.received()
     ids = [r.headers["webhook-id"] for r in requests]

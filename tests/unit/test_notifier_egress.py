@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from services.notifier.app import webhook_client
+from services.notifier.bootstrap import webhook_client
 from services.notifier.egress import AllowList, ForbiddenDestination, check_destination
 from services.notifier.settings import NotifierSettings
 

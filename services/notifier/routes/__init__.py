@@ -1,4 +1,4 @@
-"""The notifier's HTTP API, one router per domain; the store and clock come from the app's state."""
+"""The notifier's HTTP API, one router per domain, over the running `Notifier` (services/notifier/bootstrap.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,24 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from services.notifier.bootstrap import Notifier
 from services.notifier.store.database import Database
 from shared.errors import field_error
 
 
-def get_database(request: Request) -> Database:
-    return request.app.state.db
+def get_notifier(request: Request) -> Notifier:
+    return request.app.state.notifier
 
 
-def get_now(request: Request) -> datetime:
-    return request.app.state.clock()
+NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+
+
+def get_database(notifier: NotifierDep) -> Database:
+    return notifier.db
+
+
+def get_now(notifier: NotifierDep) -> datetime:
+    return notifier.clock()
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

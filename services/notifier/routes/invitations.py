@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier.payload import stored_why
-from services.notifier.routes import DatabaseDep, NowDep, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
 from shared.auth import TenantDep
@@ -92,15 +92,15 @@ class RecordedResponse(BaseModel):
 
 @router.post("/{invitation_id}/response", status_code=status.HTTP_201_CREATED, responses=error_responses(404))
 async def respond(
-    invitation_id: Text, body: ResponseIn, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    invitation_id: Text, body: ResponseIn, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RecordedResponse:
     """Store what the invitee said; it is published as `invitation.responded` (now, or on the next round)."""
     invitation = await invitations.get(db, tenant=tenant, invitation_id=invitation_id)
     if invitation is None:
         raise not_found(f"invitation {invitation_id}")
     recorded = await responses.record(db, invitation=invitation, response=body.response, now=now)
-    if request.app.state.publisher is not None:
-        request.app.state.publisher.wake()
+    if notifier.publisher is not None:
+        notifier.publisher.wake()
     return RecordedResponse(
         id=recorded.id,
         invitation_id=invitation.id,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.clock import utcnow
 from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
-from services.notifier.routes import DatabaseDep, NowDep, invalid, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
 from shared.auth import TenantDep
@@ -77,11 +77,10 @@ class Replayed(BaseModel):
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_subscription(
-    body: SubscriptionIn, request: Request, tenant: TenantDep, db: DatabaseDep
+    body: SubscriptionIn, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep
 ) -> CreatedSubscription:
-    state = request.app.state
     try:
-        await check_destination(body.url, allow=state.allow_list, resolve=state.resolver)
+        await check_destination(body.url, allow=notifier.allow_list, resolve=notifier.resolver)
     except ForbiddenDestination as exc:
         raise invalid(["body", "url"], str(exc)) from None
     created = await subscriptions.create(db, tenant=tenant, url=body.url, description=body.description, now=utcnow())
@@ -90,11 +89,10 @@ async def create_subscription(
 
 @router.post("/{subscription_id}/rotate-secret", responses=FOUND)
 async def rotate_secret(
-    subscription_id: Text, request: Request, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    subscription_id: Text, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RotatedSecret:
-    overlap = request.app.state.secret_overlap
     rotated = await subscriptions.rotate_secret(
-        db, tenant=tenant, subscription_id=subscription_id, overlap=overlap, now=now
+        db, tenant=tenant, subscription_id=subscription_id, overlap=notifier.secret_overlap, now=now
     )
     if rotated is None:
         raise not_found(f"subscription {subscription_id}")
@@ -113,7 +111,7 @@ async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: Data
 async def replay(
     subscription_id: Text,
     since: Annotated[Instant, Query(description="Resend what failed from this time on.")],
-    request: Request,
+    notifier: NotifierDep,
     tenant: TenantDep,
     db: DatabaseDep,
     now: NowDep,
@@ -127,7 +125,7 @@ async def replay(
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail=f"subscription {subscription_id} is disabled: enable it first"
         ) from None
-    request.app.state.worker.wake()
+    notifier.worker.wake()
     return Replayed(id=subscription_id, since=since, replayed=count)
 
 
