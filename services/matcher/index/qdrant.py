@@ -39,7 +39,7 @@ from services.matcher.index.payload import (
     to_hit,
     to_payload,
 )
-from services.matcher.index.where import any_of, count_where, kinds_of, matching, search_where
+from services.matcher.index.where import Scope, any_of, count_where, kinds_of, matching
 from shared.events import PostKind
 
 
@@ -106,7 +106,7 @@ class QdrantIndex:
         self, tenant: str, vector: Sequence[float], *, limit: int, before: datetime | None = None
     ) -> list[FeedbackHit]:
         """Responses given on the questions closest to `vector`, closest first."""
-        where = search_where(feedback_partition(tenant), None, (), (), before)
+        where = Scope(before=before).where(feedback_partition(tenant))
         nearest = Nearest(checked_vector(vector, self.dimensions), DENSE, where, _at_least_one(limit))
         return [to_feedback_hit(r.payload, r.score) for r in await self.engine.query(nearest)]
 
@@ -123,7 +123,7 @@ class QdrantIndex:
     ) -> list[Hit]:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = checked_vector(vector, self.dimensions)
-        where = search_where(tenant, audiences, exclude_authors, exclude_threads, before)
+        where = Scope(audiences, exclude_authors, exclude_threads, before).where(tenant)
         return _hits(await self.engine.query(Nearest(query, DENSE, where, _at_least_one(limit))))
 
     async def nearest_by_author(
@@ -144,7 +144,7 @@ class QdrantIndex:
         if not authors:
             return {}
         query = checked_vector(vector, self.dimensions)
-        where = search_where(tenant, audiences, (), exclude_threads, before)
+        where = Scope(audiences, (), exclude_threads, before).where(tenant)
         if kinds is not None:
             where = where.also(kinds_of(kinds))
         batch = [Nearest(query, DENSE, where.also(any_of("author_id", [author])), limit) for author in authors]
@@ -163,11 +163,7 @@ class QdrantIndex:
         before: datetime | None = None,
     ) -> list[Hit]:
         """Contributions of one tenant by lexical (sparse, IDF-weighted) score, best first."""
-        query = self._sparse(sparse)
-        where = search_where(tenant, audiences, exclude_authors, exclude_threads, before)
-        # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
-        corpus = search_where(tenant, None, (), (), before)
-        return _hits(await self.engine.query(Nearest(query, SPARSE, where, _at_least_one(limit), corpus)))
+        return await self._lexical(tenant, sparse, limit, Scope(audiences, exclude_authors, exclude_threads, before))
 
     async def search_lexical(
         self,
@@ -184,15 +180,14 @@ class QdrantIndex:
         terms = query_terms(text)
         if not terms:  # only stopwords or punctuation: nothing to match
             return []
-        return await self.search_sparse(
-            tenant,
-            terms,
-            limit=limit,
-            audiences=audiences,
-            exclude_authors=exclude_authors,
-            exclude_threads=exclude_threads,
-            before=before,
-        )
+        return await self._lexical(tenant, terms, limit, Scope(audiences, exclude_authors, exclude_threads, before))
+
+    async def _lexical(self, tenant: str, sparse: Mapping[int, float], limit: int, scope: Scope) -> list[Hit]:
+        query = self._sparse(sparse)
+        # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
+        corpus = Scope(before=scope.before).where(tenant)
+        nearest = Nearest(query, SPARSE, scope.where(tenant), _at_least_one(limit), corpus)
+        return _hits(await self.engine.query(nearest))
 
     async def author_counts(
         self,
@@ -264,7 +259,7 @@ class QdrantIndex:
         """The answers in these threads, by thread then post id; `Hit.similarity` is 0."""
         if not thread_ids:
             return []
-        where = search_where(tenant, audiences, exclude_authors, (), before)
+        where = Scope(audiences, exclude_authors, (), before).where(tenant)
         where = where.also(any_of("thread_id", thread_ids), kinds_of([PostKind.ANSWER]))
         records = await self.engine.scroll(where, True)
         return sorted((to_hit(r.payload, 0.0) for r in records), key=lambda h: (h.thread_id, h.post_id))

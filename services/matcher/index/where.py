@@ -69,23 +69,29 @@ def created_between(after: datetime | None, before: datetime | None) -> tuple[Co
     return (Between("created_ts", gte=gte, lt=lt),)
 
 
-def search_where(
-    tenant: str,
-    audiences: Sequence[str] | None,
-    exclude_authors: Sequence[str],
-    exclude_threads: Sequence[str],
-    before: datetime | None = None,
-) -> Where:
-    """A tenant's contributions visible to `audiences`, not by these authors or in these threads."""
-    must: list[Condition] = [Is("tenant", tenant), *created_between(None, before)]
-    if audiences is not None:
-        must.append(any_of("audience", audiences))
-    must_not: list[Condition] = []
-    if exclude_authors:
-        must_not.append(any_of("author_id", exclude_authors))
-    if exclude_threads:
-        must_not.append(any_of("thread_id", exclude_threads))
-    return Where(must=tuple(must), must_not=tuple(must_not))
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which of a tenant's contributions a search may see: by audience, author, thread and time.
+
+    `audiences`: visible to one of these (None: any); `before`: created strictly before (to the second).
+    """
+
+    audiences: Sequence[str] | None = None
+    exclude_authors: Sequence[str] = ()
+    exclude_threads: Sequence[str] = ()
+    before: datetime | None = None
+
+    def where(self, tenant: str) -> Where:
+        """The tenant's contributions in this scope."""
+        must: list[Condition] = [Is("tenant", tenant), *created_between(None, self.before)]
+        if self.audiences is not None:
+            must.append(any_of("audience", self.audiences))
+        must_not: list[Condition] = []
+        if self.exclude_authors:
+            must_not.append(any_of("author_id", self.exclude_authors))
+        if self.exclude_threads:
+            must_not.append(any_of("thread_id", self.exclude_threads))
+        return Where(must=tuple(must), must_not=tuple(must_not))
 
 
 def count_where(
