@@ -550,7 +550,7 @@ async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_
     reopened = await EdgeIndex.open(path)
     try:
         await reopened.upsert(history())
-        schema = await reopened._run(lambda s: set(s.info().payload_schema))
+        schema = await reopened.engine.run(lambda s: set(s.info().payload_schema))
         assert {"tags", "accepted", "accepted_flag", "created_ts", "author_id"} <= schema
         assert await reopened.author_counts("acme", tags_any=["kafka"], accepted=True) == {"ann": 1}
     finally:

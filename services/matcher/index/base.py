@@ -1,5 +1,6 @@
-"""The vector index the matcher needs, behind one small Protocol with two adapters.
+"""The vector index the matcher needs, behind one Protocol: one adapter over two engines.
 
+`QdrantIndex` (index/qdrant.py) writes every method once over an Engine (index/engine.py):
 - `EdgeIndex` (index/edge.py): Qdrant Edge in-process, on disk; the embedded default.
 - `QdrantServerIndex` (index/server.py): a Qdrant server through `AsyncQdrantClient`.
 
@@ -15,6 +16,9 @@ from datetime import datetime
 from typing import Protocol
 
 from shared.events import PostKind
+
+# The collection a Qdrant server keeps the contributions in, unless configured otherwise.
+DEFAULT_COLLECTION = "contributions"
 
 _NAMESPACE = uuid.UUID("6f1c9b7e-2d7a-4f0e-9a43-0c1d2e3f4a5b")
 

@@ -1,4 +1,4 @@
-"""The one lexical encoder both adapters use: BM25 sparse vectors from text (Qdrant Edge's Bm25).
+"""The one lexical encoder both engines use: BM25 sparse vectors from text (Qdrant Edge's Bm25).
 
 The engine applies IDF (the sparse vector is configured with `Modifier.IDF`), so a document vector
 holds only BM25's saturated term frequencies and a query vector weights each distinct term 1.
@@ -6,13 +6,9 @@ holds only BM25's saturated term frequencies and a query vector weights each dis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
 from functools import cache
 
 from qdrant_edge import Bm25, Bm25Config
-
-from services.matcher.index.base import Hit
 
 # English analysis: lowercase, accents folded, English stopwords dropped, Snowball stemming, so
 # "KRaft" matches "kraft" and "restarting" matches "restarts", while "ledgerd" stays one token.
@@ -36,31 +32,3 @@ def query_terms(text: str) -> dict[int, float]:
     vector = _model().embed_query(text)
     return dict(zip(vector.indices, vector.values, strict=True))
 
-
-class LexicalSearch:
-    """`search_lexical` for any adapter that has `search_sparse`: one query encoding for all."""
-
-    async def search_lexical(
-        self,
-        tenant: str,
-        text: str,
-        *,
-        limit: int,
-        audiences: Sequence[str] | None = None,
-        exclude_authors: Sequence[str] = (),
-        exclude_threads: Sequence[str] = (),
-        before: datetime | None = None,
-    ) -> list[Hit]:
-        """Contributions of one tenant by BM25 score of their title and text, best first."""
-        terms = query_terms(text)
-        if not terms:  # only stopwords or punctuation: nothing to match
-            return []
-        return await self.search_sparse(
-            tenant,
-            terms,
-            limit=limit,
-            audiences=audiences,
-            exclude_authors=exclude_authors,
-            exclude_threads=exclude_threads,
-            before=before,
-        )
