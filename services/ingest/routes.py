@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 
+from services.ingest.bootstrap import Ingest
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
@@ -24,12 +25,19 @@ people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_
 SIZED = error_responses(413)
 
 
-def _publisher(request: Request) -> Publisher:
-    return request.app.state.publisher
+def _ingest(request: Request) -> Ingest:
+    return request.app.state.ingest
 
 
-def _settings(request: Request) -> IngestSettings:
-    return request.app.state.settings
+IngestDep = Annotated[Ingest, Depends(_ingest)]
+
+
+def _publisher(ingest: IngestDep) -> Publisher:
+    return ingest.publisher
+
+
+def _settings(ingest: IngestDep) -> IngestSettings:
+    return ingest.settings
 
 
 PublisherDep = Annotated[Publisher, Depends(_publisher)]
