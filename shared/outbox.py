@@ -170,16 +170,15 @@ class Outbox:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def relay_once(self) -> OutboxStats:
+    async def relay_once(self) -> None:
         epoch = read_epoch(self._epoch_file)
         if epoch is None:  # the broker's owner has not created the topics yet
-            return await self._call(self._stats)
+            return
         lost = await self._call(self._forget_placement, epoch)
         if lost:
             log.warning("outbox: the broker started over (epoch %d); resending %d events it lost", epoch, lost)
         await self._resend(epoch)
         await self._prune(epoch)
-        return await self._call(self._stats)
 
     def _forget_placement(self, epoch: int) -> int:
         with self._transaction():
