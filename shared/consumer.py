@@ -14,6 +14,13 @@ a grace period, or that has held no partition for that long, says why. It recove
 aiokafka rejoins the group and re-reads metadata, and after the embedded broker starts over (a new
 epoch, shared/epoch.py) the loop goes back to the start of the new log, which holds only what the
 producers' outboxes resent and what came after.
+
+The new broker can also hold offsets committed from before the loop saw its epoch: a batch in hand
+while the broker died is committed to the new one at its old positions, which there point past
+records nobody read. So after a restart the loop trusts no offset it has not committed itself: a
+partition assigned to it (a rebalance restores committed offsets) starts at the new log's beginning
+until the loop has committed it in the new epoch. A process that starts in an epoch trusts what it
+finds, as after any restart of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.epoch import read_epoch
@@ -80,6 +87,13 @@ class ConsumerLoop:
     ) -> None:
         self._consumer = consumer
         self._epoch_file = epoch_file
+        # After the broker started over: the partitions this loop committed since, whose committed
+        # offsets it trusts (None until then), and those assigned to it that must start over.
+        self._committed_since_restart: set[TopicPartition] | None = None
+        self._start_over: set[TopicPartition] = set()
+        if epoch_file is not None:
+            # Best before the consumer starts: on a started one, subscribing again makes it rejoin.
+            consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assigned(self._assigned))
         # Awaited before each poll: another loop's priority (the matcher's live lane over backfill).
         self._gate = gate
         self._epoch: int | None = read_epoch(epoch_file) if epoch_file else None
@@ -172,6 +186,11 @@ class ConsumerLoop:
         batches = await self._consumer.getmany(
             timeout_ms=self._poll_timeout_ms, max_records=self._max_records
         )
+        if self._start_over:
+            # The group rebalanced during the poll: what it brought from restored offsets is read
+            # again once those partitions are back at the start.
+            self._rewind(batches)
+            return 0
         records = [record for part in batches.values() for record in part]
         self._note_assignment(self._clock())
         if not records:
@@ -184,6 +203,8 @@ class ConsumerLoop:
             self._rewind(batches)
             raise
         await self._consumer.commit()
+        if self._committed_since_restart is not None:
+            self._committed_since_restart.update(tp for tp, part in batches.items() if part)
         self.stats.batches += 1
         return len(records)
 
@@ -254,20 +275,52 @@ class ConsumerLoop:
             self._unassigned_since = now
 
     async def _follow_epoch(self) -> None:
-        """After the broker started over, read its new log from the start (see shared/epoch.py)."""
+        """After the broker started over, read its new log from the start (see shared/epoch.py).
+
+        Also what a rebalance since assigned that the loop must not read from its committed offset.
+        """
         if self._epoch_file is None:
             return
         epoch = read_epoch(self._epoch_file)
-        if epoch is None or epoch == self._epoch:
-            return
-        if self._epoch is not None:
-            log.warning("%s: the broker started over (epoch %d -> %d); reading its topics from the start",
-                        self._name, self._epoch, epoch)
-            await self._consumer.seek_to_beginning()
-        self._epoch = epoch
+        if epoch is not None and epoch != self._epoch:
+            if self._epoch is not None:
+                log.warning("%s: the broker started over (epoch %d -> %d); reading its topics from the start",
+                            self._name, self._epoch, epoch)
+                self._committed_since_restart = set()
+                self._start_over = set(self._consumer.assignment())
+            self._epoch = epoch
+        if self._start_over:
+            # Cleared first: a rebalance while seeking adds what it assigns again.
+            partitions, self._start_over = self._start_over, set()
+            assigned = partitions & self._consumer.assignment()
+            if assigned:
+                try:
+                    await self._consumer.seek_to_beginning(*assigned)
+                except BaseException:
+                    self._start_over |= assigned  # tried again before the next poll
+                    raise
+
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """A rebalance restored committed offsets: after a restart, only the loop's own are trusted."""
+        if self._committed_since_restart is not None:
+            self._start_over |= assigned - self._committed_since_restart
 
     def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assigned = self._consumer.assignment()
         for tp, part in batches.items():
-            if part:
+            if part and tp in assigned:  # a partition the group took away is read from its commit
                 self._consumer.seek(tp, part[0].offset)
+
+
+class _Assigned(ConsumerRebalanceListener):
+    """Tells the loop which partitions a rebalance gave it; the loop acts on it before its next poll."""
+
+    def __init__(self, on_assigned: Callable[[set[TopicPartition]], None]) -> None:
+        self._on_assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self._on_assigned(set(assigned))
 

@@ -95,11 +95,9 @@ async def posts_consumers(
     async with AsyncExitStack() as stack:
         live = make_consumer(settings, settings.topic(POSTS), settings.topic(RESPONSES), group_id=settings.topic(GROUP))
         backfill = make_consumer(settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP))
-        for consumer in (live, backfill):
-            await consumer.start()
-            stack.push_async_callback(consumer.stop)
         common = dict(producer=producer, epoch_file=settings.kafka_epoch_file)
-        yield MatcherLoops(
+        # Loops first: each subscribes its consumer with its listener before the consumer starts.
+        loops = MatcherLoops(
             live=ConsumerLoop(
                 consumer=live, handler=lanes.live, name="matcher", max_records=settings.batch_size,
                 on_caught_up=lanes.live_caught_up, **common,
@@ -110,3 +108,7 @@ async def posts_consumers(
                 gate=lanes.backfill_gate, **common,
             ),
         )
+        for consumer in (live, backfill):
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+        yield loops

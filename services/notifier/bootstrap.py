@@ -139,11 +139,11 @@ async def _start_loop(
     producer: AIOKafkaProducer,
     handler: Handler,
 ) -> ConsumerLoop:
-    await consumer.start()
-    stack.push_async_callback(consumer.stop)
     loop = ConsumerLoop(
         consumer=consumer, producer=producer, handler=handler, name=name, epoch_file=settings.kafka_epoch_file
     )
+    await consumer.start()  # after the loop has subscribed it with its listener
+    stack.push_async_callback(consumer.stop)
     # Stopped before the consumer and producer close: its last batch is handled and committed first.
     _start(stack, name, loop.run, loop.stop)
     return loop

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiokafka import TopicPartition
 
 from shared.consumer import ConsumerLoop, TransientError
 from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.embedded_broker import EmbeddedBroker
 from shared.settings import CommonSettings
-from shared.topics import POSTS, dlq
+from shared.topics import POSTS, RESPONSES, dlq
 from tests.support.clocks import ManualClock
 from tests.support.events import answer_event
 from tests.support.topics import create_topics
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -242,3 +244,74 @@ async def test_a_loop_that_keeps_failing_says_why_and_recovers(kafka):
         await consumer.stop()
     assert failing == "failing for 20s: TransientError: index unavailable"
     assert recovered is None
+
+
+async def test_offsets_committed_to_a_restarted_broker_from_before_the_restart_are_not_trusted(
+    supervised_broker, topic_prefix, tmp_path
+):
+    # A batch in hand while the broker died is committed to the new broker at its old positions,
+    # which there point past records nobody has read; a rebalance then restores those offsets.
+    # The loop, which followed the restart, reads the new log from its start all the same.
+    settings = CommonSettings(
+        kafka_bootstrap_servers=supervised_broker.bootstrap_servers, kafka_topic_prefix=topic_prefix,
+        kafka_session_timeout_ms=3_000, kafka_epoch_file=supervised_broker.epoch_file, data_dir=tmp_path / "data",
+    )
+    topic, group = settings.topic(POSTS), settings.topic("worker")
+    producer = make_producer(settings)
+    await producer.start()
+    seen: list[str] = []
+    partitions: set[TopicPartition] = set()
+
+    async def handler(deliveries):
+        seen.extend(d.event.data.id for d in deliveries)
+        partitions.update(TopicPartition(d.record.topic, d.record.partition) for d in deliveries)
+
+    consumer = make_consumer(settings, topic, group_id=group)
+    loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test",
+                        epoch_file=settings.kafka_epoch_file)
+    await consumer.start()
+    joining = make_consumer(settings, settings.topic(RESPONSES), group_id=group)
+    try:
+        # One thread, so one partition: four posts.
+        await publish(producer, topic, [answer_event(n, threads=1) for n in range(4)])
+        while len(seen) < 4:
+            await loop.run_once()
+        [partition] = partitions
+
+        epoch = supervised_broker.kill()
+        await supervised_broker.restarted(epoch, timeout=60)
+        # A batch in hand while the broker died: committed to the new broker at the old position.
+        await until(lambda: _succeeds(consumer.commit({partition: 4})), timeout=60, what="the stale commit")
+
+        async def following():
+            await loop.run_once()  # follows the new epoch; the new log is empty
+            return partition in consumer.assignment()
+
+        await until(following, timeout=60, what="the loop on the new broker")
+        await until(lambda: _succeeds(publish(producer, topic, [answer_event(n, threads=1) for n in range(10, 15)])),
+                    timeout=60, what="five posts on the new broker, at offsets 0 to 4")
+        # A member joins the group: the rebalance restores the committed offsets.
+        await joining.start()
+        await until(lambda: _true(bool(joining.assignment())), timeout=60, what="the rebalance")
+
+        async def all_read():
+            await loop.run_once()
+            return {f"p{n}" for n in range(10, 15)} <= set(seen)
+
+        await until(all_read, timeout=60, what="every post of the new log read")
+    finally:
+        for member in (joining, consumer):
+            await member.stop()
+        await producer.stop()
+
+
+async def _succeeds(attempt) -> bool:
+    try:
+        await attempt
+    except Exception:
+        return False
+    return True
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -67,13 +67,16 @@ def settings(owned_broker, topic_prefix, tmp_path) -> CommonSettings:
 
 
 class _Notifier:
-    """A consumer in the group the outbox waits for on `matches`, counting what it handled."""
+    """A consumer in the group the outbox waits for on `matches`, counting what it handled.
+
+    `pause()` and `start()` stop and start it as a process would be: a new consumer each time.
+    """
 
     def __init__(self, settings: CommonSettings, producer) -> None:
         self.seen: Counter[str] = Counter()
-        self._consumer = make_consumer(settings, settings.topic(MATCHES), group_id=settings.topic("notifier"))
         self._producer = producer
         self._settings = settings
+        self._consumer = None
         self._task: asyncio.Task | None = None
         self.loop: ConsumerLoop | None = None
 
@@ -81,22 +84,24 @@ class _Notifier:
         self.seen.update(delivery.event.data.id for delivery in deliveries)
 
     async def start(self) -> None:
-        if self._task is None and self.loop is None:
-            await self._consumer.start()
+        settings = self._settings
+        self._consumer = make_consumer(settings, settings.topic(MATCHES), group_id=settings.topic("notifier"))
         self.loop = ConsumerLoop(
             consumer=self._consumer, producer=self._producer, handler=self.handle, name="notifier",
-            epoch_file=self._settings.kafka_epoch_file,
+            epoch_file=settings.kafka_epoch_file,
         )
+        await self._consumer.start()
         self._task = asyncio.create_task(self.loop.run())
 
     async def pause(self) -> None:
         self.loop.stop()
         await self._task
+        await self._consumer.stop()
+        self._task = None
 
     async def close(self) -> None:
-        if self._task is not None and not self._task.done():
+        if self._task is not None:
             await self.pause()
-        await self._consumer.stop()
 
 
 async def test_consumed_events_are_forgotten(settings):
