@@ -194,12 +194,6 @@ async def test_a_broker_killed_with_questions_not_yet_consumed_loses_none_of_the
         assert await _ready(run, name), f"{name} did not recover by itself"
 
 
-@pytest.mark.xfail(
-    reason="known defect, open in issue 11: on a loaded machine one question posted just after the restart "
-    "is sometimes never invited (seen 2 of 5 runs with two CPU-bound processes beside the suite); "
-    "it passes on a quiet machine",
-    strict=False,
-)
 async def test_a_broker_killed_under_running_services_is_recovered_from_without_a_restart(run, supervised_broker):
     for n in range(5):
         await run.ask(n)
