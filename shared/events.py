@@ -276,6 +276,13 @@ def decode_event(raw: bytes) -> Event | None:
 AnyEvent = PostUpserted | PostDeleted | PersonErased | ExpertsMatched | InvitationResponded
 
 
+# The CloudEvents Kafka protocol binding, structured content mode: the record's value is the whole
+# event in the CloudEvents JSON format (`tenant` is an extension attribute), this header says so,
+# and the record's key is the event's `partitionkey`.
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+EVENT_HEADERS: tuple[tuple[str, bytes], ...] = (("content-type", CONTENT_TYPE.encode()),)
+
+
 def encode_event(event: AnyEvent) -> bytes:
     return event.model_dump_json().encode()
 

@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from shared.events import AnyEvent, encode_event, event_key
+from shared.events import EVENT_HEADERS, AnyEvent, encode_event, event_key
 from shared.health import Check, NotReady
 from shared.settings import CommonSettings
 from shared.topics import TopicSpec, load_topic_specs
@@ -106,7 +106,8 @@ async def ensure_topics(settings: CommonSettings, specs: Sequence[TopicSpec] | N
 async def publish(producer: AIOKafkaProducer, topic: str, events: Iterable[AnyEvent]) -> int:
     """Send events and wait until the broker has every one (acks=all); returns how many."""
     futures = [
-        await producer.send(topic, encode_event(event), key=event_key(event)) for event in events
+        await producer.send(topic, encode_event(event), key=event_key(event), headers=list(EVENT_HEADERS))
+        for event in events
     ]
     if futures:
         await asyncio.gather(*futures)

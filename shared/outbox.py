@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.epoch import read_epoch
-from shared.events import AnyEvent, encode_event, event_key
+from shared.events import EVENT_HEADERS, AnyEvent, encode_event, event_key
 from shared.kafka import publish
 from shared.settings import CommonSettings
 from shared.topics import load_topic_specs
@@ -134,7 +134,9 @@ class Outbox:
         return len(records)
 
     async def _send(self, ids: Sequence[int], records: Sequence[tuple[str, bytes | None, bytes]], epoch: int) -> None:
-        futures = [await self._producer.send(topic, value, key=key) for topic, key, value in records]
+        futures = [
+            await self._producer.send(topic, value, key=key, headers=list(EVENT_HEADERS)) for topic, key, value in records
+        ]
         placed = await asyncio.gather(*futures)
         await self._call(self._mark_sent, [(epoch, meta.partition, meta.offset, id_) for id_, meta in zip(ids, placed)])
 
