@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz bench eval venv clean
+.PHONY: run test fuzz bench eval docs venv clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ eval: venv
 		name=$$(basename $$(dirname $$dump)); \
 		$(BIN)/expertmatch eval $$dump --json .expertmatch/eval/$$name.json --plot .expertmatch/eval/$$name.png || exit 1; \
 	done
+
+# The AsyncAPI document of the topics, from the event models (a test fails while it is stale).
+docs: venv
+	$(BIN)/python -m shared.asyncapi
 
 clean:
 	rm -rf $(VENV) .expertmatch

@@ -7,50 +7,19 @@ expertmatch would: sent directly (Apache Kafka) and through the embedded default
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from shared.epoch import write_epoch
-from shared.events import (
-    Candidate,
-    ExpertsMatched,
-    InvitationResponded,
-    InvitationResponse,
-    Match,
-    PersonErased,
-    PersonRef,
-    PostDeleted,
-    PostRef,
-    Question,
-    ResponseKind,
-    event_key,
-)
+from shared.events import event_key
 from shared.kafka import make_consumer, make_producer
 from shared.outbox import open_publisher
 from shared.topics import POSTS
-from tests.support.events import answer_event
+from tests.support.events import one_of_each_event
 
 pytestmark = pytest.mark.integration
-
-WHEN = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-def _events():
-    question = Question(post_id="q1", thread_id="t1", author_id="asker", title="Slow ORDER BY", excerpt="It takes seconds.")
-    return [
-        answer_event(1),
-        PostDeleted(tenant="acme", data=PostRef(post_id="p1", thread_id="t1")),
-        PersonErased(tenant="acme", data=PersonRef(person_id="u1")),
-        ExpertsMatched(tenant="acme", data=Match(question=question, candidates=(Candidate(person_id="ann", score=0.8),))),
-        InvitationResponded(tenant="acme", data=InvitationResponse(
-            invitation_id="i1", thread_id="t1", person_id="ann", response=ResponseKind.ACCEPTED,
-            question_post_id="q1", responded_at=WHEN,
-        )),
-    ]
-
 
 async def _read(settings, topic: str, count: int):
     consumer = make_consumer(settings, topic, group_id=None)
@@ -74,7 +43,7 @@ async def test_each_event_is_a_structured_cloudevent_with_its_key_as_partitionke
         epoch_file = tmp_path / "broker-epoch"
         write_epoch(epoch_file, 1)
         settings = settings.model_copy(update={"kafka_epoch_file": epoch_file})
-    events = _events()
+    events = one_of_each_event()
     producer = make_producer(settings)
     await producer.start()
     try:

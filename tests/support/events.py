@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.events import Post, PostKind, PostUpserted
+from shared.events import (
+    AnyEvent,
+    Candidate,
+    ExpertsMatched,
+    InvitationResponded,
+    InvitationResponse,
+    Match,
+    PersonErased,
+    PersonRef,
+    Post,
+    PostDeleted,
+    PostKind,
+    PostRef,
+    PostUpserted,
+    Question,
+    ResponseKind,
+)
 
 
 def answer_event(n: int, *, threads: int = 3) -> PostUpserted:
@@ -16,3 +32,18 @@ def answer_event(n: int, *, threads: int = 3) -> PostUpserted:
             kind=PostKind.ANSWER, body=f"body {n}", created_at=datetime(2026, 1, 1, tzinfo=UTC),
         ),
     )
+
+
+def one_of_each_event() -> list[AnyEvent]:
+    """Every event type once, in the order of shared/events.py."""
+    question = Question(post_id="q1", thread_id="t1", author_id="asker", title="Slow ORDER BY", excerpt="It takes seconds.")
+    return [
+        answer_event(1),
+        PostDeleted(tenant="acme", data=PostRef(post_id="p1", thread_id="t1")),
+        PersonErased(tenant="acme", data=PersonRef(person_id="u1")),
+        ExpertsMatched(tenant="acme", data=Match(question=question, candidates=(Candidate(person_id="ann", score=0.8),))),
+        InvitationResponded(tenant="acme", data=InvitationResponse(
+            invitation_id="i1", thread_id="t1", person_id="ann", response=ResponseKind.ACCEPTED,
+            question_post_id="q1", responded_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+        )),
+    ]
