@@ -36,11 +36,16 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared import metrics
 from shared.epoch import read_epoch
 from shared.events import UndecodableEvent, decode_event
 from shared.topics import dlq
 
 log = logging.getLogger(__name__)
+
+
+# How often the loop measures its lag (a position per partition) for `/metrics`.
+_LAG_EVERY = 5.0
 
 
 class TransientError(Exception):
@@ -103,6 +108,7 @@ class ConsumerLoop:
         self._failing_since: float | None = None
         self._last_error = ""
         self._unassigned_since: float | None = clock()
+        self._lag_measured = float("-inf")
         # Called after a poll that brings nothing: the loop has caught up with its topics.
         self._on_caught_up = on_caught_up
         self._producer = producer
@@ -159,6 +165,7 @@ class ConsumerLoop:
         except (TransientError, KafkaError) as exc:
             delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
             self.stats.retries += 1
+            metrics.RETRIES.labels(self._name).inc()
             if self._failing_since is None:
                 self._failing_since = self._clock()
             self._last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -192,17 +199,22 @@ class ConsumerLoop:
             self._rewind(batches)
             return 0
         records = [record for part in batches.values() for record in part]
-        self._note_assignment(self._clock())
+        now = self._clock()
+        self._note_assignment(now)
+        await self._measure_lag(now)
         if not records:
             if self._on_caught_up is not None:
                 await self._on_caught_up()
             return 0
+        started = time.perf_counter()
         try:
             await self._handle(records)
         except (TransientError, KafkaError):
             self._rewind(batches)
             raise
         await self._consumer.commit()
+        metrics.HANDLE_SECONDS.labels(self._name).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self._name).observe(len(records))
         if self._committed_since_restart is not None:
             self._committed_since_restart.update(tp for tp, part in batches.items() if part)
         self.stats.batches += 1
@@ -218,6 +230,7 @@ class ConsumerLoop:
                 continue
             if event is None:
                 self.stats.skipped += 1
+                self._count("skipped", [record])
                 continue
             deliveries.append(Delivery(event, record))
         if not deliveries:
@@ -240,8 +253,10 @@ class ConsumerLoop:
                     await self._dead_letter(delivery.record, exc)
                     continue
                 self.stats.handled += 1
+                self._count("handled", [delivery.record])
             return
         self.stats.handled += len(deliveries)
+        self._count("handled", [delivery.record for delivery in deliveries])
 
     async def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"[:2000]
@@ -258,6 +273,8 @@ class ConsumerLoop:
         await self._producer.send_and_wait(dlq(record.topic), record.value, key=record.key, headers=headers)
         self.stats.dead_lettered += 1
         self.stats.errors.append(reason)
+        self._count("dead_lettered", [record])
+        metrics.DEAD_LETTERS.labels(record.topic).inc()
 
     async def _through_gate(self) -> bool:
         """False when `stop()` came first."""
@@ -267,6 +284,25 @@ class ConsumerLoop:
         for waiter in (gate, stopping):
             waiter.cancel()
         return not self._stopping.is_set()
+
+    def _count(self, outcome: str, records: Sequence[ConsumerRecord]) -> None:
+        for record in records:
+            metrics.CONSUMED.labels(self._name, record.topic, outcome).inc()
+
+    async def _measure_lag(self, now: float) -> None:
+        """Every few seconds: how far each assigned partition's end is ahead of the loop."""
+        if now - self._lag_measured < _LAG_EVERY:
+            return
+        self._lag_measured = now
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None:  # nothing fetched from it yet
+                continue
+            try:
+                position = await asyncio.wait_for(self._consumer.position(tp), 0.1)
+            except (TimeoutError, KafkaError):
+                continue  # being reset (a seek, a rebalance): measured next time
+            metrics.LAG.labels(self._name, tp.topic, str(tp.partition)).set(max(0, end - position))
 
     def _note_assignment(self, now: float) -> None:
         if self._consumer.assignment():

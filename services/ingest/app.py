@@ -14,6 +14,7 @@ from services.ingest.routes import people_router, router
 from services.ingest.settings import IngestSettings
 from shared.errors import install_error_handlers
 from shared.health import health_router
+from shared.metrics import instrument
 
 
 def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) -> FastAPI:
@@ -28,6 +29,7 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             yield
 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
+    instrument(app)
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)

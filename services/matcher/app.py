@@ -21,6 +21,7 @@ from shared.events import Candidate
 from shared.fields import text_field
 from shared.health import health_router
 from shared.tasks import start_task
+from shared.metrics import instrument
 
 
 class SearchRequest(BaseModel):
@@ -78,6 +79,7 @@ def create_app(
                 await asyncio.gather(*tasks, return_exceptions=True)  # a crash was logged when it happened
 
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    instrument(app)
     install_error_handlers(app)
     app.include_router(health_router())
 

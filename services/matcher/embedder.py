@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
+
+from shared import metrics
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,11 @@ class SentenceEmbedder:
             return []
         await self.wait_loaded()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._encode, list(texts))
+        started = time.perf_counter()
+        vectors = await loop.run_in_executor(self._executor, self._encode, list(texts))
+        metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        metrics.EMBED_BATCH.observe(len(texts))
+        return vectors
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from services.matcher.query import QuestionQuery
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, LearningPolicy, Trainer, past_question
+from shared import metrics
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     Candidate,
@@ -134,6 +136,7 @@ class MatcherService:
         matches = [await self._match(event, contributions[id(event)]) for event in questions]
         if matches:
             await self._publish(matches)
+            metrics.QUESTIONS_MATCHED.inc(len(matches))
 
     async def caught_up(self) -> None:
         """The consumer has caught up with the posts: start the first fit of tenants that got posts and have no model.
@@ -316,6 +319,7 @@ class MatcherService:
         return RankedQuestion(candidates, participants, pool)
 
     async def _rank(self, query: QuestionQuery, *, limit: int) -> tuple[list[Candidate], frozenset[str]]:
+        started = time.perf_counter()
         with _index_call():
             table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
             table = await with_feedback(self._index, query, table)
@@ -328,6 +332,9 @@ class MatcherService:
                 weights=self._policy.weights,
             )
             ranked = await self._closest_posts(query, ranked)
+        metrics.RANK_SECONDS.observe(time.perf_counter() - started)
+        metrics.POOL_SIZE.observe(len(table.people))
+        metrics.CANDIDATES.observe(min(limit, len(ranked)))
         return ranked[:limit], frozenset(table.people)
 
     async def _closest_posts(self, query: QuestionQuery, ranked: list[Candidate]) -> list[Candidate]:

@@ -16,6 +16,7 @@ from services.notifier.settings import NotifierSettings
 from shared.errors import install_error_handlers
 from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import health_router
+from shared.metrics import instrument
 
 
 def create_app(
@@ -36,6 +37,7 @@ def create_app(
             yield
 
     app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
+    instrument(app)
     install_error_handlers(app)
     app.include_router(health_router())
     for module in (subscriptions, invitations, deliveries, people, threads):

@@ -15,6 +15,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
+from shared import metrics
 from shared.consumer import Delivery, Handler, TransientError
 from shared.events import ExpertsMatched, PersonErased, Post, PostUpserted
 from shared.kafka import make_consumer
@@ -39,6 +40,7 @@ def matches_handler(
             if isinstance(delivery.event, ExpertsMatched):
                 policy = policies.for_tenant(delivery.event.tenant)
                 created += len(await _record(db, delivery.event, policy=policy, now=clock()))
+        metrics.INVITATIONS.labels("match").inc(created)
         if created:
             on_invited()
 

@@ -23,6 +23,7 @@ from services.notifier.signing import webhook_headers
 from services.notifier.store import deliveries
 from services.notifier.store.database import Database
 from services.notifier.store.deliveries import DueDelivery, Outcome
+from shared import metrics
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class DeliveryWorker(Poller):
         await deliveries.record_attempt(
             self._db, due=due, attempt=attempt, outcome=outcome, disable_after=self._disable_after
         )
+        metrics.DELIVERIES.labels(str(status) if status else "error", str(outcome.state)).inc()
+        metrics.DELIVERY_ATTEMPT.observe(due.attempts + 1)
+        metrics.DELIVERY_SECONDS.observe(duration_ms / 1000)
         log.info("delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state)
 
     async def _send(self, due: DueDelivery) -> tuple[int | None, str | None, str | None]:

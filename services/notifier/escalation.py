@@ -14,6 +14,7 @@ from services.notifier.poller import Poller
 from services.notifier.policy import Policies
 from services.notifier.store import threads
 from services.notifier.store.database import Database
+from shared import metrics
 
 
 class EscalationWorker(Poller):
@@ -56,4 +57,5 @@ class EscalationWorker(Poller):
                     self._db, tenant=tenant, thread_id=thread_id, policy=self._policies.for_tenant(tenant), now=now
                 )
                 invited += len(created)
+                metrics.INVITATIONS.labels("escalation").inc(len(created))
         return invited

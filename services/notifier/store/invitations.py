@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +25,7 @@ from services.notifier.store.database import Database, new_id
 from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
 from shared.events import Candidate, ExpertsMatched, Match, Question
+from shared import metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +167,12 @@ async def _record_skips(
             )
         ).all()
     )
+    new: collections.Counter[str] = collections.Counter()
     for skip in skipped:
         if (skip.candidate.person_id, skip.reason.value) in known:
             continue
         known.add((skip.candidate.person_id, skip.reason.value))
+        new[skip.reason.value] += 1
         session.add(
             InvitationSkip(
                 tenant=state.tenant,
@@ -179,6 +184,14 @@ async def _record_skips(
                 decided_at=now,
             )
         )
+    if new:
+        # Counted once the decisions are committed: a transaction rolled back and replayed decides again.
+        sa.event.listen(session.sync_session, "after_commit", lambda _: _count_skips(new), once=True)
+
+
+def _count_skips(skips: collections.Counter[str]) -> None:
+    for reason, count in skips.items():
+        metrics.SKIPS.labels(reason).inc(count)
 
 
 def _deliverable_subscriptions(tenant: str) -> sa.Select:

@@ -1,0 +1,122 @@
+"""`/metrics` of the three services as processes, scraped after a question was invited, as Prometheus would."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.history import HISTORY, history_posts
+from tests.support.receiver import Receiver
+from tests.support.services import ServiceProcesses
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.e2e
+
+ACME = {"Authorization": "Bearer acme-key"}
+
+QUESTION = {
+    "id": "q-metrics", "thread_id": "q-metrics", "author_id": "dana", "kind": "question",
+    "title": "Kubernetes pod keeps getting OOMKilled and restarting",
+    "body": "Our payments pod restarts with OOMKilled every few hours. Which limit do I raise?",
+    "tags": ["kubernetes"],
+}
+
+
+@pytest.fixture
+def system(broker, topic_prefix, tmp_path):
+    services = ServiceProcesses(
+        bootstrap_servers=broker.bootstrap_servers,
+        data_dir=tmp_path / "data",
+        api_keys="acme-key:acme",
+        topic_prefix=topic_prefix,
+        extra_env={"NOTIFIER_MIN_SIMILARITY": "-1"},
+    )
+    with services:
+        yield services
+
+
+class Scrape:
+    """One scrape of a service: samples by name, each a (labels, value) list."""
+
+    def __init__(self, text: str) -> None:
+        self.samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                self.samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+
+    def total(self, name: str, **labels: str) -> float:
+        return sum(value for found, value in self.samples.get(name, ()) if labels.items() <= found.items())
+
+
+async def _scrape(http: httpx.AsyncClient, url: str) -> Scrape:
+    answer = await http.get(f"{url}/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=")  # the text exposition format
+    return Scrape(answer.text)
+
+
+async def test_metrics_tell_what_happened_to_a_question_without_naming_anyone(system):
+    with Receiver() as receiver:
+        async with httpx.AsyncClient(timeout=30) as http:
+            scrapes = await _a_question_invited(system, http, receiver)
+    _check(scrapes)
+
+
+async def _a_question_invited(system, http: httpx.AsyncClient, receiver: Receiver) -> dict[str, Scrape]:
+    created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+    assert created.status_code == 201, created.text
+    answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})
+    assert answer.status_code == 202, answer.text
+
+    async def indexed():
+        stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
+        return stats.json()["contributions"] >= len(HISTORY)
+
+    await until(indexed, timeout=120, what="the history indexed")
+    assert (await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)).status_code == 202
+    assert (await http.delete(f"{system.url('ingest')}/v1/posts/nope")).status_code == 401
+
+    async def invited():
+        return any(b'"q-metrics"' in request.body for request in receiver.acknowledged())
+
+    await until(invited, timeout=120, what="an invitation to the question")
+
+    async def scraped():
+        scrapes = {name: await _scrape(http, system.url(name)) for name in ("ingest", "matcher", "notifier")}
+        # Lag is measured every few seconds, deliveries counted once recorded: wait for both.
+        ready = (scrapes["matcher"].samples.get("expertmatch_consumer_lag")
+                 and scrapes["notifier"].total("expertmatch_webhook_deliveries_total", state="delivered") >= 1)
+        return scrapes if ready else None
+
+    return await until(scraped, timeout=60, what="the consumer lag and a delivery in the scrapes")
+
+
+def _check(scrapes: dict[str, Scrape]) -> None:
+    ingest, matcher, notifier = scrapes["ingest"], scrapes["matcher"], scrapes["notifier"]
+    assert ingest.total("expertmatch_http_requests_total", method="POST", route="/v1/posts", status="202") == 1
+    assert ingest.total("expertmatch_http_requests_total", method="POST", route="/v1/posts/batch", status="202") == 1
+    assert ingest.total("expertmatch_http_requests_total", route="/v1/posts/{post_id}", status="401") == 1
+    assert ingest.total("expertmatch_http_request_duration_seconds_count", route="/v1/posts") == 1
+
+    # Every post was handled on one lane or the other (the history is a batch, so not backfill).
+    handled = matcher.total("expertmatch_consumer_records_total", outcome="handled")
+    assert handled >= len(HISTORY) + 1
+    assert matcher.total("expertmatch_consumer_batch_size_count") >= 1
+    assert matcher.total("expertmatch_embed_batch_size_sum") >= len(HISTORY) + 1
+    assert matcher.total("expertmatch_rank_seconds_count") >= 1
+    assert matcher.total("expertmatch_questions_matched_total") >= 1
+    assert matcher.total("expertmatch_rank_candidates_count") >= 1
+    assert all(value >= 0 for _, value in matcher.samples["expertmatch_consumer_lag"])
+
+    assert notifier.total("expertmatch_invitations_total", how="match") >= 1
+    assert notifier.total("expertmatch_webhook_deliveries_total", state="delivered") >= 1
+    assert notifier.total("expertmatch_webhook_attempt_count") >= 1
+    assert notifier.total("expertmatch_consumer_records_total", consumer="notifier", outcome="handled") >= 1
+
+    # Bounded labels: no tenant, person, thread or post ever names a series.
+    for scrape in scrapes.values():
+        for samples in scrape.samples.values():
+            for labels, _ in samples:
+                for value in labels.values():
+                    assert not any(word in value for word in ("acme", "dana", "q-metrics", "inv_")), labels
