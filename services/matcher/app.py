@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -14,12 +14,12 @@ from services.matcher.bootstrap import Matcher, bootstrap
 from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
-from shared.auth import TenantDep
+from shared.auth import BearerDep, authenticate
 from shared.consumer import TransientError
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
-from shared.health import health_router
+from shared.health import Check, health_router
 from shared.tasks import start_task
 
 
@@ -57,6 +57,17 @@ def _matcher(request: Request) -> Matcher:
 MatcherDep = Annotated[Matcher, Depends(_matcher)]
 
 
+def _tenant(matcher: MatcherDep, credentials: BearerDep) -> str:
+    return authenticate(matcher.tenants_by_key, credentials)
+
+
+TenantDep = Annotated[str, Depends(_tenant)]
+
+
+def _readiness(matcher: MatcherDep) -> Mapping[str, Check]:
+    return matcher.readiness
+
+
 def create_app(
     settings: MatcherSettings, *, embedder: Embedder | None = None, index: ExpertIndex | None = None
 ) -> FastAPI:
@@ -64,10 +75,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.tenants_by_key = settings.tenants_by_key
         async with bootstrap(settings, embedder=embedder, index=index) as matcher:
             app.state.matcher = matcher
-            app.state.readiness = dict(matcher.readiness)
             loops = list(matcher.loops or ())
             tasks = [start_task(loop.run(), name=f"{loop.name} consumer") for loop in loops]
             try:
@@ -79,7 +88,7 @@ def create_app(
 
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health_router())
+    app.include_router(health_router(_readiness))
 
     @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -32,6 +32,7 @@ class Matcher:
     index: ExpertIndex
     embedder: Embedder
     loops: MatcherLoops | None
+    tenants_by_key: Mapping[str, str]
     readiness: dict[str, Check] = field(default_factory=dict)
 
 
@@ -77,7 +78,10 @@ async def bootstrap(
             )
             readiness["consumer"] = consumer_check(loops.live)
             readiness["backfill_consumer"] = consumer_check(loops.backfill)
-        yield Matcher(service=service, index=index, embedder=embedder, loops=loops, readiness=readiness)
+        yield Matcher(
+            service=service, index=index, embedder=embedder, loops=loops,
+            tenants_by_key=settings.tenants_by_key, readiness=readiness,
+        )
 
 
 def _policy(settings: MatcherSettings) -> RankingPolicy:

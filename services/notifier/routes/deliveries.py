@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.notifier.routes import DatabaseDep
+from services.notifier.routes import DatabaseDep, TenantDep
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import text_field
 

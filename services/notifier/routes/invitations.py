@@ -9,10 +9,9 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier.payload import stored_why
-from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.events import ResponseKind
 from shared.fields import Text, text_field

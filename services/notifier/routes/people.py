@@ -9,9 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifier.routes import DatabaseDep, NowDep
+from services.notifier.routes import DatabaseDep, NowDep, TenantDep
 from services.notifier.store import people
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Instant, text_field
 

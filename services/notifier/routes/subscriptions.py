@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.notifier.clock import utcnow
 from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
-from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, invalid, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Instant, Text, text_field
 

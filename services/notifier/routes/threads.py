@@ -9,9 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.notifier.payload import stored_why
-from services.notifier.routes import DatabaseDep
+from services.notifier.routes import DatabaseDep, TenantDep
 from services.notifier.store import threads
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Text
 
