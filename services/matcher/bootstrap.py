@@ -15,7 +15,7 @@ from services.matcher.index.base import ExpertIndex
 from services.matcher.ranking import Weights
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
-from services.matcher.training import LearningPolicy
+from services.matcher.training import TrainingPolicy
 from shared.consumer import TransientError
 from shared.events import ExpertsMatched
 from shared.health import Check, consumer_check
@@ -93,7 +93,7 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
         recent_depth=settings.recent_depth,
         evidence=settings.evidence,
         weights=Weights(half_life_days=settings.recency_half_life_days),
-        learning=LearningPolicy(
+        training=TrainingPolicy(
             min_examples=settings.learn_min_examples,
             retrain_every=settings.learn_every,
             window=settings.learn_window,

@@ -17,7 +17,7 @@ import numpy as np
 
 from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
-from services.matcher.learning import LinearScorer
+from services.matcher.scorer import LinearScorer
 from shared.events import Candidate, Evidence, PostKind, ScorePart
 from shared.text import snippet
 

@@ -22,7 +22,7 @@ from services.matcher.index.base import (
 from services.matcher.query import QuestionQuery
 from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
-from services.matcher.training import History, LearningPolicy, Trainer, past_question
+from services.matcher.training import History, Trainer, TrainingPolicy, past_question
 from shared.consumer import Delivery, TransientError
 from shared.events import (
     Candidate,
@@ -56,7 +56,7 @@ class RankingPolicy:
     recent_depth: int = 300
     evidence: int = 3
     weights: Weights = DEFAULT_WEIGHTS
-    learning: LearningPolicy = field(default_factory=LearningPolicy)
+    training: TrainingPolicy = field(default_factory=TrainingPolicy)
 
     @property
     def pool(self) -> CandidatePool:
@@ -99,11 +99,11 @@ class MatcherService:
         self._publish = publish
         self._policy = policy
         self._clock = clock
-        self._history = History(policy.learning.history)
+        self._history = History(policy.training.history)
         self._unlearned: set[str] = set()
         self._daily = DailyCounts(index)
         self.trainer = Trainer(
-            index=index, history=self._history, pool=policy.pool, policy=policy.learning, daily=self._daily
+            index=index, history=self._history, pool=policy.pool, policy=policy.training, daily=self._daily
         )
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:

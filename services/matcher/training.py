@@ -21,13 +21,7 @@ import numpy as np
 from services.matcher.counts import DailyCounts
 from services.matcher.features import CandidatePool, candidate_features
 from services.matcher.index.base import Contribution, ExpertIndex, Hit, IndexUnavailable
-from services.matcher.learning import (
-    Example,
-    LinearScorer,
-    Training,
-    fit,
-    fusion_scorer,
-)
+from services.matcher.scorer import Example, FitSettings, LinearScorer, fit, fusion_scorer
 from services.matcher.query import QuestionQuery
 from services.matcher.texts import contribution_text, visible_to
 
@@ -50,14 +44,14 @@ class PastQuestion:
 
 
 @dataclass(frozen=True, slots=True)
-class LearningPolicy:
+class TrainingPolicy:
     """When a tenant gets a learned model, and how often and on how much it is refit."""
 
     min_examples: int = 50
     retrain_every: int = 50
     window: int = 600  # the most recent accepted questions a fit learns from
     history: int = 20_000  # questions remembered per tenant
-    training: Training = field(default_factory=Training)
+    fit_settings: FitSettings = field(default_factory=FitSettings)
 
 
 class History:
@@ -115,7 +109,7 @@ class Trainer:
     """Each tenant's current scorer: the hand-set fusion until enough history, then a learned one."""
 
     def __init__(
-        self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: LearningPolicy, daily: DailyCounts
+        self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: TrainingPolicy, daily: DailyCounts
     ) -> None:
         self._index = index
         self._daily = daily
@@ -210,7 +204,7 @@ class Trainer:
             # tries again, reusing the examples already read.
             log.info("%s: %d usable examples of %d, too few to learn from yet", tenant, len(usable), len(labelled))
             return
-        self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.training)
+        self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.fit_settings)
         self._trained_on[tenant] = len(labelled)
         self.fit_seconds.append(time.perf_counter() - started)
         log.info("retrained %s on %d examples in %.2f s", tenant, len(usable), self.fit_seconds[-1])

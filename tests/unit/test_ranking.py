@@ -11,7 +11,7 @@ import pytest
 
 from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
-from services.matcher.learning import LinearScorer, fusion_scorer
+from services.matcher.scorer import LinearScorer, fusion_scorer
 from services.matcher.ranking import Weights, rank_candidates, vote_parts
 from shared.events import PostKind, ScorePart
 
