@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaError
 from services.matcher.consumer import MatcherLoops, posts_consumers
 from services.matcher.embedder import Embedder, SentenceEmbedder
 from services.matcher.index.base import ExpertIndex
-from services.matcher.ranking import Weights
+from services.matcher.ranking import EvidenceOrder
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
 from services.matcher.training import TrainingPolicy
@@ -92,7 +92,7 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
         tag_depth=settings.tag_depth,
         recent_depth=settings.recent_depth,
         evidence=settings.evidence,
-        weights=Weights(half_life_days=settings.recency_half_life_days),
+        evidence_order=EvidenceOrder(half_life_days=settings.recency_half_life_days),
         training=TrainingPolicy(
             min_examples=settings.learn_min_examples,
             retrain_every=settings.learn_every,

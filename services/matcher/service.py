@@ -20,7 +20,7 @@ from services.matcher.index.base import (
     IndexUnavailable,
 )
 from services.matcher.query import QuestionQuery
-from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
+from services.matcher.ranking import EvidenceOrder, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, Trainer, TrainingPolicy, past_question
 from shared.consumer import Delivery, TransientError
@@ -55,7 +55,7 @@ class RankingPolicy:
     tag_depth: int = 100
     recent_depth: int = 300
     evidence: int = 3
-    weights: Weights = DEFAULT_WEIGHTS
+    evidence_order: EvidenceOrder = field(default_factory=EvidenceOrder)
     training: TrainingPolicy = field(default_factory=TrainingPolicy)
 
     @property
@@ -325,7 +325,7 @@ class MatcherService:
                 now=query.now,
                 limit=limit + _SPARE,
                 evidence=self._policy.evidence,
-                weights=self._policy.weights,
+                order=self._policy.evidence_order,
             )
             ranked = await self._closest_posts(query, ranked)
         return ranked[:limit], frozenset(table.people)
