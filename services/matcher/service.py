@@ -166,7 +166,7 @@ class MatcherService:
                     question_post_id=response.question_post_id,
                     thread_id=response.thread_id,
                     person_id=response.person_id,
-                    response=response.response.value,
+                    response=response.response,
                     at=response.responded_at,
                     vector=vector,
                 )

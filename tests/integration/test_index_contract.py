@@ -21,7 +21,7 @@ from services.matcher.index import (
     open_index,
 )
 from services.matcher.index.edge_shard import shard_config
-from shared.events import PostKind
+from shared.events import PostKind, ResponseKind
 from tests.fakes import InMemoryIndex
 
 pytestmark = pytest.mark.integration
@@ -563,7 +563,7 @@ def response(question: str, person: str, kind: str, vector: list[float], *, tena
         question_post_id=question,
         thread_id=f"t-{question}",
         person_id=person,
-        response=kind,
+        response=ResponseKind(kind),
         at=at,
         vector=vector,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.events import PostKind
+from shared.events import PostKind, ResponseKind
 
 # The collection a Qdrant server keeps the contributions in, unless configured otherwise.
 DEFAULT_COLLECTION = "contributions"
@@ -87,7 +87,7 @@ class Feedback:
     question_post_id: str
     thread_id: str
     person_id: str
-    response: str  # a shared.events.ResponseKind value
+    response: ResponseKind
     at: datetime
     vector: Sequence[float]  # the question's own vector
 
@@ -97,7 +97,7 @@ class FeedbackHit:
     """A response given near a question, with the similarity of the two questions."""
 
     person_id: str
-    response: str
+    response: ResponseKind
     question_post_id: str
     thread_id: str
     at: datetime

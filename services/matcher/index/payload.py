@@ -12,10 +12,9 @@ from typing import Any
 
 from services.matcher.index.base import AcceptedQuestion, Contribution, Feedback, FeedbackHit, Hit, point_id
 from services.matcher.index.lexical import document_terms
-from shared.events import PostKind
+from shared.events import PostKind, ResponseKind
 
 DENSE = "dense"
-ANSWERED = "answered"  # the ResponseKind that records a fact, not an opinion
 SPARSE = "sparse"
 DIMENSIONS = 384
 # Keeps payloads small; an evidence snippet never needs more than the start of a post.
@@ -144,10 +143,11 @@ def feedback_partition(tenant: str) -> str:
 
 def feedback_point_id(feedback: Feedback) -> str:
     """One point per (question, person) for what they said, a later response replacing the earlier
-    one, and one more for having answered: nothing said afterwards undoes an answer given."""
+    one, and one more for having answered (a fact, not an opinion): nothing said afterwards undoes
+    an answer given."""
     key = f"{feedback.question_post_id}/{feedback.person_id}"
-    if feedback.response == ANSWERED:
-        key += f"/{ANSWERED}"
+    if feedback.response is ResponseKind.ANSWERED:
+        key += f"/{ResponseKind.ANSWERED.value}"
     return point_id(feedback_partition(feedback.tenant), key)
 
 
@@ -159,7 +159,7 @@ def feedback_payload(feedback: Feedback) -> dict[str, Any]:
         "post_id": feedback.question_post_id,
         "thread_id": feedback.thread_id,
         "author_id": feedback.person_id,
-        "response": feedback.response,
+        "response": feedback.response.value,
         "created_at": at.isoformat(),
         "created_ts": int(at.timestamp()),
     }
@@ -168,7 +168,7 @@ def feedback_payload(feedback: Feedback) -> dict[str, Any]:
 def to_feedback_hit(payload: Mapping[str, Any], similarity: float) -> FeedbackHit:
     return FeedbackHit(
         person_id=payload["author_id"],
-        response=payload["response"],
+        response=ResponseKind(payload["response"]),
         question_post_id=payload["post_id"],
         thread_id=payload["thread_id"],
         at=_aware(datetime.fromisoformat(payload["created_at"])),

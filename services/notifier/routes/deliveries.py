@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from services.notifier.models import DeliveryState
 from services.notifier.routes import DatabaseDep, TenantDep
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
@@ -30,7 +31,7 @@ class DeliveryDetail(BaseModel):
     invitation_id: str
     message_id: str
     type: str
-    state: str
+    state: DeliveryState
     attempts: int
     next_attempt_at: datetime | None
     last_status: int | None
@@ -68,7 +69,7 @@ async def list_deliveries(
     db: DatabaseDep,
     subscription_id: Annotated[text_field(max_length=40) | None, Query()] = None,
     invitation_id: Annotated[text_field(max_length=40) | None, Query()] = None,
-    state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    state: Annotated[DeliveryState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryDetail]:
     found = await deliveries.search(

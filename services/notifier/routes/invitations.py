@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.notifier.models import DeliveryState
 from services.notifier.payload import stored_why
 from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, not_found
 from services.notifier.store import invitations, responses
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=err
 class DeliveryOut(BaseModel):
     subscription_id: str
     message_id: str
-    state: str
+    state: DeliveryState
     attempts: int
     last_status: int | None
     next_attempt_at: datetime | None
