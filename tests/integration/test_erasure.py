@@ -36,21 +36,19 @@ from services.notifier.store.erasure import Erasure
 from shared.consumer import Delivery
 from shared.events import (
     Candidate,
-    Evidence,
     ExpertsMatched,
-    Match,
     PersonErased,
     PersonRef,
     Post,
     PostKind,
     PostUpserted,
-    Question,
     ResponseKind,
 )
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.fakes import FakeEmbedder
 from tests.support.clocks import ManualClock
+from tests.support.events import matched as a_match
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
@@ -62,24 +60,9 @@ ACME = {"authorization": "Bearer acme-key"}
 GLOBEX = {"authorization": "Bearer globex-key"}
 
 
-def matched(
-    *people: str,
-    thread: str,
-    asker: str = "asker",
-    tenant: str = "acme",
-    participants=(),
-    at: datetime | None = None,
-    posted_at: datetime = T0 - timedelta(days=30),
-) -> ExpertsMatched:
-    """A match of `people`, best first; ranked `at` (default: now), on their answers `posted_at`."""
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Kubernetes pods restart", excerpt="Why?")
-    evidence = (
-        Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8,
-                 created_at=posted_at),
-    )
-    candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.1, evidence=evidence) for i, p in enumerate(people))
-    match = Match(question=question, candidates=candidates, participants=participants)
-    return ExpertsMatched(tenant=tenant, data=match, **({"time": at} if at else {}))
+def matched(*people: str, posted_at: datetime = T0 - timedelta(days=30), **options) -> ExpertsMatched:
+    """A match whose evidence was posted `posted_at`: by default a month before anything here happens."""
+    return a_match(*people, posted_at=posted_at, **options)
 
 
 def erased(person_id: str, tenant: str = "acme", at: datetime | None = None) -> PersonErased:
@@ -95,15 +78,12 @@ def reply(author: str, *, thread: str) -> PostUpserted:
 # --- the notifier's store, on SQLite and PostgreSQL ---------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
+@pytest.fixture
+async def db(db):
+    """The database with a subscription for each tenant."""
     for tenant in ("acme", "globex"):
-        await subscriptions.create(database, tenant=tenant, url=f"http://{tenant}/hook", description=None, now=T0)
-    yield database
-    await database.close()
+        await subscriptions.create(db, tenant=tenant, url=f"http://{tenant}/hook", description=None, now=T0)
+    return db
 
 
 async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that(db):

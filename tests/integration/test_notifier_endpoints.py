@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import invitations
-from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from tests.support.clocks import ManualClock
+from tests.support.events import matched
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -33,13 +33,6 @@ class Dns:
         if host not in self.table:
             raise OSError(f"unknown host {host}")
         return self.table[host]
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=0.9, evidence=evidence) for p in people)
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The invite policy over time: escalation, its stop conditions, preferences and explained decisions."""
 
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,20 +15,17 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations, subscriptions, threads
 from shared.consumer import Delivery
 from shared.events import (
-    Candidate,
-    Evidence,
-    ExpertsMatched,
     InvitationResponded,
-    Match,
     Post,
     PostKind,
     PostUpserted,
-    Question,
     decode_event,
 )
-from shared.kafka import make_consumer, make_producer, publish
+from shared.kafka import make_producer, publish
 from shared.topics import MATCHES, POSTS, RESPONSES
 from tests.support.clocks import ManualClock
+from tests.support.events import matched
+from tests.support.topics import read_records
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -37,13 +33,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = InvitePolicy(initial=3, total=6, escalation_delay=timedelta(hours=4))
 ACME = {"authorization": "Bearer acme-key"}
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=1.0 - i / 10, evidence=evidence) for i, p in enumerate(people))
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
 
 
 def reply(author: str, *, post="r1", thread="t1", accepted=False) -> PostUpserted:
@@ -54,14 +43,11 @@ def reply(author: str, *, post="r1", thread="t1", accepted=False) -> PostUpserte
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
-    await subscriptions.create(database, tenant="acme", url="http://a/hook", description=None, now=T0)
-    yield database
-    await database.close()
+@pytest.fixture
+async def db(db):
+    """The database with acme's subscription."""
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=T0)
+    return db
 
 
 def escalator(db: Database, wakes: list | None = None, policy: InvitePolicy = POLICY) -> EscalationWorker:
@@ -198,25 +184,11 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
     assert other.status_code == 404
     assert [r["response"] for r in after["invited"][0]["responses"]] == ["answered"]
 
-    events = await _consume_all(settings, settings.topic(RESPONSES), count=1)
-    (event,) = events
+    [record] = await read_records(settings, settings.topic(RESPONSES), 1)
+    event = decode_event(record.value)
     assert isinstance(event, InvitationResponded) and str(event.id) == answered.json()["id"]
     assert (event.data.person_id, event.data.response, event.data.question_post_id) == ("cy", "answered", "t1-q")
 
 
 async def _handled(loop) -> bool:
     return loop.stats.handled >= 1
-
-
-async def _consume_all(settings, topic: str, count: int) -> list:
-    consumer = make_consumer(settings, topic, group_id=settings.topic("test-reader"))
-    await consumer.start()
-    events: list = []
-    try:
-        deadline = time.monotonic() + 20
-        while len(events) < count and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                events += [decode_event(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return events

@@ -18,34 +18,12 @@ from services.notifier.store.database import MIGRATIONS
 from shared.consumer import Delivery, TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from tests.support.events import matched
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DEFAULT_POLICIES = Policies(InvitePolicy(), {})
-
-
-def matched(*people: str, thread="t1", asker="asker", participants=(), tenant="acme") -> ExpertsMatched:
-    """A match whose candidates are `people`, best first."""
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Rotate Vault?", excerpt="How?")
-    candidates = tuple(
-        Candidate(
-            person_id=person,
-            score=1.0 - rank / 10,
-            evidence=(Evidence(post_id=f"{person}-p", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),),
-        )
-        for rank, person in enumerate(people)
-    )
-    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=participants))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def test_migrations_create_the_tables_and_run_again_harmlessly(db):

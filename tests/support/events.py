@@ -1,10 +1,12 @@
-"""Small events for tests of the plumbing (loops, outbox), where what a post says does not matter."""
+"""Small events for tests: plumbing posts (loops, outbox) where what a post says does not matter, and
+the matcher's answers the notifier receives."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from shared.events import Post, PostKind, PostUpserted
+from shared.events import Candidate, Evidence, ExpertsMatched, Match, Post, PostKind, PostUpserted, Question
 
 
 def answer_event(n: int, *, threads: int = 3) -> PostUpserted:
@@ -16,3 +18,30 @@ def answer_event(n: int, *, threads: int = 3) -> PostUpserted:
             kind=PostKind.ANSWER, body=f"body {n}", created_at=datetime(2026, 1, 1, tzinfo=UTC),
         ),
     )
+
+
+def matched(
+    *people: str,
+    thread: str = "t1",
+    tenant: str = "acme",
+    asker: str = "asker",
+    participants: Sequence[str] = (),
+    accepted: bool = False,
+    at: datetime | None = None,
+    posted_at: datetime | None = None,
+) -> ExpertsMatched:
+    """The matcher's answer to question `{thread}-q`: `people` best first (scores 1.0, 0.9, ...).
+
+    Each has the same evidence, an answer titled "Vault" (`accepted` or not, `posted_at` if
+    given); the match is ranked `at` (default: now).
+    """
+    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Rotate Vault?", excerpt="How?")
+    evidence = Evidence(
+        post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8,
+        accepted=accepted, created_at=posted_at,
+    )
+    candidates = tuple(
+        Candidate(person_id=person, score=1.0 - rank / 10, evidence=(evidence,)) for rank, person in enumerate(people)
+    )
+    match = Match(question=question, candidates=candidates, participants=tuple(participants))
+    return ExpertsMatched(tenant=tenant, data=match, **({"time": at} if at else {}))
