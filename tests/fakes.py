@@ -261,22 +261,6 @@ class InMemoryIndex:
         found.sort(key=lambda c: int(epoch_seconds(c.created_at)), reverse=True)
         return [c.author_id for c in found[:limit]]
 
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        self._check()
-        counts: dict[str, int] = {}
-        for c in self.points.values():
-            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, None, before):
-                for tag in set(c.tags):
-                    counts[tag] = counts.get(tag, 0) + 1
-        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
-
     async def thread_answers(
         self,
         tenant: str,

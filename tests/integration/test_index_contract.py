@@ -474,16 +474,6 @@ async def test_author_counts_window_is_after_inclusive_before_exclusive(any_inde
     assert await any_index.author_counts("globex", before=WHEN - day) == {}
 
 
-async def test_tag_counts_say_how_common_each_tag_is(any_index):
-    await any_index.upsert(history())
-
-    assert await any_index.tag_counts("acme") == {"kafka": 3, "ops": 2, "tls": 1}
-    assert await any_index.tag_counts("acme", kinds=[PostKind.ANSWER]) == {"kafka": 2, "ops": 2, "tls": 1}
-    assert await any_index.tag_counts("acme", before=WHEN) == {"kafka": 3, "ops": 2}
-    assert await any_index.tag_counts("globex") == {"kafka": 1}
-    assert await any_index.tag_counts("initech") == {}
-
-
 async def test_recent_authors_are_the_latest_posters_newest_first_as_of_an_instant(any_index):
     await any_index.upsert(history())
     answers = [PostKind.ANSWER]

@@ -231,17 +231,6 @@ class ExpertIndex(Protocol):
         """
         ...
 
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many contributions (of `kinds`, created before `before`) carry each tag."""
-        ...
-
     async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:
         """The questions of the tenant's latest `limit` accepted answers, with their vectors, oldest first.
 
