@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz bench eval venv clean
+.PHONY: run test fuzz bench eval schemas venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The JSON Schemas published in docs/schemas, written from the models (shared/schemas.py).
+schemas: venv
+	$(BIN)/python -m shared.schemas docs/schemas
 
 # Schemathesis over the three services' OpenAPI documents, the services as processes: a few minutes.
 fuzz: venv
