@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz bench eval schemas venv clean
+.PHONY: run test lint fuzz bench eval schemas venv clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/expertmatch run
 
-test: venv
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint only: the tree is not run through a formatter yet.
+lint: venv
+	$(BIN)/ruff check .
 
 # The JSON Schemas published in docs/schemas, written from the models (shared/schemas.py).
 schemas: venv

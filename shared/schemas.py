@@ -21,7 +21,10 @@ PUBLISHED: dict[str, type[BaseModel]] = {f"{INVITATION_CREATED}.json": Invitatio
 
 def schema_text(model: type[BaseModel]) -> str:
     """The model's JSON Schema (draft 2020-12) as the file holds it: what is sent, not what is accepted."""
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **model.model_json_schema(mode="serialization")}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **model.model_json_schema(mode="serialization"),
+    }
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 

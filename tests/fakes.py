@@ -152,7 +152,12 @@ class InMemoryIndex:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         everyone = await self.search(
-            tenant, vector, limit=len(self.points) or 1, audiences=audiences, exclude_threads=exclude_threads, before=before
+            tenant,
+            vector,
+            limit=len(self.points) or 1,
+            audiences=audiences,
+            exclude_threads=exclude_threads,
+            before=before,
         )
         found: dict[str, list[Hit]] = {}
         for hit in everyone:
@@ -234,7 +239,10 @@ class InMemoryIndex:
             answerers.setdefault(c.thread_id, c.author_id)
         found = [
             AcceptedQuestion(
-                question=_hit(c, 0.0), vector=list(c.vector), audience=tuple(c.audience), answerer=answerers[c.thread_id]
+                question=_hit(c, 0.0),
+                vector=list(c.vector),
+                audience=tuple(c.audience),
+                answerer=answerers[c.thread_id],
             )
             for c in self.points.values()
             if c.tenant == tenant and c.kind is PostKind.QUESTION and c.thread_id in answerers

@@ -48,7 +48,9 @@ def hindsight_scorer(examples: Sequence[Example], settings: FitSettings) -> Line
     return scorer
 
 
-async def score_ceiling(matcher: MatcherSystem, result: ReplayResult, settings: FitSettings, depth: int) -> dict[str, float | int]:
+async def score_ceiling(
+    matcher: MatcherSystem, result: ReplayResult, settings: FitSettings, depth: int
+) -> dict[str, float | int]:
     """The acc scores of the test questions ranked by hindsight weights over expertmatch's own features.
 
     `in_pool` is the share of those questions whose accepted answerer was a candidate at all: no

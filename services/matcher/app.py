@@ -95,10 +95,16 @@ def create_app(
         """The people of the caller's tenant whose posts best match the text."""
         try:
             experts = await matcher.service.search(
-                tenant=tenant, text=body.text, limit=body.limit, audience=body.audience or (), exclude=body.exclude or ()
+                tenant=tenant,
+                text=body.text,
+                limit=body.limit,
+                audience=body.audience or (),
+                exclude=body.exclude or (),
             )
         except TransientError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from exc
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+            ) from exc
         return SearchResponse(experts=experts)
 
     @app.get("/v1/index/stats", response_model=IndexStats, responses=error_responses(401, 503))
@@ -106,7 +112,8 @@ def create_app(
         """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:
             return IndexStats(
-                contributions=await matcher.index.count(tenant), learned_from=matcher.service.trainer.scorer(tenant).examples
+                contributions=await matcher.index.count(tenant),
+                learned_from=matcher.service.trainer.scorer(tenant).examples,
             )
         except IndexUnavailable as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}") from exc

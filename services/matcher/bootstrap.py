@@ -67,7 +67,10 @@ async def bootstrap(
         stack.push_async_callback(producer.stop)
         events = await stack.enter_async_context(open_publisher(settings, producer, name="matcher"))
         service = MatcherService(
-            index=index, embedder=embedder, publish=_publisher(events, settings.topic(MATCHES)), policy=_policy(settings)
+            index=index,
+            embedder=embedder,
+            publish=_publisher(events, settings.topic(MATCHES)),
+            policy=_policy(settings),
         )
         stack.push_async_callback(service.trainer.close)
         loops = None

@@ -195,7 +195,9 @@ async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -
         "before": query.before,
     }
     dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
-    lexical = await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
+    lexical = (
+        await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
+    )
     return dense, lexical
 
 

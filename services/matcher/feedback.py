@@ -43,7 +43,8 @@ async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: Feature
 
 
 def _nearby_responses(hits: list[FeedbackHit]) -> dict[str, tuple[int, int]]:
-    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and called not their area."""
+    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and how
+    many they called not their area."""
     near = [h for h in hits if h.similarity >= NEARBY]
     answered = {(h.person_id, h.question_post_id) for h in near if h.response is ResponseKind.ANSWERED}
     refused = {(h.person_id, h.question_post_id) for h in near if h.response is ResponseKind.NOT_MY_AREA} - answered

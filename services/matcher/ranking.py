@@ -164,8 +164,11 @@ def _grouped(terms: np.ndarray) -> dict[str, float]:
     return dict(parts)
 
 
-def _best_evidence(table: FeatureTable, person: str, *, now: datetime, order: EvidenceOrder, limit: int) -> tuple[Evidence, ...]:
-    """A person's best posts: their dense hits by vote, posts found only by their words, then answers in similar threads."""
+def _best_evidence(
+    table: FeatureTable, person: str, *, now: datetime, order: EvidenceOrder, limit: int
+) -> tuple[Evidence, ...]:
+    """A person's best posts: their dense hits by vote, posts found only by their words, then their
+    answers in similar threads."""
     dense = {h.post_id: h for h in table.dense_hits.get(person, [])}
     ordered = sorted(dense.values(), key=lambda h: (-sum(vote_parts(h, now=now, order=order).values()), h.post_id))
     chosen = [evidence_of(hit) for hit in ordered[:limit]]

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.matcher.embedder import Embedder
 from services.matcher.counts import DailyCounts
+from services.matcher.embedder import Embedder
 from services.matcher.features import CandidatePool, candidate_features
 from services.matcher.feedback import with_feedback
 from services.matcher.index.base import (
@@ -119,7 +119,10 @@ class MatcherService:
         vectors = await self._embedder.embed(texts)
         contributions = {
             id(event): _contribution(
-                event.data, titles.get((event.tenant, event.data.thread_id)), vector, tags.get((event.tenant, event.data.thread_id), ())
+                event.data,
+                titles.get((event.tenant, event.data.thread_id)),
+                vector,
+                tags.get((event.tenant, event.data.thread_id), ()),
             )
             for event, vector in zip(upserts, vectors, strict=True)
         }

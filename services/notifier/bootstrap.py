@@ -123,9 +123,13 @@ async def _start_broker_work(
     _start(stack, "response publisher", publisher.run, publisher.stop)
     notifier.publisher = publisher
     matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
-    notifier.matches_loop = await _start_loop(stack, settings, "notifier", matches_consumer(settings), producer, matches)
+    notifier.matches_loop = await _start_loop(
+        stack, settings, "notifier", matches_consumer(settings), producer, matches
+    )
     posts = posts_handler(db, clock=clock)
-    notifier.posts_loop = await _start_loop(stack, settings, "notifier-posts", posts_consumer(settings), producer, posts)
+    notifier.posts_loop = await _start_loop(
+        stack, settings, "notifier-posts", posts_consumer(settings), producer, posts
+    )
     topics = [settings.topic(name) for name in (MATCHES, POSTS, RESPONSES)]
     notifier.readiness["broker"] = broker_check(settings, *topics)
     notifier.readiness["consumer"] = consumer_check(notifier.matches_loop)

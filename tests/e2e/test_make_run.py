@@ -1,4 +1,5 @@
-"""`expertmatch run` as `make run` starts it: the demo's invitations are printed, what dies comes back, it stops cleanly."""
+"""`expertmatch run` as `make run` starts it: the demo's invitations are printed, what dies comes back,
+and it stops cleanly."""
 
 from __future__ import annotations
 
@@ -71,9 +72,8 @@ def test_make_run_prints_signed_invitations_for_the_right_people(tmp_path):
                 continue
             assert line is not None, "expertmatch run exited early:\n" + "\n".join(seen[-40:])
             seen.append(line)
-            if found := INVITATION.search(line):
-                if found["person"] in wanted.get(found["title"], ()):
-                    answered.add(found["title"])
+            if (found := INVITATION.search(line)) and found["person"] in wanted.get(found["title"], ()):
+                answered.add(found["title"])
             verified += line.endswith("signature verified")
         assert answered == set(wanted), "missing invitations:\n" + "\n".join(seen[-60:])
         assert verified >= len(wanted)

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from shared.consumer import ConsumerLoop, TransientError
-from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.embedded_broker import EmbeddedBroker
+from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.settings import CommonSettings
 from shared.topics import POSTS, dlq
 from tests.support.clocks import ManualClock

@@ -43,10 +43,24 @@ def upserted(post_id, author, kind, body, *, thread, title=None, backfill=False,
 
 
 HISTORY = [
-    upserted("q1", "carol", PostKind.QUESTION, "pods keep restarting", thread="k1", title="Kubernetes pods restart", backfill=True),
-    upserted("a1", "kim", PostKind.ANSWER, "check the kubernetes liveness probe of the pods", thread="k1", backfill=True),
-    upserted("q2", "dave", PostKind.QUESTION, "ingress gives 502", thread="k2", title="Kubernetes ingress 502", backfill=True),
-    upserted("a2", "kim", PostKind.ANSWER, "the kubernetes service port must match the pods port", thread="k2", backfill=True),
+    upserted(
+        "q1",
+        "carol",
+        PostKind.QUESTION,
+        "pods keep restarting",
+        thread="k1",
+        title="Kubernetes pods restart",
+        backfill=True,
+    ),
+    upserted(
+        "a1", "kim", PostKind.ANSWER, "check the kubernetes liveness probe of the pods", thread="k1", backfill=True
+    ),
+    upserted(
+        "q2", "dave", PostKind.QUESTION, "ingress gives 502", thread="k2", title="Kubernetes ingress 502", backfill=True
+    ),
+    upserted(
+        "a2", "kim", PostKind.ANSWER, "the kubernetes service port must match the pods port", thread="k2", backfill=True
+    ),
     upserted("c2", "lee", PostKind.COMMENT, "same kubernetes ingress problem here", thread="k2", backfill=True),
     upserted("a3", "pat", PostKind.ANSWER, "payroll runs on the first of the month", thread="p1", backfill=True),
 ]
@@ -128,7 +142,9 @@ async def test_a_delete_removes_the_post_from_search(matcher, producer):
     settings, running = matcher
     await publish(producer, settings.topic(POSTS), HISTORY)
     await handle_until(running, index_holds(running, len(HISTORY)))
-    await publish(producer, settings.topic(POSTS), [PostDeleted(tenant="acme", data=PostRef(post_id="a3", thread_id="p1"))])
+    await publish(
+        producer, settings.topic(POSTS), [PostDeleted(tenant="acme", data=PostRef(post_id="a3", thread_id="p1"))]
+    )
     await handle_until(running, index_holds(running, len(HISTORY) - 1))
 
     experts = await running.service.search(tenant="acme", text="payroll first of the month", limit=5)
@@ -137,7 +153,9 @@ async def test_a_delete_removes_the_post_from_search(matcher, producer):
 
 async def test_a_response_on_the_responses_topic_moves_the_next_similar_question(matcher, producer):
     settings, running = matcher
-    asked = upserted("q5", "erin", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k5", title="Kubernetes pods")
+    asked = upserted(
+        "q5", "erin", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k5", title="Kubernetes pods"
+    )
     await publish(producer, settings.topic(POSTS), [*HISTORY, asked])
     await handle_until(running, index_holds(running, len(HISTORY) + 1))
     [first] = await read_records(settings, settings.topic(MATCHES), 1, linger=0.5)
@@ -157,7 +175,9 @@ async def test_a_response_on_the_responses_topic_moves_the_next_similar_question
 
     await handle_until(running, recorded)
     # Asked after the response: a ranking reads everything as of its question's time.
-    again = upserted("q6", "lee", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k6", title="Kubernetes pods", at=NOW)
+    again = upserted(
+        "q6", "lee", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k6", title="Kubernetes pods", at=NOW
+    )
     await publish(producer, settings.topic(POSTS), [again])
     await handle_until(running, index_holds(running, len(HISTORY) + 2))
 

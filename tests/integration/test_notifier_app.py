@@ -37,7 +37,9 @@ async def public_dns(host: str, port: int) -> list[str]:
 async def api(common_settings):
     app = create_app(notifier_settings(common_settings, consume=False), resolver=public_dns)
     async with LifespanManager(app) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+        ) as client:
             yield client
 
 
@@ -48,7 +50,9 @@ async def test_requests_without_a_known_key_are_refused(api):
 
 
 async def test_a_subscription_shows_its_secret_once(api):
-    created = await api.post("/v1/subscriptions", json={"url": "https://intra.example/hooks", "description": "intranet"}, headers=ACME)
+    created = await api.post(
+        "/v1/subscriptions", json={"url": "https://intra.example/hooks", "description": "intranet"}, headers=ACME
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["secret"].startswith("whsec_") and body["url"] == "https://intra.example/hooks"
@@ -85,8 +89,12 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
     with Receiver() as receiver:
         app = create_app(settings)
         async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as api:
-                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()["secret"]
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+            ) as api:
+                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()[
+                    "secret"
+                ]
                 event = matched("asker", "ann", "bob", "cy", "dee", "eve", participants=("bob",), accepted=True)
                 producer = make_producer(settings)
                 await producer.start()
@@ -115,7 +123,12 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
     payloads = [Webhook(secret).verify(r.body, r.headers)["data"] for r in receiver.received()]
     assert sorted(p["person_id"] for p in payloads) == ["ann", "cy", "dee"]
     assert payloads[0]["why"] == "You answered “Vault” (accepted)."
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True, "consumer": True, "posts_consumer": True}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": True,
+        "broker": True,
+        "consumer": True,
+        "posts_consumer": True,
+    }
 
 
 async def _handled(app, count: int) -> bool:

@@ -160,7 +160,11 @@ async def test_an_endpoint_that_does_not_answer_is_retried(db, client):
     found = await deliveries.get(db, pending.id)
     assert (found.state, found.attempts, found.last_status) == ("pending", 1, None)
     assert "ConnectError" in found.last_error
-    body = json.loads((await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[0].payload)
+    body = json.loads(
+        (await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[
+            0
+        ].payload
+    )
     assert body["data"]["person_id"] == "ann"
 
 

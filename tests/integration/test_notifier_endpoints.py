@@ -110,7 +110,7 @@ async def test_during_a_rotation_both_signatures_are_sent_and_each_verifies(noti
 
     signatures = during.headers["webhook-signature"].split(" ")
     assert len(signatures) == 2
-    for secret, signature in zip((new_secret, old["secret"]), signatures):
+    for secret, signature in zip((new_secret, old["secret"]), signatures, strict=True):
         Webhook(secret).verify(during.body, {**during.headers, "webhook-signature": signature})
     with pytest.raises(WebhookVerificationError):
         Webhook(old["secret"]).verify(during.body, {**during.headers, "webhook-signature": signatures[0]})
@@ -131,25 +131,35 @@ async def test_five_days_of_failures_disable_the_endpoint_then_enable_and_replay
         await app.state.notifier.worker.deliver_due()
         for day in range(1, 6):  # a new failing delivery every day keeps the run of failures going
             clock.now = start + timedelta(days=day)
-            await invitations.record_match(app.state.notifier.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock())
+            await invitations.record_match(
+                app.state.notifier.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock()
+            )
             await app.state.notifier.worker.deliver_due()
         state = (await api.get(f"/v1/subscriptions/{subscription['id']}", headers=ACME)).json()
         # Missed while disabled: stored as failed, never sent.
         clock.now += timedelta(hours=1)
         await invitations.record_match(app.state.notifier.db, event=matched("late", thread="t9"), now=clock())
-        failed = (await api.get(f"/v1/deliveries?subscription_id={subscription['id']}&state=failed", headers=ACME)).json()
+        failed = (
+            await api.get(f"/v1/deliveries?subscription_id={subscription['id']}&state=failed", headers=ACME)
+        ).json()
         sent_while_failing = len(receiver.received())
 
-        refused = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME)
+        refused = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME
+        )
         enabled = (await api.post(f"/v1/subscriptions/{subscription['id']}/enable", headers=ACME)).json()
         receiver.answers.clear()
-        replayed = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME)
+        replayed = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME
+        )
         await app.state.notifier.worker.deliver_due()
         # The replay also woke the running worker: whichever sends, each arrives once.
         resent = (await receiver.wait_for(sent_while_failing + 7))[sent_while_failing:]
         delivered = (await api.get("/v1/deliveries?state=delivered", headers=ACME)).json()
         bad_state = await api.get("/v1/deliveries?state=lost", headers=ACME)
-        naive = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": "2026-01-01T00:00:00"}, headers=ACME)
+        naive = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": "2026-01-01T00:00:00"}, headers=ACME
+        )
 
     assert state["state"] == "disabled" and state["disabled_reason"].startswith("failing for 5 days")
     assert state["failing_since"] is not None

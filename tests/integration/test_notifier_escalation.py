@@ -111,7 +111,7 @@ async def test_escalation_stops_when_everyone_left_is_not_close_enough(db):
     close = matched("a", "b", "c").data.candidates
     far = tuple(
         c.model_copy(update={"person_id": p, "score": 0.5, "closeness": 0.1})
-        for p, c in zip("def", close)
+        for p, c in zip("def", close, strict=True)
     )
     event = matched("a")
     event = event.model_copy(update={"data": event.data.model_copy(update={"candidates": close + far})})
@@ -127,12 +127,16 @@ async def test_escalation_stops_when_everyone_left_is_not_close_enough(db):
 
 async def test_the_daily_cap_holds_across_threads(db):
     for n in range(4):
-        await invitations.record_match(db, event=matched("ann", "bob", thread=f"t{n}"), policy=POLICY, now=T0 + timedelta(minutes=n))
+        await invitations.record_match(
+            db, event=matched("ann", "bob", thread=f"t{n}"), policy=POLICY, now=T0 + timedelta(minutes=n)
+        )
     assert [await invited(db, f"t{n}") for n in range(4)] == [["ann", "bob"]] * 3 + [[]]
     skipped = (await threads.decisions(db, tenant="acme", thread_id="t3")).skips
     assert {(s.person_id, s.reason) for s in skipped} == {("ann", "daily_cap"), ("bob", "daily_cap")}
     # A day later the cap has room again.
-    await invitations.record_match(db, event=matched("ann", thread="t9"), policy=POLICY, now=T0 + timedelta(days=1, minutes=5))
+    await invitations.record_match(
+        db, event=matched("ann", thread="t9"), policy=POLICY, now=T0 + timedelta(days=1, minutes=5)
+    )
     assert await invited(db, "t9") == ["ann"]
 
 
@@ -153,7 +157,9 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
             producer = make_producer(settings)
             await producer.start()
             try:
-                await publish(producer, settings.topic(MATCHES), [matched("asker", "ann", "bob", "cy", "dee", "eve", "fay")])
+                await publish(
+                    producer, settings.topic(MATCHES), [matched("asker", "ann", "bob", "cy", "dee", "eve", "fay")]
+                )
                 await until(lambda: _handled(app.state.notifier.matches_loop), what="the match")
                 clock.now = T0 + timedelta(hours=1)
                 assert await app.state.notifier.escalation.escalate_due() == 2
@@ -166,13 +172,26 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
 
             decisions = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
             first = decisions["invited"][0]
-            answered = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "answered"}, headers=ACME)
-            wrong = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "maybe"}, headers=ACME)
-            other = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "declined"}, headers={"authorization": "Bearer globex-key"})
+            answered = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response", json={"response": "answered"}, headers=ACME
+            )
+            wrong = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response", json={"response": "maybe"}, headers=ACME
+            )
+            other = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response",
+                json={"response": "declined"},
+                headers={"authorization": "Bearer globex-key"},
+            )
             await app.state.notifier.publisher.publish_pending()
             after = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
 
-    assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [("cy", 1), ("dee", 1), ("eve", 2), ("fay", 2)]
+    assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [
+        ("cy", 1),
+        ("dee", 1),
+        ("eve", 2),
+        ("fay", 2),
+    ]
     assert first["why"] == "You answered “Vault”." and first["score"] == pytest.approx(0.7)
     assert {(s["person_id"], s["reason"]) for s in decisions["skipped"]} == {
         ("asker", "asker"), ("ann", "opted_out"), ("bob", "snoozed"),

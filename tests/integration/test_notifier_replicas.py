@@ -35,10 +35,10 @@ class NotifierProcess:
         self.process: subprocess.Popen | None = None
 
     async def start(self) -> "NotifierProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.notifier.main"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.log_path, "ab") as log:  # the process holds its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.notifier.main"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
         async def ready() -> bool:
             assert self.process.poll() is None, self.log_path.read_text()

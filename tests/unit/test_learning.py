@@ -118,7 +118,8 @@ SINCE_LAST = FEATURE_NAMES.index("since_last")
 
 
 def half_fusion_examples(count: int, *, seed: int = 7) -> list[Example]:
-    """The accepted answerer leads a little on what the fusion weighs, and much on `since_last`, which it barely does."""
+    """The accepted answerer leads a little on what the fusion weighs, and much on `since_last`,
+    which it barely weighs."""
     rng = np.random.default_rng(seed)
     fusion = fusion_scorer().weights
     examples = []
@@ -148,13 +149,23 @@ def test_a_tenant_with_few_examples_stays_close_to_the_fusion():
     assert pull_from_fusion(few, FitSettings(prior_examples=0.0)) > 1.5 * pull_from_fusion(few)
 
 
-def _post(pid: int, kind: PostKind, author: str, thread: int, text: str, *, day: int, accepted: bool = False) -> PostUpserted:
+def _post(
+    pid: int, kind: PostKind, author: str, thread: int, text: str, *, day: int, accepted: bool = False
+) -> PostUpserted:
     return PostUpserted(
         tenant="acme",
         data=Post(
-            id=str(pid), tenant="acme", thread_id=str(thread), author_id=author, kind=kind,
-            title=text if kind is PostKind.QUESTION else None, body=text, tags=("brewing",) if kind is PostKind.QUESTION else (),
-            created_at=T0 + timedelta(days=day), accepted=accepted, backfill=True,
+            id=str(pid),
+            tenant="acme",
+            thread_id=str(thread),
+            author_id=author,
+            kind=kind,
+            title=text if kind is PostKind.QUESTION else None,
+            body=text,
+            tags=("brewing",) if kind is PostKind.QUESTION else (),
+            created_at=T0 + timedelta(days=day),
+            accepted=accepted,
+            backfill=True,
         ),
     )
 

@@ -82,7 +82,9 @@ def test_evidence_is_the_persons_best_three_posts_best_first():
     assert ana.evidence[0].title == "A thread"
 
 
-def table_of(rows: dict[str, dict[str, float]], dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]] | None = None):
+def table_of(
+    rows: dict[str, dict[str, float]], dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]] | None = None
+):
     values = np.array([[r.get(name, 0.0) for name in FEATURE_NAMES] for r in rows.values()])
     return FeatureTable(people=list(rows), values=values, dense_hits=dense, lexical_hits=lexical or {})
 

@@ -174,9 +174,10 @@ class ExpertIndex(Protocol):
         before: datetime | None = None,
         kinds: Sequence[PostKind] | None = None,
     ) -> dict[str, list[Hit]]:
-        """Each author's `limit` contributions (of `kinds`) nearest to `vector`, closest first (an author with none: absent).
+        """Each author's `limit` contributions (of `kinds`) nearest to `vector`, closest first.
 
-        Same filters as `search`: the evidence of a person found by other means than their posts' closeness.
+        An author with none is absent. Same filters as `search`: the evidence of a person found by
+        other means than their posts' closeness.
         """
         ...
 
@@ -225,7 +226,9 @@ class ExpertIndex(Protocol):
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
-        """The authors of the tenant's latest `limit` contributions of `kinds` created in [`after`, `before`), newest first.
+        """The authors of the tenant's latest `limit` contributions of `kinds`, newest first.
+
+        Only contributions created in [`after`, `before`) count.
 
         One entry per contribution, so an author appears as often as they posted among them.
         """

@@ -112,7 +112,9 @@ def accepted_answerers(payloads: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return found
 
 
-def accepted_question(payload: Mapping[str, Any], vector: list[float], answerers: Mapping[str, str]) -> AcceptedQuestion:
+def accepted_question(
+    payload: Mapping[str, Any], vector: list[float], answerers: Mapping[str, str]
+) -> AcceptedQuestion:
     return AcceptedQuestion(
         question=to_hit(payload, 0.0),
         vector=vector,

@@ -41,7 +41,7 @@ class DeliveryDetail(BaseModel):
     attempt_log: list[AttemptOut]
 
     @classmethod
-    def of(cls, view: DeliveryView) -> "DeliveryDetail":
+    def of(cls, view: DeliveryView) -> DeliveryDetail:
         d = view.delivery
         return cls(
             id=d.id,
@@ -57,7 +57,9 @@ class DeliveryDetail(BaseModel):
             created_at=d.created_at,
             delivered_at=d.delivered_at,
             attempt_log=[
-                AttemptOut(attempted_at=a.attempted_at, status_code=a.status_code, duration_ms=a.duration_ms, error=a.error)
+                AttemptOut(
+                    attempted_at=a.attempted_at, status_code=a.status_code, duration_ms=a.duration_ms, error=a.error
+                )
                 for a in view.attempts
             ],
         )

@@ -46,7 +46,7 @@ class InvitationOut(BaseModel):
     deliveries: list[DeliveryOut]
 
     @classmethod
-    def of(cls, view: InvitationView) -> "InvitationOut":
+    def of(cls, view: InvitationView) -> InvitationOut:
         inv = view.invitation
         return cls(
             id=inv.id,

@@ -45,7 +45,7 @@ class SubscriptionOut(BaseModel):
     failing_since: datetime | None = None
 
     @classmethod
-    def of(cls, subscription: Subscription) -> "SubscriptionOut":
+    def of(cls, subscription: Subscription) -> SubscriptionOut:
         return cls(
             id=subscription.id,
             url=subscription.url,
@@ -95,7 +95,9 @@ async def rotate_secret(
     )
     if rotated is None:
         raise not_found(f"subscription {subscription_id}")
-    return RotatedSecret(id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until)
+    return RotatedSecret(
+        id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until
+    )
 
 
 @router.post("/{subscription_id}/enable", responses=FOUND)

@@ -61,7 +61,9 @@ async def thread_invitations(thread_id: Text, tenant: TenantDep, db: DatabaseDep
     found = await threads.decisions(db, tenant=tenant, thread_id=thread_id)
     by_invitation: dict[str, list[ResponseOut]] = {}
     for r in found.responses:
-        by_invitation.setdefault(r.invitation_id, []).append(ResponseOut(response=r.response, responded_at=r.created_at))
+        by_invitation.setdefault(r.invitation_id, []).append(
+            ResponseOut(response=r.response, responded_at=r.created_at)
+        )
     state = found.state
     return ThreadInvitations(
         thread_id=thread_id,

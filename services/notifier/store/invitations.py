@@ -131,7 +131,9 @@ async def invite(
     return created
 
 
-def _invitation(state: ThreadState, question: Question, candidate: Candidate, *, round_: int, now: datetime) -> Invitation:
+def _invitation(
+    state: ThreadState, question: Question, candidate: Candidate, *, round_: int, now: datetime
+) -> Invitation:
     return Invitation(
         id=new_id("inv"),
         tenant=state.tenant,
