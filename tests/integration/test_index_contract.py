@@ -6,6 +6,7 @@ import shutil
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 from qdrant_client import AsyncQdrantClient
@@ -502,41 +503,19 @@ async def test_recent_authors_are_the_latest_posters_newest_first_as_of_an_insta
 
 async def test_accepted_questions_come_with_their_vectors_and_answerers_oldest_first(any_index):
     hour = timedelta(hours=1)
+    question = partial(contribution, author_id="asker", kind=PostKind.QUESTION)
+    accepted = partial(contribution, accepted=True)
     await any_index.upsert(
         [
-            contribution(
-                "q1",
-                vec((0, 1.0)),
-                thread_id="t1",
-                author_id="asker",
-                kind=PostKind.QUESTION,
-                title="Lag",
-                tags=("kafka",),
-            ),
-            contribution("a1", vec((0, 1.0)), thread_id="t1", author_id="ann", accepted=True, created_at=WHEN + hour),
-            contribution(
-                "q2", vec((1, 1.0)), thread_id="t2", author_id="asker", kind=PostKind.QUESTION, created_at=WHEN + hour
-            ),
-            contribution(
-                "a2", vec((1, 1.0)), thread_id="t2", author_id="ben", created_at=WHEN + 2 * hour
-            ),  # not accepted
-            contribution(
-                "q3",
-                vec((2, 1.0)),
-                thread_id="t3",
-                author_id="asker",
-                kind=PostKind.QUESTION,
-                created_at=WHEN + 2 * hour,
-                audience=("platform",),
-            ),
-            contribution(
-                "a3", vec((2, 1.0)), thread_id="t3", author_id="cat", accepted=True, created_at=WHEN + 3 * hour
-            ),
-            contribution(
-                "a4", vec((3, 1.0)), thread_id="t-gone", author_id="dan", accepted=True, created_at=WHEN + 4 * hour
-            ),
+            question("q1", vec((0, 1.0)), thread_id="t1", title="Lag", tags=("kafka",)),
+            accepted("a1", vec((0, 1.0)), thread_id="t1", author_id="ann", created_at=WHEN + hour),
+            question("q2", vec((1, 1.0)), thread_id="t2", created_at=WHEN + hour),
+            contribution("a2", vec((1, 1.0)), thread_id="t2", author_id="ben", created_at=WHEN + 2 * hour),
+            question("q3", vec((2, 1.0)), thread_id="t3", created_at=WHEN + 2 * hour, audience=("platform",)),
+            accepted("a3", vec((2, 1.0)), thread_id="t3", author_id="cat", created_at=WHEN + 3 * hour),
+            accepted("a4", vec((3, 1.0)), thread_id="t-gone", author_id="dan", created_at=WHEN + 4 * hour),
             contribution("g1", vec((0, 1.0)), tenant="globex", thread_id="t9", kind=PostKind.QUESTION),
-            contribution("g2", vec((0, 1.0)), tenant="globex", thread_id="t9", author_id="eve", accepted=True),
+            accepted("g2", vec((0, 1.0)), tenant="globex", thread_id="t9", author_id="eve"),
         ]
     )
 
@@ -545,11 +524,8 @@ async def test_accepted_questions_come_with_their_vectors_and_answerers_oldest_f
     # t-gone's question is not indexed: its accepted answer has nothing to train on.
     assert [(a.question.post_id, a.answerer) for a in found] == [("q1", "ann"), ("q3", "cat")]
     assert found[0].vector == pytest.approx(vec((0, 1.0))) and found[1].vector == pytest.approx(vec((2, 1.0)))
-    assert (found[0].question.title, found[0].question.tags, found[0].question.author_id) == (
-        "Lag",
-        ("kafka",),
-        "asker",
-    )
+    first = found[0].question
+    assert (first.title, first.tags, first.author_id) == ("Lag", ("kafka",), "asker")
     assert (found[0].audience, found[1].audience) == (("public",), ("platform",))
     # Only the latest accepted answers are read: a4 and a3.
     assert [a.question.post_id for a in await any_index.accepted_questions("acme", limit=2)] == ["q3"]
