@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz bench eval docs venv clean
+.PHONY: run test lint fuzz bench eval docs schemas venv clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/expertmatch run
 
-test: venv
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint only: the tree is not run through a formatter yet.
+lint: venv
+	$(BIN)/ruff check .
+
+# The JSON Schemas published in docs/schemas, written from the models (shared/schemas.py).
+schemas: venv
+	$(BIN)/python -m shared.schemas docs/schemas
 
 # Schemathesis over the three services' OpenAPI documents, the services as processes: a few minutes.
 fuzz: venv
@@ -39,8 +47,8 @@ eval: venv
 		$(BIN)/expertmatch eval $$dump --json .expertmatch/eval/$$name.json --plot .expertmatch/eval/$$name.png || exit 1; \
 	done
 
-# The AsyncAPI document of the topics, from the event models (a test fails while it is stale).
-docs: venv
+# Everything in docs/ that is written from the models; a test fails while any of it is stale.
+docs: schemas
 	$(BIN)/python -m shared.asyncapi
 
 clean:

@@ -79,7 +79,7 @@ def build() -> dict:
     messages: dict[str, dict] = {}
     for model in unique:
         kind = model.model_fields["type"].default
-        messages[_id(kind)] = {
+        messages[_kind(model)] = {
             "name": kind,
             "title": kind,
             "summary": (model.__doc__ or kind).strip().splitlines()[0],
@@ -99,11 +99,10 @@ def build() -> dict:
             "address": name,
             "title": name,
             "description": _ABOUT[name],
-            "messages": {_id(m.model_fields["type"].default): {"$ref": f"#/components/messages/{_id(m.model_fields['type'].default)}"}
-                         for m in events},
+            "messages": {_kind(m): {"$ref": f"#/components/messages/{_kind(m)}"} for m in events},
             "bindings": {"kafka": _topic_binding(name, spec["partitions"], spec["retention_ms"])},
         }
-        message_refs = [{"$ref": f"#/channels/{channel}/messages/{_id(m.model_fields['type'].default)}"} for m in events]
+        message_refs = [{"$ref": f"#/channels/{channel}/messages/{_kind(m)}"} for m in events]
         operations[f"{sender}Sends{_pascal(name)}"] = {
             "action": "send", "channel": {"$ref": f"#/channels/{channel}"}, "messages": message_refs,
             "summary": f"{sender} publishes to {name} (acks=all).",
@@ -121,7 +120,9 @@ def build() -> dict:
                 "description": f"Records of {name} that a consumer could never handle, as they were, with the "
                 "error in their headers. `expertmatch dlq` lists, shows and redrives them.",
                 "messages": {"deadLetter": {"$ref": "#/components/messages/deadLetter"}},
-                "bindings": {"kafka": _topic_binding(dlq(name), dlq_defaults["partitions"], dlq_defaults["retention_ms"])},
+                "bindings": {
+                    "kafka": _topic_binding(dlq(name), dlq_defaults["partitions"], dlq_defaults["retention_ms"])
+                },
             }
             for receiver in receivers:
                 operations[f"{receiver}DeadLetters{_pascal(name)}"] = {
@@ -177,6 +178,11 @@ def render() -> str:
 def _topic_binding(name: str, partitions: int, retention_ms: int) -> dict:
     return {"topic": name, "partitions": partitions, "topicConfiguration": {"retention.ms": retention_ms},
             "bindingVersion": KAFKA_BINDING}
+
+
+def _kind(model: type[BaseModel]) -> str:
+    """The component key of an event model's message: its CloudEvents type."""
+    return _id(model.model_fields["type"].default)
 
 
 def _id(name: str) -> str:

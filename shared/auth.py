@@ -1,18 +1,24 @@
-"""API keys: `Authorization: Bearer <key>`; the key names the tenant, the body never does."""
+"""API keys: `Authorization: Bearer <key>`; the key names the tenant, the body never does.
+
+Each service builds its `TenantDep` from `authenticate` and the keys its composition root holds.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 # Reads the header, and writes the scheme into each OpenAPI document; the 401 is ours (below).
 _bearer = HTTPBearer(auto_error=False, description="An API key from EXPERTMATCH_API_KEYS; it names the tenant.")
 
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
-def tenant_for_key(tenants_by_key: dict[str, str], presented: str) -> str | None:
+
+def tenant_for_key(tenants_by_key: Mapping[str, str], presented: str) -> str | None:
     """The tenant of a key, compared in constant time so timing does not reveal keys."""
     found = None
     for key, tenant in tenants_by_key.items():
@@ -21,11 +27,8 @@ def tenant_for_key(tenants_by_key: dict[str, str], presented: str) -> str | None
     return found
 
 
-def require_tenant(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    """FastAPI dependency: the caller's tenant, or 401."""
-    tenants_by_key: dict[str, str] = request.app.state.tenants_by_key
+def authenticate(tenants_by_key: Mapping[str, str], credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The caller's tenant, or 401."""
     tenant = tenant_for_key(tenants_by_key, credentials.credentials.strip()) if credentials is not None else None
     if tenant is None:
         raise HTTPException(
@@ -34,6 +37,3 @@ def require_tenant(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return tenant
-
-
-TenantDep = Annotated[str, Depends(require_tenant)]

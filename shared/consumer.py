@@ -26,6 +26,7 @@ finds, as after any restart of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -170,10 +171,8 @@ class ConsumerLoop:
                 self._failing_since = self._clock()
             self._last_error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("%s: transient failure, retrying in %.1fs: %r", self._name, delay, exc)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
             return attempt + 1
 
     async def drain(self, idle_polls: int = 2) -> int:

@@ -6,6 +6,7 @@ it died, it listens on the same port, empty: services/embedded/broker.py keeps i
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -43,16 +44,13 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
         """Start it on `port`, or on a free port the first time; again on that port after it died."""
         self.port = self.port or free_port(self.host)
         url = f"tcp://{self.host}:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        try:
+        # Closed once spawned: the broker holds its own copy.
+        with open(self.log_path, "ab") if self.log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
             self._process = self._spawn(url, out)
-        finally:
-            if out is not subprocess.DEVNULL:
-                out.close()  # the broker holds its own copy
         try:
             wait_for_port(self.host, self.port, timeout)
             if (code := self._process.poll()) is not None:
@@ -106,7 +104,7 @@ class EmbeddedBroker:
                 self._process.wait()
         self._process = None
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -163,7 +163,9 @@ class InvitationData(_Frozen):
     score: float
     why: str = Field(description="one sentence of facts about the invitee, for the invitation's text")
     evidence: tuple[WebhookEvidence, ...]
-    parts: dict[str, float] = Field(description="the score's parts (ScorePart values), as leads over the weakest candidate")
+    parts: dict[str, float] = Field(
+        description="the score's parts (ScorePart values), as leads over the weakest candidate"
+    )
     closeness: float | None = Field(description="cosine similarity of their closest answer the readers may see")
     track_record: TrackRecord | None
 

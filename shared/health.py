@@ -4,12 +4,13 @@ A check answers True when its part can do its work. One that cannot says so by r
 or, better, by raising `NotReady` with the reason, which `/readyz` shows under `failing`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI must see `Depends(checks)` itself, a closure
+# variable that a string annotation could not name.
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -39,8 +40,8 @@ async def _run(check: Check, timeout: float) -> tuple[bool, str | None]:
     return ok, None if ok else "not ready"
 
 
-def health_router(timeout: float = 3.0) -> APIRouter:
-    """Readiness checks come from `app.state.readiness`: a dict of name -> async check."""
+def health_router(checks: Callable[..., Mapping[str, Check]], timeout: float = 3.0) -> APIRouter:
+    """`checks` is a FastAPI dependency giving the running service's checks, name -> async check."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -52,10 +53,9 @@ def health_router(timeout: float = 3.0) -> APIRouter:
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "The service cannot do its work: `failing` says why"}},
     )
-    async def readyz(request: Request) -> JSONResponse:
-        checks: dict[str, Check] = getattr(request.app.state, "readiness", {})
-        names = list(checks)
-        results = await asyncio.gather(*(_run(checks[name], timeout) for name in names))
+    async def readyz(running: Annotated[Mapping[str, Check], Depends(checks)]) -> JSONResponse:
+        names = list(running)
+        results = await asyncio.gather(*(_run(running[name], timeout) for name in names))
         status = {name: ok for name, (ok, _) in zip(names, results, strict=True)}
         failing = {name: reason for name, (ok, reason) in zip(names, results, strict=True) if not ok}
         ready = bool(status) and not failing

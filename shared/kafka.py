@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -84,7 +85,7 @@ async def ensure_topics(settings: CommonSettings, specs: Sequence[TopicSpec] | N
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another replica created them first
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -96,8 +97,6 @@ async def ensure_topics(settings: CommonSettings, specs: Sequence[TopicSpec] | N
                         for spec in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another replica created them first
         return [spec.name for spec in missing]
     finally:
         await admin.close()
@@ -136,10 +135,8 @@ async def _list_topics(settings: CommonSettings, timeout: float) -> set[str] | N
     try:
         await asyncio.wait_for(admin.start(), timeout)
         return set(await asyncio.wait_for(admin.list_topics(), timeout))
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # closing a client that never connected
             await admin.close()
-        except Exception:  # closing a client that never connected
-            pass

@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -135,10 +135,13 @@ class Outbox:
 
     async def _send(self, ids: Sequence[int], records: Sequence[tuple[str, bytes | None, bytes]], epoch: int) -> None:
         futures = [
-            await self._producer.send(topic, value, key=key, headers=list(EVENT_HEADERS)) for topic, key, value in records
+            await self._producer.send(topic, value, key=key, headers=list(EVENT_HEADERS))
+            for topic, key, value in records
         ]
         placed = await asyncio.gather(*futures)
-        await self._call(self._mark_sent, [(epoch, meta.partition, meta.offset, id_) for id_, meta in zip(ids, placed)])
+        await self._call(
+            self._mark_sent, [(epoch, meta.partition, meta.offset, id_) for id_, meta in zip(ids, placed, strict=True)]
+        )
 
     def _insert(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[int]:
         now = self._clock()
@@ -164,10 +167,8 @@ class Outbox:
                 await self.relay_once()
             except (KafkaError, OSError, TimeoutError) as exc:
                 log.warning("outbox: the broker is not answering (%r); trying again", exc)
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
-            except TimeoutError:
-                pass
 
     def stop(self) -> None:
         self._stopping.set()
@@ -248,15 +249,15 @@ class Outbox:
         watcher = self._watchers.get(group)
         if watcher is None:
             # A member of no subscription: it reads the group's committed offsets, never joins it.
-            watcher = AIOKafkaConsumer(bootstrap_servers=self._bootstrap_servers, group_id=group, enable_auto_commit=False)
+            watcher = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap_servers, group_id=group, enable_auto_commit=False
+            )
             await watcher.start()
             self._watchers[group] = watcher
         return await watcher.committed(tp) or 0
 
     def _stats(self) -> OutboxStats:
-        unsent, held = self._db.execute(
-            "SELECT COUNT(*) FILTER (WHERE part IS NULL), COUNT(*) FROM outbox"
-        ).fetchone()
+        unsent, held = self._db.execute("SELECT COUNT(*) FILTER (WHERE part IS NULL), COUNT(*) FROM outbox").fetchone()
         return OutboxStats(unsent=unsent, held=held)
 
     async def stats(self) -> OutboxStats:
@@ -286,10 +287,10 @@ class _Transaction:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-
-
 @asynccontextmanager
-async def open_publisher(settings: CommonSettings, producer: AIOKafkaProducer, *, name: str) -> AsyncIterator[EventPublisher]:
+async def open_publisher(
+    settings: CommonSettings, producer: AIOKafkaProducer, *, name: str
+) -> AsyncIterator[EventPublisher]:
     """An outbox with its relay running where the broker keeps nothing; else a direct publisher."""
     if settings.kafka_epoch_file is None:
         yield DirectPublisher(producer)

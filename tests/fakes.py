@@ -152,7 +152,12 @@ class InMemoryIndex:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         everyone = await self.search(
-            tenant, vector, limit=len(self.points) or 1, audiences=audiences, exclude_threads=exclude_threads, before=before
+            tenant,
+            vector,
+            limit=len(self.points) or 1,
+            audiences=audiences,
+            exclude_threads=exclude_threads,
+            before=before,
         )
         found: dict[str, list[Hit]] = {}
         for hit in everyone:
@@ -234,7 +239,10 @@ class InMemoryIndex:
             answerers.setdefault(c.thread_id, c.author_id)
         found = [
             AcceptedQuestion(
-                question=_hit(c, 0.0), vector=list(c.vector), audience=tuple(c.audience), answerer=answerers[c.thread_id]
+                question=_hit(c, 0.0),
+                vector=list(c.vector),
+                audience=tuple(c.audience),
+                answerer=answerers[c.thread_id],
             )
             for c in self.points.values()
             if c.tenant == tenant and c.kind is PostKind.QUESTION and c.thread_id in answerers
@@ -260,22 +268,6 @@ class InMemoryIndex:
         ]
         found.sort(key=lambda c: int(epoch_seconds(c.created_at)), reverse=True)
         return [c.author_id for c in found[:limit]]
-
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        self._check()
-        counts: dict[str, int] = {}
-        for c in self.points.values():
-            if c.tenant == tenant and (kinds is None or c.kind in kinds) and _created_in(c, None, before):
-                for tag in set(c.tags):
-                    counts[tag] = counts.get(tag, 0) + 1
-        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit])
 
     async def thread_answers(
         self,

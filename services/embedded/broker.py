@@ -1,4 +1,4 @@
-"""The embedded broker kept alive: when it dies it is started again on its port, its topics re-created, a new epoch written.
+"""The embedded broker kept alive: started again on its port when it dies, its topics re-created, a new epoch written.
 
 The broker keeps nothing, so every start is a new, empty broker. Services learn of it from the
 epoch file (shared/epoch.py), which is written only once the topics of deploy/topics.json exist:

@@ -15,7 +15,6 @@ import httpx
 from services.embedded.backoff import Backoff
 from services.embedded.console import say
 
-
 # Exits before the first ready that end the run: enough to tell a bad setting from bad luck.
 GIVE_UP_AFTER = 3
 
@@ -90,7 +89,9 @@ class Child:
                 self.was_ready = True
                 return
             if not self.was_ready and self.exits >= GIVE_UP_AFTER:
-                raise ChildFailed(f"{self.name} exited {self.exits} times before it was ever ready; its output is above")
+                raise ChildFailed(
+                    f"{self.name} exited {self.exits} times before it was ever ready; its output is above"
+                )
             await asyncio.sleep(0.5)
         raise ChildFailed(f"{self.name} was not ready on {self.url}/readyz after {timeout:.0f}s; its output is above")
 
@@ -123,8 +124,9 @@ class Child:
             task.cancel()
         return not self._stopping.is_set()
 
-    async def _say_when_ready(self, http: httpx.AsyncClient, process: asyncio.subprocess.Process,
-                              exited_at: float) -> None:
+    async def _say_when_ready(
+        self, http: httpx.AsyncClient, process: asyncio.subprocess.Process, exited_at: float
+    ) -> None:
         while process.returncode is None:
             if await self.is_ready(http):
                 say(f"{self.name} is ready again on {self.url} ({time.monotonic() - exited_at:.1f}s after it exited)")

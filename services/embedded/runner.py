@@ -81,7 +81,7 @@ def run(options: RunOptions) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     taken = taken_ports(options.ports)
     if taken:
-        names = {port: name for name, port in zip(SERVICES, options.ports)}
+        names = {port: name for name, port in zip(SERVICES, options.ports, strict=True)}
         for port in taken:
             say(f"port {port} ({names[port]}) is already in use: stop what listens there "
                 f"(an earlier `expertmatch run`?) or pick others with --ports")
@@ -147,11 +147,11 @@ async def _supervise(options: RunOptions, *, data_dir: Path, keys: str, kafka_en
         **kafka_env,
         EXPERTMATCH_API_KEYS=keys,
         EXPERTMATCH_DATA_DIR=str(data_dir),
-        **{f"{name.upper()}_PORT": str(port) for name, port in zip(SERVICES, options.ports)},
+        **{f"{name.upper()}_PORT": str(port) for name, port in zip(SERVICES, options.ports, strict=True)},
     )
     if options.demo:
         env.update(_demo_notifier_env(env))
-    children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports)}
+    children = {name: Child(name, port, env) for name, port in zip(SERVICES, options.ports, strict=True)}
     key, tenant = next(iter(parse_api_keys(keys).items()))
     receiver = None
     keepers: list[asyncio.Task] = []

@@ -12,10 +12,10 @@ from dataclasses import replace
 
 from services.evaluation.metrics import summarize
 from services.evaluation.replay import MatcherSystem, ReplayResult
-from services.matcher.learning import (
+from services.matcher.scorer import (
     Example,
+    FitSettings,
     LinearScorer,
-    Training,
     fit,
     mean_reciprocal_rank,
 )
@@ -25,13 +25,13 @@ STEPS = (-8.0, -4.0, -2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.
 ROUNDS = 5
 
 
-def hindsight_scorer(examples: Sequence[Example], training: Training) -> LinearScorer:
+def hindsight_scorer(examples: Sequence[Example], settings: FitSettings) -> LinearScorer:
     """The weights that rank `examples` best: coordinate ascent on their MRR from the likelihood fit.
 
     The fit maximises the accepted answerers' likelihood, which is not their MRR; climbing one
     weight at a time on the MRR itself (Metzler and Croft's coordinate ascent) closes that gap.
     """
-    scorer = fit(examples, training)
+    scorer = fit(examples, settings)
     best = mean_reciprocal_rank(scorer, examples)
     for _ in range(ROUNDS):
         improved = False
@@ -48,7 +48,9 @@ def hindsight_scorer(examples: Sequence[Example], training: Training) -> LinearS
     return scorer
 
 
-async def score_ceiling(matcher: MatcherSystem, result: ReplayResult, training: Training, depth: int) -> dict[str, float | int]:
+async def score_ceiling(
+    matcher: MatcherSystem, result: ReplayResult, settings: FitSettings, depth: int
+) -> dict[str, float | int]:
     """The acc scores of the test questions ranked by hindsight weights over expertmatch's own features.
 
     `in_pool` is the share of those questions whose accepted answerer was a candidate at all: no
@@ -57,7 +59,7 @@ async def score_ceiling(matcher: MatcherSystem, result: ReplayResult, training: 
     accepted = {j.question_id: j.relevant["acc"] for j in result.judged if j.relevant["acc"]}
     examples = await matcher.service.trainer.examples(matcher.tenant, accepted)
     usable = [e for e in examples.values() if e is not None]
-    scorer = hindsight_scorer(usable, training) if usable else None
+    scorer = hindsight_scorer(usable, settings) if usable else None
     judged: list[tuple[list[str], Collection[str]]] = []
     for question_id, relevant in accepted.items():
         example = examples.get(question_id)

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--feedback", action="store_true",
                             help="also score expertmatch+feedback: its top --invited of each test question "
                             "respond (answered, if they answered the thread) and the matcher hears it")
-    evaluation.add_argument("--invited", type=int, default=3, help="invitations per test question with --feedback (default 3)")
+    evaluation.add_argument(
+        "--invited", type=int, default=3, help="invitations per test question with --feedback (default 3)"
+    )
     evaluation.add_argument("--silence", choices=("declined", "not_my_area"), default="declined",
                             help="what an invitee who never answered says, with --feedback (default declined)")
     evaluation.add_argument("--ceiling", action="store_true",

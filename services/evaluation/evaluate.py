@@ -118,7 +118,7 @@ async def evaluate(
             matchers = [s for s in systems if isinstance(s, MatcherSystem)]
             with tqdm(total=len(posts), desc="replay", unit="post", disable=not show_progress) as bar:
                 result = await replay(posts, systems, test_fraction=test_fraction, depth=DEPTH, progress=bar.update)
-            bound = await score_ceiling(matcher, result, policy.learning.training, DEPTH) if ceiling else None
+            bound = await score_ceiling(matcher, result, policy.training.fit_settings, DEPTH) if ceiling else None
     return Evaluation(
         dataset=dataset_name(path),
         n_test=result.n_test,

@@ -110,7 +110,9 @@ def _failure(response: httpx.Response, posts: list[dict]) -> str:
     if response.status_code == 401:
         return "the ingest refused the API key (401): check --key"
     if response.status_code == 503:
-        return f"the ingest stayed unavailable (503) for posts {first}..{last}; rerun later, sent posts are safe to resend"
+        return (
+            f"the ingest stayed unavailable (503) for posts {first}..{last}; rerun later, sent posts are safe to resend"
+        )
     return f"the ingest answered {response.status_code} for posts {first}..{last}: {response.text[:2000]}"
 
 

@@ -35,10 +35,16 @@ def table(evaluation: Evaluation) -> str:
             lines.append(f"  {system:<23} " + " ".join(f"{strata[label]['mrr']:>8.3f}" for label in labels))
     for system, by_relevance in e.systems.items():
         if "expertmatch" in system:
-            lines.append(f"{system}: at least one of the top 3 answered (any, hit@3) on {by_relevance['any']['hit@3']:.1%}")
+            lines.append(
+                f"{system}: at least one of the top 3 answered (any, hit@3) on {by_relevance['any']['hit@3']:.1%}"
+            )
     if e.floors:
-        lines.append("expertmatch's top 3 under a similarity floor (NOTIFIER_MIN_SIMILARITY); answered = answered the thread:")
-        lines.append(f"{'floor':>7} {'invited':>8} {'answered':>9} {'dropped':>8} {'answered':>9} {'any@3':>7} {'none':>7}")
+        lines.append(
+            "expertmatch's top 3 under a similarity floor (NOTIFIER_MIN_SIMILARITY); answered = answered the thread:"
+        )
+        lines.append(
+            f"{'floor':>7} {'invited':>8} {'answered':>9} {'dropped':>8} {'answered':>9} {'any@3':>7} {'none':>7}"
+        )
         for row in e.floors:
             lines.append(
                 f"{row['floor']:>7.2f} {row['invited']:>8} {row['answer_rate']:>9.1%} {row['dropped']:>8} "

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from services.ingest.bootstrap import bootstrap
 from services.ingest.limits import RequestSizeLimit
 from services.ingest.publisher import Publisher
-from services.ingest.routes import people_router, router
+from services.ingest.routes import people_router, readiness, router
 from services.ingest.settings import IngestSettings
 from shared.errors import install_error_handlers
 from shared.health import health_router
@@ -24,8 +24,6 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with bootstrap(settings, publisher=publisher) as ingest:
             app.state.ingest = ingest
-            app.state.tenants_by_key = settings.tenants_by_key
-            app.state.readiness = ingest.readiness
             yield
 
     app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
@@ -34,5 +32,5 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)
     app.include_router(people_router)
-    app.include_router(health_router())
+    app.include_router(health_router(readiness))
     return app

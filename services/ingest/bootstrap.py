@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -26,6 +26,7 @@ class Ingest:
 
     settings: IngestSettings
     publisher: Publisher
+    tenants_by_key: Mapping[str, str]
     readiness: dict[str, Check] = field(default_factory=dict)
 
 
@@ -33,7 +34,7 @@ class Ingest:
 async def bootstrap(settings: IngestSettings, *, publisher: Publisher | None = None) -> AsyncIterator[Ingest]:
     """A running ingest; tests pass a fake `publisher` to run without a broker (and nothing to check)."""
     if publisher is not None:
-        yield Ingest(settings=settings, publisher=publisher)
+        yield Ingest(settings=settings, publisher=publisher, tenants_by_key=settings.tenants_by_key)
         return
     async with AsyncExitStack() as stack:
         # No point retrying a send longer than the client waits for its answer.
@@ -48,4 +49,4 @@ async def bootstrap(settings: IngestSettings, *, publisher: Publisher | None = N
         # one makes ingest unready and its requests 503, never a topic made up here.
         readiness = {"broker": broker_check(settings, live, backfill)}
         log.info("ingest ready: publishing to %s, backfill to %s", live, backfill)
-        yield Ingest(settings=settings, publisher=kafka, readiness=readiness)
+        yield Ingest(settings=settings, publisher=kafka, tenants_by_key=settings.tenants_by_key, readiness=readiness)

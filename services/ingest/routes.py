@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -11,10 +12,11 @@ from services.ingest.bootstrap import Ingest
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
-from shared.auth import TenantDep
+from shared.auth import BearerDep, authenticate
 from shared.errors import error_responses, field_error
 from shared.events import PersonErased, PersonRef, PostDeleted, PostRef, PostUpserted
 from shared.fields import text_field
+from shared.health import Check
 from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
@@ -30,6 +32,18 @@ def _ingest(request: Request) -> Ingest:
 
 
 IngestDep = Annotated[Ingest, Depends(_ingest)]
+
+
+def _tenant(ingest: IngestDep, credentials: BearerDep) -> str:
+    return authenticate(ingest.tenants_by_key, credentials)
+
+
+TenantDep = Annotated[str, Depends(_tenant)]
+
+
+def readiness(ingest: IngestDep) -> Mapping[str, Check]:
+    """The running ingest's readiness checks, for `/readyz`."""
+    return ingest.readiness
 
 
 def _publisher(ingest: IngestDep) -> Publisher:

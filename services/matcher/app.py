@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -14,14 +14,14 @@ from services.matcher.bootstrap import Matcher, bootstrap
 from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
-from shared.auth import TenantDep
+from shared.auth import BearerDep, authenticate
 from shared.consumer import TransientError
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
-from shared.health import health_router
-from shared.tasks import start_task
+from shared.health import Check, health_router
 from shared.metrics import instrument
+from shared.tasks import start_task
 
 
 class SearchRequest(BaseModel):
@@ -58,6 +58,17 @@ def _matcher(request: Request) -> Matcher:
 MatcherDep = Annotated[Matcher, Depends(_matcher)]
 
 
+def _tenant(matcher: MatcherDep, credentials: BearerDep) -> str:
+    return authenticate(matcher.tenants_by_key, credentials)
+
+
+TenantDep = Annotated[str, Depends(_tenant)]
+
+
+def _readiness(matcher: MatcherDep) -> Mapping[str, Check]:
+    return matcher.readiness
+
+
 def create_app(
     settings: MatcherSettings, *, embedder: Embedder | None = None, index: ExpertIndex | None = None
 ) -> FastAPI:
@@ -65,10 +76,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.tenants_by_key = settings.tenants_by_key
         async with bootstrap(settings, embedder=embedder, index=index) as matcher:
             app.state.matcher = matcher
-            app.state.readiness = dict(matcher.readiness)
             loops = list(matcher.loops or ())
             tasks = [start_task(loop.run(), name=f"{loop.name} consumer") for loop in loops]
             try:
@@ -81,17 +90,23 @@ def create_app(
     app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
     instrument(app)
     install_error_handlers(app)
-    app.include_router(health_router())
+    app.include_router(health_router(_readiness))
 
     @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
         """The people of the caller's tenant whose posts best match the text."""
         try:
             experts = await matcher.service.search(
-                tenant=tenant, text=body.text, limit=body.limit, audience=body.audience or (), exclude=body.exclude or ()
+                tenant=tenant,
+                text=body.text,
+                limit=body.limit,
+                audience=body.audience or (),
+                exclude=body.exclude or (),
             )
         except TransientError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}) from exc
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+            ) from exc
         return SearchResponse(experts=experts)
 
     @app.get("/v1/index/stats", response_model=IndexStats, responses=error_responses(401, 503))
@@ -99,7 +114,8 @@ def create_app(
         """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:
             return IndexStats(
-                contributions=await matcher.index.count(tenant), learned_from=matcher.service.trainer.scorer(tenant).examples
+                contributions=await matcher.index.count(tenant),
+                learned_from=matcher.service.trainer.scorer(tenant).examples,
             )
         except IndexUnavailable as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}") from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -12,10 +12,10 @@ from aiokafka.errors import KafkaError
 from services.matcher.consumer import MatcherLoops, posts_consumers
 from services.matcher.embedder import Embedder, SentenceEmbedder
 from services.matcher.index.base import ExpertIndex
-from services.matcher.ranking import Weights
+from services.matcher.ranking import EvidenceOrder
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
-from services.matcher.training import LearningPolicy
+from services.matcher.training import TrainingPolicy
 from shared.consumer import TransientError
 from shared.events import ExpertsMatched
 from shared.health import Check, consumer_check
@@ -32,6 +32,7 @@ class Matcher:
     index: ExpertIndex
     embedder: Embedder
     loops: MatcherLoops | None
+    tenants_by_key: Mapping[str, str]
     readiness: dict[str, Check] = field(default_factory=dict)
 
 
@@ -66,7 +67,10 @@ async def bootstrap(
         stack.push_async_callback(producer.stop)
         events = await stack.enter_async_context(open_publisher(settings, producer, name="matcher"))
         service = MatcherService(
-            index=index, embedder=embedder, publish=_publisher(events, settings.topic(MATCHES)), policy=_policy(settings)
+            index=index,
+            embedder=embedder,
+            publish=_publisher(events, settings.topic(MATCHES)),
+            policy=_policy(settings),
         )
         stack.push_async_callback(service.trainer.close)
         loops = None
@@ -77,7 +81,10 @@ async def bootstrap(
             )
             readiness["consumer"] = consumer_check(loops.live)
             readiness["backfill_consumer"] = consumer_check(loops.backfill)
-        yield Matcher(service=service, index=index, embedder=embedder, loops=loops, readiness=readiness)
+        yield Matcher(
+            service=service, index=index, embedder=embedder, loops=loops,
+            tenants_by_key=settings.tenants_by_key, readiness=readiness,
+        )
 
 
 def _policy(settings: MatcherSettings) -> RankingPolicy:
@@ -88,8 +95,8 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
         tag_depth=settings.tag_depth,
         recent_depth=settings.recent_depth,
         evidence=settings.evidence,
-        weights=Weights(half_life_days=settings.recency_half_life_days),
-        learning=LearningPolicy(
+        evidence_order=EvidenceOrder(half_life_days=settings.recency_half_life_days),
+        training=TrainingPolicy(
             min_examples=settings.learn_min_examples,
             retrain_every=settings.learn_every,
             window=settings.learn_window,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -49,10 +49,8 @@ class Lanes:
             await self._handler(deliveries)
 
     async def backfill_gate(self) -> None:
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(self._live_idle.wait(), self._max_wait)
-        except TimeoutError:
-            pass
 
     async def live_caught_up(self) -> None:
         self._live_idle.set()

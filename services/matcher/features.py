@@ -67,7 +67,7 @@ PART_OF = {
 # At 6, a hit at similarity 0.8 votes like ten at 0.42: many good matches beat one lucky one.
 SHARPNESS = 6.0
 
-# An accepted answer in a similar thread says more than any other answer there.
+# An accepted answer says more than any other answer: near the question or in a similar thread.
 ACCEPTED_VOTE = 1.5
 
 
@@ -195,7 +195,9 @@ async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -
         "before": query.before,
     }
     dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
-    lexical = await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
+    lexical = (
+        await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
+    )
     return dense, lexical
 
 
@@ -242,7 +244,7 @@ def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:
     for hit in {h.post_id: h for h in hits}.values():
         vote = math.exp(SHARPNESS * (hit.similarity - 1.0))
         if hit.kind is PostKind.ANSWER:
-            answers[hit.author_id] += vote * (1.5 if hit.accepted else 1.0)
+            answers[hit.author_id] += vote * (ACCEPTED_VOTE if hit.accepted else 1.0)
             best[hit.author_id] = max(best[hit.author_id], hit.similarity)
         else:
             other[hit.author_id] += vote

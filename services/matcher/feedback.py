@@ -10,6 +10,7 @@ import numpy as np
 from services.matcher.features import FeatureTable
 from services.matcher.index.base import ExpertIndex, FeedbackHit
 from services.matcher.query import QuestionQuery
+from shared.events import ResponseKind
 
 # Responses to invitations on the questions closest to this one. A response fades to nothing at
 # REACH (a cosine similarity): a "not my area" is about that topic, not about the person everywhere.
@@ -20,7 +21,12 @@ REACH = 0.5
 # A question this close is "like this one" in a track record: a "not my area" there counts fully.
 NEARBY = 0.75
 # What each response says of the person near that question: answering shows it most.
-RESPONSE_WEIGHTS = {"answered": (1.0, 0.0), "accepted": (0.5, 0.0), "declined": (0.0, 0.0), "not_my_area": (0.0, 1.0)}
+RESPONSE_WEIGHTS = {
+    ResponseKind.ANSWERED: (1.0, 0.0),
+    ResponseKind.ACCEPTED: (0.5, 0.0),
+    ResponseKind.DECLINED: (0.0, 0.0),
+    ResponseKind.NOT_MY_AREA: (0.0, 1.0),
+}
 
 
 async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: FeatureTable) -> FeatureTable:
@@ -37,10 +43,11 @@ async def with_feedback(index: ExpertIndex, query: QuestionQuery, table: Feature
 
 
 def _nearby_responses(hits: list[FeedbackHit]) -> dict[str, tuple[int, int]]:
-    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and called not their area."""
+    """Per person: how many questions at cosine NEARBY or closer they answered when invited, and how
+    many they called not their area."""
     near = [h for h in hits if h.similarity >= NEARBY]
-    answered = {(h.person_id, h.question_post_id) for h in near if h.response == "answered"}
-    refused = {(h.person_id, h.question_post_id) for h in near if h.response == "not_my_area"} - answered
+    answered = {(h.person_id, h.question_post_id) for h in near if h.response is ResponseKind.ANSWERED}
+    refused = {(h.person_id, h.question_post_id) for h in near if h.response is ResponseKind.NOT_MY_AREA} - answered
     answers, refusals = Counter(p for p, _ in answered), Counter(p for p, _ in refused)
     return {person: (answers[person], refusals[person]) for person in answers | refusals}
 
@@ -53,10 +60,10 @@ def _feedback(hits: list[FeedbackHit]) -> dict[str, tuple[float, float]]:
     1, so many distant responses never outweigh one on the same question. Where they answered a
     question, what else they said about it counts for nothing.
     """
-    answered = {(h.person_id, h.question_post_id) for h in hits if h.response == "answered"}
+    answered = {(h.person_id, h.question_post_id) for h in hits if h.response is ResponseKind.ANSWERED}
     found: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for hit in hits:
-        if hit.response != "answered" and (hit.person_id, hit.question_post_id) in answered:
+        if hit.response is not ResponseKind.ANSWERED and (hit.person_id, hit.question_post_id) in answered:
             continue
         weight_for, weight_against = RESPONSE_WEIGHTS.get(hit.response, (0.0, 0.0))
         closeness = min(max((hit.similarity - REACH) / (1.0 - REACH), 0.0), 1.0)

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.matcher.embedder import Embedder
 from services.matcher.counts import DailyCounts
+from services.matcher.embedder import Embedder
 from services.matcher.features import CandidatePool, candidate_features
 from services.matcher.feedback import with_feedback
 from services.matcher.index.base import (
@@ -21,9 +21,9 @@ from services.matcher.index.base import (
     IndexUnavailable,
 )
 from services.matcher.query import QuestionQuery
-from services.matcher.ranking import DEFAULT_WEIGHTS, Weights, evidence_of, rank_candidates
+from services.matcher.ranking import EvidenceOrder, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
-from services.matcher.training import History, LearningPolicy, Trainer, past_question
+from services.matcher.training import History, Trainer, TrainingPolicy, past_question
 from shared import metrics
 from shared.consumer import Delivery, TransientError
 from shared.events import (
@@ -57,8 +57,8 @@ class RankingPolicy:
     tag_depth: int = 100
     recent_depth: int = 300
     evidence: int = 3
-    weights: Weights = DEFAULT_WEIGHTS
-    learning: LearningPolicy = field(default_factory=LearningPolicy)
+    evidence_order: EvidenceOrder = field(default_factory=EvidenceOrder)
+    training: TrainingPolicy = field(default_factory=TrainingPolicy)
 
     @property
     def pool(self) -> CandidatePool:
@@ -101,11 +101,11 @@ class MatcherService:
         self._publish = publish
         self._policy = policy
         self._clock = clock
-        self._history = History(policy.learning.history)
+        self._history = History(policy.training.history)
         self._unlearned: set[str] = set()
         self._daily = DailyCounts(index)
         self.trainer = Trainer(
-            index=index, history=self._history, pool=policy.pool, policy=policy.learning, daily=self._daily
+            index=index, history=self._history, pool=policy.pool, policy=policy.training, daily=self._daily
         )
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
@@ -121,7 +121,10 @@ class MatcherService:
         vectors = await self._embedder.embed(texts)
         contributions = {
             id(event): _contribution(
-                event.data, titles.get((event.tenant, event.data.thread_id)), vector, tags.get((event.tenant, event.data.thread_id), ())
+                event.data,
+                titles.get((event.tenant, event.data.thread_id)),
+                vector,
+                tags.get((event.tenant, event.data.thread_id), ()),
             )
             for event, vector in zip(upserts, vectors, strict=True)
         }
@@ -169,7 +172,7 @@ class MatcherService:
                     question_post_id=response.question_post_id,
                     thread_id=response.thread_id,
                     person_id=response.person_id,
-                    response=response.response.value,
+                    response=response.response,
                     at=response.responded_at,
                     vector=vector,
                 )
@@ -329,7 +332,7 @@ class MatcherService:
                 now=query.now,
                 limit=limit + _SPARE,
                 evidence=self._policy.evidence,
-                weights=self._policy.weights,
+                order=self._policy.evidence_order,
             )
             ranked = await self._closest_posts(query, ranked)
         metrics.RANK_SECONDS.observe(time.perf_counter() - started)

@@ -21,14 +21,8 @@ import numpy as np
 from services.matcher.counts import DailyCounts
 from services.matcher.features import CandidatePool, candidate_features
 from services.matcher.index.base import Contribution, ExpertIndex, Hit, IndexUnavailable
-from services.matcher.learning import (
-    Example,
-    LinearScorer,
-    Training,
-    fit,
-    fusion_scorer,
-)
 from services.matcher.query import QuestionQuery
+from services.matcher.scorer import Example, FitSettings, LinearScorer, fit, fusion_scorer
 from services.matcher.texts import contribution_text, visible_to
 
 log = logging.getLogger(__name__)
@@ -50,14 +44,14 @@ class PastQuestion:
 
 
 @dataclass(frozen=True, slots=True)
-class LearningPolicy:
+class TrainingPolicy:
     """When a tenant gets a learned model, and how often and on how much it is refit."""
 
     min_examples: int = 50
     retrain_every: int = 50
     window: int = 600  # the most recent accepted questions a fit learns from
     history: int = 20_000  # questions remembered per tenant
-    training: Training = field(default_factory=Training)
+    fit_settings: FitSettings = field(default_factory=FitSettings)
 
 
 class History:
@@ -115,7 +109,7 @@ class Trainer:
     """Each tenant's current scorer: the hand-set fusion until enough history, then a learned one."""
 
     def __init__(
-        self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: LearningPolicy, daily: DailyCounts
+        self, *, index: ExpertIndex, history: History, pool: CandidatePool, policy: TrainingPolicy, daily: DailyCounts
     ) -> None:
         self._index = index
         self._daily = daily
@@ -138,7 +132,9 @@ class Trainer:
         if running is not None and not running.done():
             return running
         labelled = len(self._history.labelled(tenant))
-        due = labelled >= self._policy.min_examples and labelled - self._trained_on[tenant] >= self._policy.retrain_every
+        due = (
+            labelled >= self._policy.min_examples and labelled - self._trained_on[tenant] >= self._policy.retrain_every
+        )
         if not due:
             return None
         task = asyncio.create_task(self._retrain(tenant), name=f"retrain-{tenant}")
@@ -173,7 +169,9 @@ class Trainer:
             log.warning("could not read %s's past questions back from the index", tenant, exc_info=True)
             return
         for accepted in found:
-            question = past_question(accepted.question, tenant=tenant, vector=accepted.vector, audience=accepted.audience)
+            question = past_question(
+                accepted.question, tenant=tenant, vector=accepted.vector, audience=accepted.audience
+            )
             self._history.restore(question, accepted.answerer)
         log.info("read back %d past questions of %s with an accepted answer", len(found), tenant)
 
@@ -183,7 +181,9 @@ class Trainer:
         None where the accepted answerer was not among the candidates. Evaluation uses this to
         fit on the test questions themselves: how far weights alone could take these features.
         """
-        return {q.post_id: await self._example(q, a) for q, a in self._history.labelled(tenant) if q.post_id in post_ids}
+        return {
+            q.post_id: await self._example(q, a) for q, a in self._history.labelled(tenant) if q.post_id in post_ids
+        }
 
     def forget(self, tenant: str) -> None:
         """Drop cached examples (after an erasure): the next refit reads them afresh from the index."""
@@ -210,7 +210,7 @@ class Trainer:
             # tries again, reusing the examples already read.
             log.info("%s: %d usable examples of %d, too few to learn from yet", tenant, len(usable), len(labelled))
             return
-        self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.training)
+        self._scorers[tenant] = await asyncio.to_thread(fit, usable, self._policy.fit_settings)
         self._trained_on[tenant] = len(labelled)
         self.fit_seconds.append(time.perf_counter() - started)
         log.info("retrained %s on %d examples in %.2f s", tenant, len(usable), self.fit_seconds[-1])
@@ -236,7 +236,9 @@ class Trainer:
         return cache[key]
 
 
-def past_question(question: Hit | Contribution, *, tenant: str, vector: Sequence[float], audience: Sequence[str]) -> PastQuestion:
+def past_question(
+    question: Hit | Contribution, *, tenant: str, vector: Sequence[float], audience: Sequence[str]
+) -> PastQuestion:
     """A question as learning sees it, from the contribution just indexed or a hit read back."""
     return PastQuestion(
         tenant=tenant,

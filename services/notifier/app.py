@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.notifier.bootstrap import bootstrap
 from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import Resolver, system_resolver
-from services.notifier.routes import deliveries, invitations, people, subscriptions, threads
+from services.notifier.routes import deliveries, invitations, people, readiness, subscriptions, threads
 from services.notifier.settings import NotifierSettings
 from shared.errors import install_error_handlers
 from shared.events import INVITATION_CREATED, InvitationCreated
@@ -32,14 +32,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with bootstrap(settings, http_client=http_client, clock=clock, resolver=resolver) as notifier:
             app.state.notifier = notifier
-            app.state.tenants_by_key = settings.tenants_by_key
-            app.state.readiness = notifier.readiness
             yield
 
     app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
     instrument(app)
     install_error_handlers(app)
-    app.include_router(health_router())
+    app.include_router(health_router(readiness))
     for module in (subscriptions, invitations, deliveries, people, threads):
         app.include_router(module.router)
     _declare_webhooks(app)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,6 +44,7 @@ class Notifier:
     resolver: Resolver
     allow_list: AllowList
     secret_overlap: timedelta
+    tenants_by_key: Mapping[str, str]
     publisher: ResponsePublisher | None = None
     matches_loop: ConsumerLoop | None = None
     posts_loop: ConsumerLoop | None = None
@@ -81,7 +82,7 @@ async def bootstrap(
         notifier = Notifier(
             db=db, worker=worker, escalation=escalation, clock=clock, resolver=resolver,
             allow_list=settings.allow_list, secret_overlap=timedelta(seconds=settings.secret_overlap),
-            readiness={"database": db.ping},
+            tenants_by_key=settings.tenants_by_key, readiness={"database": db.ping},
         )
         if settings.consume:
             await _start_broker_work(notifier, stack, settings, policies)
@@ -122,9 +123,13 @@ async def _start_broker_work(
     _start(stack, "response publisher", publisher.run, publisher.stop)
     notifier.publisher = publisher
     matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
-    notifier.matches_loop = await _start_loop(stack, settings, "notifier", matches_consumer(settings), producer, matches)
+    notifier.matches_loop = await _start_loop(
+        stack, settings, "notifier", matches_consumer(settings), producer, matches
+    )
     posts = posts_handler(db, clock=clock)
-    notifier.posts_loop = await _start_loop(stack, settings, "notifier-posts", posts_consumer(settings), producer, posts)
+    notifier.posts_loop = await _start_loop(
+        stack, settings, "notifier-posts", posts_consumer(settings), producer, posts
+    )
     topics = [settings.topic(name) for name in (MATCHES, POSTS, RESPONSES)]
     notifier.readiness["broker"] = broker_check(settings, *topics)
     notifier.readiness["consumer"] = consumer_check(notifier.matches_loop)

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import exc as sa_exc
 
 from services.notifier.clock import Clock, utcnow
-from services.notifier.settings import NotifierSettings
 from services.notifier.policy import InvitePolicy, Policies
+from services.notifier.settings import NotifierSettings
 from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
 from shared import metrics

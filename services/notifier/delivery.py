@@ -94,7 +94,11 @@ class DeliveryWorker(Poller):
         status, retry_after, error = await self._send(due)
         duration_ms = round((time.perf_counter() - started) * 1000)
         outcome = decide(
-            attempts=due.attempts + 1, status=status, retry_after=retry_after, now=self._clock(), schedule=self._schedule
+            attempts=due.attempts + 1,
+            status=status,
+            retry_after=retry_after,
+            now=self._clock(),
+            schedule=self._schedule,
         )
         attempt = DeliveryAttempt(attempted_at=attempted_at, status_code=status, duration_ms=duration_ms, error=error)
         await deliveries.record_attempt(

@@ -119,7 +119,7 @@ class AllowList:
     networks: tuple[Network, ...] = ()
 
     @classmethod
-    def parse(cls, raw: str) -> "AllowList":
+    def parse(cls, raw: str) -> AllowList:
         """`"127.0.0.0/8,::1,hooks.internal"`: CIDRs, addresses and exact host names."""
         hosts, networks = set(), []
         for item in filter(None, (part.strip() for part in raw.split(","))):

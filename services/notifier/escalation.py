@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from services.notifier.clock import Clock, utcnow
-from services.notifier.poller import Poller
 from services.notifier.policy import Policies
+from services.notifier.poller import Poller
 from services.notifier.store import threads
 from services.notifier.store.database import Database
 from shared import metrics

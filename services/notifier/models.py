@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,7 +34,9 @@ class Base(DeclarativeBase):
     pass
 
 
-class DeliveryState:
+class DeliveryState(StrEnum):
+    """Where a webhook delivery stands: retried while pending, then delivered or failed for good."""
+
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ class Poller:
             except Exception:
                 # The work stays in the database (claims expire): the next round picks it up.
                 log.exception("%s round failed; retrying in %.1fs", type(self).__name__, self._poll_interval)
-            try:
+            with contextlib.suppress(TimeoutError):  # woken early, or the interval is over
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()

@@ -66,7 +66,7 @@ class NotifierSettings(CommonSettings):
         return value
 
     @model_validator(mode="after")
-    def _default_database(self) -> "NotifierSettings":
+    def _default_database(self) -> NotifierSettings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'notifier.db'}"
         return self

@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
     parser.add_argument("--questions", type=int, default=60, help="questions timed end to end")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--import-posts", type=int, default=20_000, help="backfill waiting while live questions are timed")
+    parser.add_argument(
+        "--import-posts", type=int, default=20_000, help="backfill waiting while live questions are timed"
+    )
     parser.add_argument("--live-questions", type=int, default=20, help="questions timed during the import")
     parser.add_argument("--live-gap", type=float, default=3.0, help="seconds between questions during the import")
     args = parser.parse_args(argv)

@@ -95,7 +95,9 @@ class Run:
         invitations = {(_data(r)["thread_id"], _data(r)["person_id"]): _data(r)["invitation_id"] for r in acknowledged}
         ids_per_pair: dict[tuple[str, str], set[str]] = {}
         for r in self.receiver.received():
-            ids_per_pair.setdefault((_data(r)["thread_id"], _data(r)["person_id"]), set()).add(_data(r)["invitation_id"])
+            ids_per_pair.setdefault((_data(r)["thread_id"], _data(r)["person_id"]), set()).add(
+                _data(r)["invitation_id"]
+            )
         repeated = sum(count - 1 for count in Counter(r.headers["webhook-id"] for r in acknowledged).values())
         print(
             f"\n[{fault}] questions accepted {len(self.accepted)} (after {self.refused} retried 503s), "
@@ -134,12 +136,18 @@ async def run(supervised_broker, topic_prefix, tmp_path):
     )
     with system, Receiver() as receiver:
         async with httpx.AsyncClient(timeout=30) as http:
-            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+            created = await http.post(
+                f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url}
+            )
             assert created.status_code == 201, created.text
-            answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})
+            answer = await http.post(
+                f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()}
+            )
             assert answer.status_code == 202, answer.text
             deadline = time.monotonic() + 120
-            while (await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)).json()["contributions"] < len(HISTORY):
+            while (await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)).json()[
+                "contributions"
+            ] < len(HISTORY):
                 assert time.monotonic() < deadline, "the history was never indexed"
                 await asyncio.sleep(0.2)
             yield Run(system, receiver, http)

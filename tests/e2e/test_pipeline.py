@@ -69,11 +69,15 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
     settings = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers, kafka_topic_prefix=topic_prefix)
     async with httpx.AsyncClient(timeout=30) as http:
         with Receiver() as receiver:
-            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+            created = await http.post(
+                f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url}
+            )
             assert created.status_code == 201, created.text
             secret = created.json()["secret"]
 
-            answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})
+            answer = await http.post(
+                f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()}
+            )
             assert answer.status_code == 202, answer.text
 
             async def indexed():
@@ -88,7 +92,9 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
             assert answer.status_code == 202, answer.text
 
             async def invited():
-                got = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+                got = await http.get(
+                    f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"}
+                )
                 rows = got.json()
                 done = rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"])
                 return rows if done else None
@@ -117,7 +123,9 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
             # Globex sees none of it.
             other = await http.get(f"{system.url('notifier')}/v1/invitations", headers=GLOBEX)
             assert other.json() == []
-            search = await http.post(f"{system.url('matcher')}/v1/experts/search", headers=GLOBEX, json={"text": "kubernetes memory"})
+            search = await http.post(
+                f"{system.url('matcher')}/v1/experts/search", headers=GLOBEX, json={"text": "kubernetes memory"}
+            )
             assert search.json()["experts"] == []
 
             # The same match delivered again, and the question posted again: no second invitation.
@@ -129,7 +137,9 @@ async def test_a_question_reaches_the_right_colleague_as_a_signed_webhook_once(s
                 return await _count_matches(settings) >= 3 and await _notifier_caught_up(settings)
 
             await until(matched_twice_more, 60, "the notifier to handle the repeated matches")
-            again = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+            again = await http.get(
+                f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"}
+            )
             assert sorted(row["id"] for row in again.json()) == sorted(row["id"] for row in invitations)
             assert len(receiver.received()) == len(requests)
 
@@ -140,7 +150,9 @@ async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
     question = {**QUESTION, "title": f"{script}Kafka lag <b>and</b> OOMKilled pods"}
     async with httpx.AsyncClient(timeout=30) as http:
         with Receiver() as receiver:
-            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
+            created = await http.post(
+                f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url}
+            )
             assert created.status_code == 201, created.text
             answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history})
             assert answer.status_code == 202, answer.text
@@ -154,9 +166,13 @@ async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
             assert answer.status_code == 202, answer.text
 
             async def delivered():
-                got = await http.get(f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"})
+                got = await http.get(
+                    f"{system.url('notifier')}/v1/invitations", headers=ACME, params={"thread_id": "q-new"}
+                )
                 rows = got.json()
-                return rows if rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"]) else None
+                return (
+                    rows if rows and all(d["state"] == "delivered" for row in rows for d in row["deliveries"]) else None
+                )
 
             invitations = await until(delivered, 60, "invitations to be delivered")
             requests = await receiver.wait_for(len(invitations), timeout=10)
@@ -175,7 +191,9 @@ async def test_markup_in_titles_reaches_no_webhook_as_markup(system):
 
 async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such_question(system):
     async with httpx.AsyncClient(timeout=30) as http:
-        answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})
+        answer = await http.post(
+            f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()}
+        )
         assert answer.status_code == 202, answer.text
 
         async def invitations_to(thread: str, expected: int | None = None):
@@ -193,7 +211,9 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
         [kims] = [row for row in first if row["person_id"] == "kim"]
 
         said = await http.post(
-            f"{system.url('notifier')}/v1/invitations/{kims['id']}/response", headers=ACME, json={"response": "not_my_area"}
+            f"{system.url('notifier')}/v1/invitations/{kims['id']}/response",
+            headers=ACME,
+            json={"response": "not_my_area"},
         )
         assert said.status_code == 201, said.text
 
@@ -227,7 +247,9 @@ async def test_not_my_area_on_an_invitation_keeps_that_person_from_the_next_such
         assert {reason for person, reason in reasons.items() if person != "kim"} == {"not_close_enough"}
         # Far from that question, kim is still the one asked.
         hits = await http.post(
-            f"{system.url('matcher')}/v1/experts/search", headers=ACME, json={"text": "helm rollback lost the TLS secret"}
+            f"{system.url('matcher')}/v1/experts/search",
+            headers=ACME,
+            json={"text": "helm rollback lost the TLS secret"},
         )
         assert hits.json()["experts"][0]["person_id"] == "kim"
 

@@ -118,7 +118,11 @@ def _count(event: dict, report: FuzzReport) -> None:
 
 @contextmanager
 def running_services(
-    data_dir: Path, *, bootstrap_servers: str | None = None, topic_prefix: str = "fuzz-", database_url: str | None = None
+    data_dir: Path,
+    *,
+    bootstrap_servers: str | None = None,
+    topic_prefix: str = "fuzz-",
+    database_url: str | None = None,
 ) -> Iterator[ServiceProcesses]:
     """The three services, on a broker of their own unless given one, with one tenant's key."""
     with ExitStack() as stack:

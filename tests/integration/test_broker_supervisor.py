@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -118,10 +119,8 @@ async def ask_for(bootstrap: str, topic: str) -> None:
 
 async def keep_asking_for(bootstrap: str, topic: str) -> None:
     while True:
-        try:
+        with contextlib.suppress(KafkaError, OSError):  # the broker is down for now
             await ask_for(bootstrap, topic)
-        except (KafkaError, OSError):
-            pass  # the broker is down for now
         await asyncio.sleep(0.005)
 
 

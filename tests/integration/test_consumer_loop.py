@@ -8,30 +8,16 @@ import pytest
 from aiokafka import TopicPartition
 
 from shared.consumer import ConsumerLoop, TransientError
-from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.embedded_broker import EmbeddedBroker
+from shared.kafka import ensure_topics, make_consumer, make_producer, publish
 from shared.settings import CommonSettings
 from shared.topics import POSTS, RESPONSES, dlq
 from tests.support.clocks import ManualClock
 from tests.support.events import answer_event
-from tests.support.topics import create_topics
+from tests.support.topics import create_topics, read_records
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
-
-
-async def _read_all(settings, topic: str, expect: int, timeout: float = 20.0):
-    consumer = make_consumer(settings, topic, group_id=settings.topic("reader"))
-    await consumer.start()
-    got = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            got.extend(r for part in batch.values() for r in part)
-    finally:
-        await consumer.stop()
-    return got
 
 
 @pytest.fixture
@@ -86,8 +72,7 @@ async def test_poison_messages_go_to_the_dlq_with_the_error_and_the_rest_is_hand
     await consumer.stop()
 
     assert sorted(seen) == ["p1", "p2"]
-    dead = await _read_all(settings, dlq(topic), expect=2)
-    assert len(dead) == 2
+    dead = await read_records(settings, dlq(topic), 2)
     errors = {dict(r.headers)["error.type"].decode() for r in dead}
     assert errors == {"UndecodableEvent", "ValueError"}
     assert any(r.value == b"{not json" for r in dead)
@@ -130,9 +115,11 @@ async def test_a_transient_failure_retries_the_batch_without_losing_it(kafka):
         consumer=consumer, producer=producer, handler=handler, name="test", retry_backoff=(0.01,)
     )
     task = asyncio.create_task(loop.run())
-    deadline = asyncio.get_running_loop().time() + 20
-    while len(seen) < 4 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+
+    async def all_seen() -> bool:
+        return len(seen) >= 4
+
+    await until(all_seen, 20, what="the four posts, retried")
     loop.stop()
     await asyncio.wait_for(task, 10)
     await consumer.stop()
@@ -181,21 +168,23 @@ async def test_a_loop_whose_topic_is_gone_says_so_after_the_grace_period(tmp_pat
         pass
 
     loop = ConsumerLoop(consumer=consumer, producer=producer, handler=handler, name="test", grace=15, clock=clock)
+
+    async def assigned() -> bool:
+        return bool(consumer.assignment() and loop.running)
+
+    async def unassigned() -> bool:
+        return not consumer.assignment()
+
     task = asyncio.create_task(loop.run())
     try:
-        deadline = asyncio.get_running_loop().time() + 60
-        while not (consumer.assignment() and loop.running):
-            assert asyncio.get_running_loop().time() < deadline, "never assigned"
-            await asyncio.sleep(0.1)
+        await until(assigned, 60, what="the loop to be assigned", poll=0.1)
         clock.now += 100
         assert loop.health() is None, "assigned: healthy"
         port = own.port
         own._process.kill()
         own._process.wait()
         own = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log").start()
-        while consumer.assignment():
-            assert asyncio.get_running_loop().time() < deadline, "kept its partitions of a topic that is gone"
-            await asyncio.sleep(0.1)
+        await until(unassigned, 60, what="the loop to give up the partitions of a topic that is gone", poll=0.1)
         await asyncio.sleep(1)  # a poll or two without partitions
         early = loop.health()
         clock.now += 16

@@ -138,13 +138,17 @@ async def test_every_demo_invitee_has_answered_the_topic_and_every_why_is_true(c
                 problems.append(f"{question.title!r}: nobody invited")
                 continue
             if question.matching_thread not in facts.answered[invited[0].person_id]:
-                problems.append(f"{question.title!r}: {invited[0].person_id}, first, never answered {question.matching_thread}")
+                problems.append(
+                    f"{question.title!r}: {invited[0].person_id}, first, never answered {question.matching_thread}"
+                )
             if accepted not in [c.person_id for c in invited]:
                 problems.append(f"{question.title!r}: {accepted}, who answered it before (accepted), is not invited")
             for candidate in invited:
                 if not facts.answered[candidate.person_id] & on_topic:
                     problems.append(f"{question.title!r}: {candidate.person_id} has answered nothing on its topic")
-                problems += [f"{question.title!r}: {p}" for p in facts.check_why(candidate.person_id, why_you(candidate))]
+                problems += [
+                    f"{question.title!r}: {p}" for p in facts.check_why(candidate.person_id, why_you(candidate))
+                ]
     finally:
         await service._index.close()
         model.close()
@@ -158,6 +162,8 @@ def test_the_why_checker_catches_an_untrue_statement(corpus):
     assert facts.check_why("aisha.bello", true) == []
     assert facts.check_why("tom.becker", true) != []  # never answered it
     assert facts.check_why("aisha.bello", "You have written 99 answers, and " + true[0].lower() + true[1:]) != []
-    tagged = "You answered “Terraform plan wants to destroy the catalog RDS instance”; you have 1 answer tagged terraform."
+    tagged = (
+        "You answered “Terraform plan wants to destroy the catalog RDS instance”; you have 1 answer tagged terraform."
+    )
     assert facts.check_why("aisha.bello", tagged) != []
     assert facts.check_why("aisha.bello", "You have been answering a lot lately.") != []

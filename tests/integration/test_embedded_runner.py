@@ -67,7 +67,10 @@ async def test_the_receiver_prints_a_verified_invitation(receiver, capsys):
 
     assert response.status_code == 204
     out = capsys.readouterr().out
-    assert 'INVITATION -> Lars Nygaard to "orders topic consumer lag climbs" (score 0.81: similarity 0.52, tags 0.24, activity 0.10)' in out
+    assert (
+        'INVITATION -> Lars Nygaard to "orders topic consumer lag climbs" '
+        "(score 0.81: similarity 0.52, tags 0.24, activity 0.10)" in out
+    )
     assert "why: You answered “Consumer lag on catalog-indexer" in out
     assert "signature verified" in out
     assert receiver.received == 1
@@ -211,7 +214,9 @@ def test_on_a_kafka_of_ones_own_the_topics_are_created_once(broker, topic_prefix
     assert create_topics(CommonSettings())
 
     partitions = asyncio.run(topic_partitions(broker.bootstrap_servers))
-    assert {name: n for name, n in partitions.items() if name.startswith(topic_prefix)} == expected_partitions(topic_prefix)
+    assert {name: n for name, n in partitions.items() if name.startswith(topic_prefix)} == expected_partitions(
+        topic_prefix
+    )
     out = capsys.readouterr().out
     assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: created {topic_prefix}posts" in out
     assert f"using the Kafka broker at {broker.bootstrap_servers}; topics: all exist" in out

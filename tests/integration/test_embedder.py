@@ -48,22 +48,67 @@ def post(post_id, author, kind, body, *, thread, title=None, tenant="acme") -> P
 # Believable history: kim answers container questions, pat answers payroll ones; words barely overlap
 # with the questions asked below, so only meaning can connect them.
 CORPUS = [
-    post("q1", "carol", PostKind.QUESTION, "Our pods go into CrashLoopBackOff after the deploy.", thread="t1",
-         title="Pods crash after deploying to the cluster"),
-    post("a1", "kim", PostKind.ANSWER, "Check the liveness probe and kubectl logs --previous; the container runs out of "
-         "memory, raise its limits in the deployment manifest.", thread="t1"),
-    post("q2", "dave", PostKind.QUESTION, "How do I expose a service outside the cluster?", thread="t2",
-         title="Kubernetes ingress for an internal service"),
-    post("a2", "kim", PostKind.ANSWER, "Create an Ingress resource pointing at the Service; the nginx ingress "
-         "controller handles TLS.", thread="t2"),
-    post("q3", "erin", PostKind.QUESTION, "When is the salary paid if the 25th is a Sunday?", thread="t3",
-         title="Salary payment date"),
-    post("a3", "pat", PostKind.ANSWER, "Salaries go out on the last working day before the 25th; the payroll "
-         "team sends payslips by email.", thread="t3"),
-    post("q4", "lee", PostKind.QUESTION, "Where do I find my payslip and tax certificate?", thread="t4",
-         title="Payslip and tax forms"),
-    post("a4", "pat", PostKind.ANSWER, "Payslips and the yearly tax statement are in the HR portal under Payroll.",
-         thread="t4"),
+    post(
+        "q1",
+        "carol",
+        PostKind.QUESTION,
+        "Our pods go into CrashLoopBackOff after the deploy.",
+        thread="t1",
+        title="Pods crash after deploying to the cluster",
+    ),
+    post(
+        "a1",
+        "kim",
+        PostKind.ANSWER,
+        "Check the liveness probe and kubectl logs --previous; the container runs out of "
+        "memory, raise its limits in the deployment manifest.",
+        thread="t1",
+    ),
+    post(
+        "q2",
+        "dave",
+        PostKind.QUESTION,
+        "How do I expose a service outside the cluster?",
+        thread="t2",
+        title="Kubernetes ingress for an internal service",
+    ),
+    post(
+        "a2",
+        "kim",
+        PostKind.ANSWER,
+        "Create an Ingress resource pointing at the Service; the nginx ingress controller handles TLS.",
+        thread="t2",
+    ),
+    post(
+        "q3",
+        "erin",
+        PostKind.QUESTION,
+        "When is the salary paid if the 25th is a Sunday?",
+        thread="t3",
+        title="Salary payment date",
+    ),
+    post(
+        "a3",
+        "pat",
+        PostKind.ANSWER,
+        "Salaries go out on the last working day before the 25th; the payroll team sends payslips by email.",
+        thread="t3",
+    ),
+    post(
+        "q4",
+        "lee",
+        PostKind.QUESTION,
+        "Where do I find my payslip and tax certificate?",
+        thread="t4",
+        title="Payslip and tax forms",
+    ),
+    post(
+        "a4",
+        "pat",
+        PostKind.ANSWER,
+        "Payslips and the yearly tax statement are in the HR portal under Payroll.",
+        thread="t4",
+    ),
 ]
 
 
@@ -74,7 +119,7 @@ def test_the_bundled_model_loads_offline_and_embeds_unit_vectors(real_embedder):
     ]))
     assert len(a) == real_embedder.dimension == 384
     assert math.isclose(sum(x * x for x in a), 1.0, rel_tol=1e-4)
-    cosine = lambda u, v: sum(x * y for x, y in zip(u, v))  # noqa: E731
+    cosine = lambda u, v: sum(x * y for x, y in zip(u, v, strict=True))  # noqa: E731
     assert cosine(a, b) > cosine(a, c)
 
 
@@ -114,7 +159,9 @@ async def test_search_through_the_app_is_per_tenant_and_needs_a_key(settings, re
                 await producer.stop()
             await wait_for_contributions(client, acme, len(CORPUS))
 
-            found = await client.post("/v1/experts/search", json={"text": "pods restarting in kubernetes"}, headers=acme)
+            found = await client.post(
+                "/v1/experts/search", json={"text": "pods restarting in kubernetes"}, headers=acme
+            )
             assert found.status_code == 200, found.text
             experts = found.json()["experts"]
             assert experts[0]["person_id"] == "kim"
@@ -127,9 +174,14 @@ async def test_search_through_the_app_is_per_tenant_and_needs_a_key(settings, re
             )
             assert [e["person_id"] for e in excluded.json()["experts"]] != ["kim"]
 
-            other = await client.post("/v1/experts/search", json={"text": "pods restarting in kubernetes"}, headers=globex)
+            other = await client.post(
+                "/v1/experts/search", json={"text": "pods restarting in kubernetes"}, headers=globex
+            )
             assert other.status_code == 200 and other.json() == {"experts": []}
-            assert (await client.get("/v1/index/stats", headers=globex)).json() == {"contributions": 0, "learned_from": 0}
+            assert (await client.get("/v1/index/stats", headers=globex)).json() == {
+                "contributions": 0,
+                "learned_from": 0,
+            }
 
             assert (await client.post("/v1/experts/search", json={"text": "pods"})).status_code == 401
             assert (await client.get("/v1/index/stats", headers={"Authorization": "Bearer nope"})).status_code == 401

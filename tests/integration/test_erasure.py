@@ -30,27 +30,34 @@ from services.notifier.models import (
 )
 from services.notifier.policy import InvitePolicy
 from services.notifier.settings import NotifierSettings
-from services.notifier.store import Database, deliveries, erasure, invitations, people, responses, subscriptions, threads
+from services.notifier.store import (
+    Database,
+    deliveries,
+    erasure,
+    invitations,
+    people,
+    responses,
+    subscriptions,
+    threads,
+)
 from services.notifier.store.deliveries import Outcome
 from services.notifier.store.erasure import Erasure
 from shared.consumer import Delivery
 from shared.events import (
     Candidate,
-    Evidence,
     ExpertsMatched,
-    Match,
     PersonErased,
     PersonRef,
     Post,
     PostKind,
     PostUpserted,
-    Question,
     ResponseKind,
 )
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
 from tests.fakes import FakeEmbedder
 from tests.support.clocks import ManualClock
+from tests.support.events import matched as a_match
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
@@ -62,24 +69,9 @@ ACME = {"authorization": "Bearer acme-key"}
 GLOBEX = {"authorization": "Bearer globex-key"}
 
 
-def matched(
-    *people: str,
-    thread: str,
-    asker: str = "asker",
-    tenant: str = "acme",
-    participants=(),
-    at: datetime | None = None,
-    posted_at: datetime = T0 - timedelta(days=30),
-) -> ExpertsMatched:
-    """A match of `people`, best first; ranked `at` (default: now), on their answers `posted_at`."""
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Kubernetes pods restart", excerpt="Why?")
-    evidence = (
-        Evidence(post_id="e1", thread_id="k0", kind=PostKind.ANSWER, title="Pods", snippet="probe", similarity=0.8,
-                 created_at=posted_at),
-    )
-    candidates = tuple(Candidate(person_id=p, score=0.9 - i * 0.1, evidence=evidence) for i, p in enumerate(people))
-    match = Match(question=question, candidates=candidates, participants=participants)
-    return ExpertsMatched(tenant=tenant, data=match, **({"time": at} if at else {}))
+def matched(*people: str, posted_at: datetime = T0 - timedelta(days=30), **options) -> ExpertsMatched:
+    """A match whose evidence was posted `posted_at`: by default a month before anything here happens."""
+    return a_match(*people, posted_at=posted_at, **options)
 
 
 def erased(person_id: str, tenant: str = "acme", at: datetime | None = None) -> PersonErased:
@@ -95,21 +87,26 @@ def reply(author: str, *, thread: str) -> PostUpserted:
 # --- the notifier's store, on SQLite and PostgreSQL ---------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
+@pytest.fixture
+async def db(db):
+    """The database with a subscription for each tenant."""
     for tenant in ("acme", "globex"):
-        await subscriptions.create(database, tenant=tenant, url=f"http://{tenant}/hook", description=None, now=T0)
-    yield database
-    await database.close()
+        await subscriptions.create(db, tenant=tenant, url=f"http://{tenant}/hook", description=None, now=T0)
+    return db
 
 
 async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that(db):
     await invitations.record_match(db, event=matched("kim", "pat", "ann", thread="t1"), policy=POLICY, now=T0)
-    await people.put_preferences(db, tenant="acme", person_id="kim", opted_out=False, snoozed_until=T0 + timedelta(days=9),
-                                 max_per_day=None, max_per_week=None, now=T0)
+    await people.put_preferences(
+        db,
+        tenant="acme",
+        person_id="kim",
+        opted_out=False,
+        snoozed_until=T0 + timedelta(days=9),
+        max_per_day=None,
+        max_per_week=None,
+        now=T0,
+    )
     await invitations.record_match(db, event=matched("kim", "lee", "ann", "pat", thread="t2"), policy=POLICY, now=T0)
     await invitations.record_match(db, event=matched("pat", thread="t3", asker="kim"), policy=POLICY, now=T0)
     await invitations.record_match(db, event=matched("kim", thread="t1", tenant="globex"), policy=POLICY, now=T0)
@@ -135,7 +132,9 @@ async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that
     assert await deliveries.search(db, tenant="acme", invitation_id=kims.invitation.id) == []
     async with db.sessions() as session:
         attempted = set((await session.scalars(sa.select(DeliveryAttempt.delivery_id))).all())
-        assert await session.scalar(sa.select(sa.func.count()).where(DeliveryRow.invitation_id == kims.invitation.id)) == 0
+        assert (
+            await session.scalar(sa.select(sa.func.count()).where(DeliveryRow.invitation_id == kims.invitation.id)) == 0
+        )
         assert set((await session.scalars(sa.select(ThreadReply.person_id))).all()) == {"lee"}
     due = await deliveries.claim_due(db, now=T0 + timedelta(days=1), limit=100, lease=timedelta(minutes=1))
     assert len(due) == 5  # pat, ann, lee, pat, and globex's kim: nothing for acme's kim
@@ -173,12 +172,19 @@ async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nob
     assert found.state.participants == ["max"]
     assert [c["person_id"] for c in found.state.candidates] == ["pat", "ann", "lee"]
     # Not even a record of passing them over: the only skips are of those invited before.
-    assert sorted((s.person_id, s.reason) for s in found.skips) == [("ann", "already_invited"), ("pat", "already_invited")]
+    assert sorted((s.person_id, s.reason) for s in found.skips) == [
+        ("ann", "already_invited"),
+        ("pat", "already_invited"),
+    ]
     assert (await threads.decisions(db, tenant="acme", thread_id="t2")).state is None
     # Ranked after their erasure, on a post made since: it invites them.
     assert [i.person_id for i in globex] == ["kim"]
     # What is kept of acme's erased people: their erasure's time, under a hash of tenant and id.
-    assert set(await _rows_mentioning(db, "kim")) == {"invitations: globex", "deliveries: globex", "thread_states: globex"}
+    assert set(await _rows_mentioning(db, "kim")) == {
+        "invitations: globex",
+        "deliveries: globex",
+        "thread_states: globex",
+    }
     assert await _rows_mentioning(db, "zoe") == []
     assert await _erasures(db) == {
         ("acme", _sha256("acme/kim")): T0 + timedelta(minutes=2),
@@ -192,8 +198,19 @@ async def test_a_match_ranked_after_the_erasure_invites_them_again_until_erased_
     await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=erased_at)
 
     # Kim posted again: the matcher ranks them for a new question after their erasure, on that post.
-    after = matched("kim", "pat", "ann", "lee", thread="t1", at=erased_at + timedelta(seconds=2), posted_at=erased_at + timedelta(seconds=1))
-    assert [i.person_id for i in await invitations.record_match(db, event=after, policy=POLICY, now=erased_at)] == ["kim", "pat"]
+    after = matched(
+        "kim",
+        "pat",
+        "ann",
+        "lee",
+        thread="t1",
+        at=erased_at + timedelta(seconds=2),
+        posted_at=erased_at + timedelta(seconds=1),
+    )
+    assert [i.person_id for i in await invitations.record_match(db, event=after, policy=POLICY, now=erased_at)] == [
+        "kim",
+        "pat",
+    ]
     escalated = await threads.escalate(db, tenant="acme", thread_id="t1", policy=POLICY, now=T0 + timedelta(hours=2))
     assert [i.person_id for i in escalated] == ["ann", "lee"]
     ranked_at_the_erasure = matched("kim", thread="t2", at=erased_at)
@@ -222,7 +239,9 @@ async def test_a_match_ranked_after_the_erasure_on_their_old_posts_invites_nobod
 
 
 async def test_escalation_never_invites_a_person_erased_since_the_threads_match(db):
-    await invitations.record_match(db, event=matched("pat", "ann", "kim", "lee", thread="t1", at=T0), policy=POLICY, now=T0)
+    await invitations.record_match(
+        db, event=matched("pat", "ann", "kim", "lee", thread="t1", at=T0), policy=POLICY, now=T0
+    )
     await invitations.record_match(db, event=matched("pat", "ann", "kim", thread="t2", at=T0), policy=POLICY, now=T0)
     await erasure.erase_person(db, tenant="acme", person_id="kim", erased_at=T0 + timedelta(minutes=1))
     # As if a replica wrote kim back as they were being erased, or before this version kept the
@@ -233,7 +252,9 @@ async def test_escalation_never_invites_a_person_erased_since_the_threads_match(
             state.matched_at = None if state.thread_id == "t2" else state.matched_at
 
     for thread in ("t1", "t2"):
-        escalated = await threads.escalate(db, tenant="acme", thread_id=thread, policy=POLICY, now=T0 + timedelta(hours=2))
+        escalated = await threads.escalate(
+            db, tenant="acme", thread_id=thread, policy=POLICY, now=T0 + timedelta(hours=2)
+        )
         found = await threads.decisions(db, tenant="acme", thread_id=thread)
         assert "kim" not in [i.person_id for i in escalated] + [c["person_id"] for c in found.state.candidates]
     assert "kim" not in [i.invitation.person_id for i in await invitations.list_for(db, tenant="acme")]
@@ -279,7 +300,11 @@ async def test_erasures_no_match_can_predate_any_more_are_purged_by_the_next_era
     week = erasure.ERASURE_MEMORY
 
     await erasure.erase_person(db, tenant="globex", person_id="lee", erased_at=T0 + week)
-    assert set(await _erasures(db)) == {("acme", _sha256("acme/kim")), ("acme", _sha256("acme/pat")), ("globex", _sha256("globex/lee"))}
+    assert set(await _erasures(db)) == {
+        ("acme", _sha256("acme/kim")),
+        ("acme", _sha256("acme/pat")),
+        ("globex", _sha256("globex/lee")),
+    }
     await erasure.erase_person(db, tenant="globex", person_id="lee", erased_at=T0 + week + timedelta(seconds=1))
     assert set(await _erasures(db)) == {("acme", _sha256("acme/pat")), ("globex", _sha256("globex/lee"))}
 
@@ -318,9 +343,27 @@ async def _fail_every_first_attempt(db: Database) -> None:
 
 
 HISTORY = [
-    {"id": "h1", "thread_id": "k1", "author_id": "kim", "kind": "answer", "body": "restart the kubernetes pods after the probe fails"},
-    {"id": "h2", "thread_id": "k2", "author_id": "kim", "kind": "answer", "body": "kubernetes liveness probe timeouts restart pods"},
-    {"id": "h3", "thread_id": "k3", "author_id": "pat", "kind": "answer", "body": "kubernetes pods restart when memory runs out"},
+    {
+        "id": "h1",
+        "thread_id": "k1",
+        "author_id": "kim",
+        "kind": "answer",
+        "body": "restart the kubernetes pods after the probe fails",
+    },
+    {
+        "id": "h2",
+        "thread_id": "k2",
+        "author_id": "kim",
+        "kind": "answer",
+        "body": "kubernetes liveness probe timeouts restart pods",
+    },
+    {
+        "id": "h3",
+        "thread_id": "k3",
+        "author_id": "pat",
+        "kind": "answer",
+        "body": "kubernetes pods restart when memory runs out",
+    },
 ]
 
 
@@ -360,7 +403,9 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
         ):
             # History for kim and pat in acme, and another kim in globex.
             for post in HISTORY:
-                assert (await ingest.post("/v1/posts", json={**post, "backfill": True}, headers=ACME)).status_code == 202
+                assert (
+                    await ingest.post("/v1/posts", json={**post, "backfill": True}, headers=ACME)
+                ).status_code == 202
             await ingest.post("/v1/posts", json={**HISTORY[0], "backfill": True}, headers=GLOBEX)
             await until(lambda: _experts_are(matcher, ACME, {"kim", "pat"}), what="acme's history indexed")
             await until(lambda: _experts_are(matcher, GLOBEX, {"kim"}), what="globex's history indexed")
@@ -382,7 +427,9 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
             kims = [i for i in (await notifier.get("/v1/invitations", headers=ACME)).json() if i["person_id"] == "kim"]
             await until(lambda: _first_attempts_done(notifier), what="first attempts recorded")
             assert kims[0]["deliveries"][0]["state"] == "pending"
-            await notifier.post(f"/v1/invitations/{kims[0]['id']}/response", json={"response": "accepted"}, headers=ACME)
+            await notifier.post(
+                f"/v1/invitations/{kims[0]['id']}/response", json={"response": "accepted"}, headers=ACME
+            )
             await notifier.put("/v1/people/kim/preferences", json={"max_per_day": 1}, headers=ACME)
 
             answer = await ingest.delete("/v1/people/kim", headers=ACME)
@@ -398,7 +445,9 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
             sent_after = receiver.received()[before:]
 
             acme_invited = await invited(notifier, ACME)
-            thread_views = [(await notifier.get(f"/v1/threads/{t}/invitations", headers=ACME)).json() for t in ("t1", "t2")]
+            thread_views = [
+                (await notifier.get(f"/v1/threads/{t}/invitations", headers=ACME)).json() for t in ("t1", "t2")
+            ]
             preferences = (await notifier.get("/v1/people/kim/preferences", headers=ACME)).json()
             globex_experts = await experts(matcher, GLOBEX)
             globex_invited = await invited(notifier, GLOBEX)
@@ -406,7 +455,9 @@ async def test_an_erased_person_is_gone_from_search_invitations_and_webhooks(com
             # A second erasure is harmless: handled, and nothing else changes.
             handled = nf_app.state.notifier.posts_loop.stats.handled
             assert (await ingest.delete("/v1/people/kim", headers=ACME)).status_code == 202
-            await until(lambda: _true(nf_app.state.notifier.posts_loop.stats.handled > handled), what="the second erasure")
+            await until(
+                lambda: _true(nf_app.state.notifier.posts_loop.stats.handled > handled), what="the second erasure"
+            )
             assert await invited(notifier, ACME) == acme_invited
             assert await experts(matcher, ACME) == ["pat"]
 
@@ -437,7 +488,12 @@ async def _experts_are(matcher, headers, people: set[str]) -> bool:
 
 
 async def _first_attempts_done(notifier) -> bool:
-    found = [d for h in (ACME, GLOBEX) for i in (await notifier.get("/v1/invitations", headers=h)).json() for d in i["deliveries"]]
+    found = [
+        d
+        for h in (ACME, GLOBEX)
+        for i in (await notifier.get("/v1/invitations", headers=h)).json()
+        for d in i["deliveries"]
+    ]
     return len(found) == 5 and all(d["attempts"] == 1 for d in found)
 
 

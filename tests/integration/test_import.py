@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
-from aiokafka import TopicPartition
 from asgi_lifespan import LifespanManager
 
 from services.evaluation.importer import ImportFailed, import_dump
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.events import PostKind, PostUpserted, decode_event
-from shared.kafka import make_consumer
 from shared.topics import BACKFILL
+from tests.support.topics import read_records
 from tests.unit.test_eval_import import DUMP
 
 pytestmark = pytest.mark.integration
@@ -36,24 +33,9 @@ def client(transport) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://ingest")
 
 
-async def posts_on_topic(settings: IngestSettings, count: int, timeout: float = 10.0) -> list[PostUpserted]:
-    """The first `count` events of the backfill lane, or a failure at the deadline."""
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    events: list[PostUpserted] = []
-    try:
-        topic = settings.topic(BACKFILL)
-        await consumer._client.force_metadata_update()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout
-        while len(events) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            events += [decode_event(r.value) for batch in batches.values() for r in batch]
-    finally:
-        await consumer.stop()
-    assert len(events) == count, f"expected {count} events on {settings.topic(BACKFILL)}, found {len(events)}"
-    return events
+async def posts_on_topic(settings: IngestSettings, count: int) -> list[PostUpserted]:
+    """The `count` events of the backfill lane."""
+    return [decode_event(r.value) for r in await read_records(settings, settings.topic(BACKFILL), count, timeout=10.0)]
 
 
 async def test_a_dump_lands_on_the_backfill_lane_and_a_rerun_sends_the_same_ids(settings, ingest, tmp_path):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 
@@ -17,7 +15,7 @@ from shared.embedded_broker import EmbeddedBroker
 from shared.events import PostDeleted, PostUpserted, decode_event
 from shared.kafka import make_consumer
 from shared.topics import BACKFILL, POSTS
-from tests.support.topics import create_topics
+from tests.support.topics import create_topics, partitions, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -38,32 +36,9 @@ async def client(settings):
             yield http
 
 
-async def _posts_partitions(consumer, settings: IngestSettings, lane: str = POSTS) -> list[TopicPartition]:
-    topic = settings.topic(lane)
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
-
-
-async def read_topic(settings: IngestSettings, count: int, timeout: float = 10.0, lane: str = POSTS) -> list:
-    """Read `count` records from the start of the posts topic (or `lane`), or fail at the deadline."""
-    # No consumer group: assigning partitions directly skips the group join's delay.
-    consumer = make_consumer(settings, group_id=None)
-    await consumer.start()
-    records = []
-    try:
-        consumer.assign(await _posts_partitions(consumer, settings, lane))
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            records.extend(record for batch in batches.values() for record in batch)
-    finally:
-        await consumer.stop()
-    assert len(records) == count, f"expected {count} records on the topic, found {len(records)}"
-    return records
+async def read_topic(settings: IngestSettings, count: int, lane: str = POSTS) -> list:
+    """The `count` records of the posts topic (or `lane`), from its start."""
+    return await read_records(settings, settings.topic(lane), count, timeout=10.0)
 
 
 async def topic_size(settings: IngestSettings) -> int:
@@ -71,8 +46,7 @@ async def topic_size(settings: IngestSettings) -> int:
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets(await _posts_partitions(consumer, settings))
-        return sum(ends.values())
+        return sum((await consumer.end_offsets(await partitions(consumer, settings.topic(POSTS)))).values())
     finally:
         await consumer.stop()
 

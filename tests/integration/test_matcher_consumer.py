@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,9 +21,11 @@ from shared.events import (
     ResponseKind,
     decode_event,
 )
-from shared.kafka import make_consumer, make_producer, publish
+from shared.kafka import make_producer, publish
 from shared.topics import MATCHES, POSTS, RESPONSES, dlq
 from tests.fakes import FakeEmbedder
+from tests.support.topics import read_records
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,24 @@ def upserted(post_id, author, kind, body, *, thread, title=None, backfill=False,
 
 
 HISTORY = [
-    upserted("q1", "carol", PostKind.QUESTION, "pods keep restarting", thread="k1", title="Kubernetes pods restart", backfill=True),
-    upserted("a1", "kim", PostKind.ANSWER, "check the kubernetes liveness probe of the pods", thread="k1", backfill=True),
-    upserted("q2", "dave", PostKind.QUESTION, "ingress gives 502", thread="k2", title="Kubernetes ingress 502", backfill=True),
-    upserted("a2", "kim", PostKind.ANSWER, "the kubernetes service port must match the pods port", thread="k2", backfill=True),
+    upserted(
+        "q1",
+        "carol",
+        PostKind.QUESTION,
+        "pods keep restarting",
+        thread="k1",
+        title="Kubernetes pods restart",
+        backfill=True,
+    ),
+    upserted(
+        "a1", "kim", PostKind.ANSWER, "check the kubernetes liveness probe of the pods", thread="k1", backfill=True
+    ),
+    upserted(
+        "q2", "dave", PostKind.QUESTION, "ingress gives 502", thread="k2", title="Kubernetes ingress 502", backfill=True
+    ),
+    upserted(
+        "a2", "kim", PostKind.ANSWER, "the kubernetes service port must match the pods port", thread="k2", backfill=True
+    ),
     upserted("c2", "lee", PostKind.COMMENT, "same kubernetes ingress problem here", thread="k2", backfill=True),
     upserted("a3", "pat", PostKind.ANSWER, "payroll runs on the first of the month", thread="p1", backfill=True),
 ]
@@ -72,28 +87,15 @@ async def producer(common_settings):
 
 async def handle_until(matcher, condition, timeout: float = 30.0) -> None:
     """Drain the loop until `condition()` holds: joining the group may take a few polls."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "the matcher did not get there in time"
+
+    async def handled() -> bool:
+        if await condition():
+            return True
         for loop in matcher.loops:
             await loop.drain(idle_polls=1)
+        return False
 
-
-async def read(settings, topic: str, expect: int, timeout: float = 20.0):
-    consumer = make_consumer(settings, topic, group_id=settings.topic("reader"))
-    await consumer.start()
-    got = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            got.extend(r for part in batch.values() for r in part)
-        # A little longer, so that a message too many would be seen too.
-        batch = await consumer.getmany(timeout_ms=500)
-        got.extend(r for part in batch.values() for r in part)
-    finally:
-        await consumer.stop()
-    return got
+    await until(handled, timeout, what="the matcher")
 
 
 def index_holds(matcher, count: int):
@@ -113,7 +115,7 @@ async def test_a_new_question_is_matched_and_backfill_is_not(matcher, producer):
     await publish(producer, settings.topic(POSTS), [follow_up, ask])
     await handle_until(running, index_holds(running, len(HISTORY) + 2))
 
-    [record] = await read(settings, settings.topic(MATCHES), expect=1)
+    [record] = await read_records(settings, settings.topic(MATCHES), 1, linger=0.5)
     match = decode_event(record.value)
     assert isinstance(match, ExpertsMatched) and match.tenant == "acme"
     assert record.key == b"acme/k9"
@@ -130,7 +132,7 @@ async def test_a_malformed_message_is_dead_lettered_and_the_rest_handled(matcher
     await publish(producer, settings.topic(POSTS), HISTORY[:2])
     await handle_until(running, index_holds(running, 2))
 
-    [dead] = await read(settings, dlq(settings.topic(POSTS)), expect=1)
+    [dead] = await read_records(settings, dlq(settings.topic(POSTS)), 1, linger=0.5)
     headers = dict(dead.headers)
     assert b"data" in headers["error"]  # names the missing field
     assert dead.value == b'{"type": "post.upserted", "tenant": "acme"}'
@@ -140,7 +142,9 @@ async def test_a_delete_removes_the_post_from_search(matcher, producer):
     settings, running = matcher
     await publish(producer, settings.topic(POSTS), HISTORY)
     await handle_until(running, index_holds(running, len(HISTORY)))
-    await publish(producer, settings.topic(POSTS), [PostDeleted(tenant="acme", data=PostRef(post_id="a3", thread_id="p1"))])
+    await publish(
+        producer, settings.topic(POSTS), [PostDeleted(tenant="acme", data=PostRef(post_id="a3", thread_id="p1"))]
+    )
     await handle_until(running, index_holds(running, len(HISTORY) - 1))
 
     experts = await running.service.search(tenant="acme", text="payroll first of the month", limit=5)
@@ -149,10 +153,12 @@ async def test_a_delete_removes_the_post_from_search(matcher, producer):
 
 async def test_a_response_on_the_responses_topic_moves_the_next_similar_question(matcher, producer):
     settings, running = matcher
-    asked = upserted("q5", "erin", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k5", title="Kubernetes pods")
+    asked = upserted(
+        "q5", "erin", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k5", title="Kubernetes pods"
+    )
     await publish(producer, settings.topic(POSTS), [*HISTORY, asked])
     await handle_until(running, index_holds(running, len(HISTORY) + 1))
-    [first] = await read(settings, settings.topic(MATCHES), expect=1)
+    [first] = await read_records(settings, settings.topic(MATCHES), 1, linger=0.5)
     assert decode_event(first.value).data.candidates[0].person_id == "kim"
 
     said = InvitationResponded(
@@ -169,10 +175,12 @@ async def test_a_response_on_the_responses_topic_moves_the_next_similar_question
 
     await handle_until(running, recorded)
     # Asked after the response: a ranking reads everything as of its question's time.
-    again = upserted("q6", "lee", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k6", title="Kubernetes pods", at=NOW)
+    again = upserted(
+        "q6", "lee", PostKind.QUESTION, "kubernetes pods keep restarting", thread="k6", title="Kubernetes pods", at=NOW
+    )
     await publish(producer, settings.topic(POSTS), [again])
     await handle_until(running, index_holds(running, len(HISTORY) + 2))
 
-    second = [decode_event(r.value) for r in await read(settings, settings.topic(MATCHES), expect=2)]
+    second = [decode_event(r.value) for r in await read_records(settings, settings.topic(MATCHES), 2, linger=0.5)]
     [match] = [m for m in second if m.data.question.post_id == "q6"]
     assert match.data.candidates[0].person_id != "kim"

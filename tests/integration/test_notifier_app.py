@@ -10,9 +10,9 @@ from services.notifier.app import create_app
 from services.notifier.clock import utcnow
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations
-from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
+from tests.support.events import matched
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
@@ -37,7 +37,9 @@ async def public_dns(host: str, port: int) -> list[str]:
 async def api(common_settings):
     app = create_app(notifier_settings(common_settings, consume=False), resolver=public_dns)
     async with LifespanManager(app) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+        ) as client:
             yield client
 
 
@@ -48,7 +50,9 @@ async def test_requests_without_a_known_key_are_refused(api):
 
 
 async def test_a_subscription_shows_its_secret_once(api):
-    created = await api.post("/v1/subscriptions", json={"url": "https://intra.example/hooks", "description": "intranet"}, headers=ACME)
+    created = await api.post(
+        "/v1/subscriptions", json={"url": "https://intra.example/hooks", "description": "intranet"}, headers=ACME
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["secret"].startswith("whsec_") and body["url"] == "https://intra.example/hooks"
@@ -80,21 +84,18 @@ async def test_tenants_never_see_each_others_subscriptions(api):
     assert (await api.delete(f"/v1/subscriptions/{acme['id']}", headers=ACME)).status_code == 404
 
 
-def matched(*people: str, tenant="acme", thread="t1") -> ExpertsMatched:
-    question = Question(post_id="q1", thread_id=thread, author_id="asker", title="How do we rotate the Vault token?", excerpt="…")
-    evidence = (Evidence(post_id="p9", thread_id="t0", kind=PostKind.ANSWER, title="Vault token rotation", snippet="use", similarity=0.9, accepted=True),)
-    candidates = tuple(Candidate(person_id=p, score=1 - i / 10, evidence=evidence) for i, p in enumerate(people))
-    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=("bob",)))
-
-
 async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(common_settings):
     settings = notifier_settings(common_settings)
     with Receiver() as receiver:
         app = create_app(settings)
         async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as api:
-                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()["secret"]
-                event = matched("asker", "ann", "bob", "cy", "dee", "eve")
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+            ) as api:
+                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()[
+                    "secret"
+                ]
+                event = matched("asker", "ann", "bob", "cy", "dee", "eve", participants=("bob",), accepted=True)
                 producer = make_producer(settings)
                 await producer.start()
                 try:
@@ -121,8 +122,13 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
     assert [(inv["person_id"], inv["deliveries"]) for inv in globex_all] == [("zed", [])]
     payloads = [Webhook(secret).verify(r.body, r.headers)["data"] for r in receiver.received()]
     assert sorted(p["person_id"] for p in payloads) == ["ann", "cy", "dee"]
-    assert payloads[0]["why"] == "You answered “Vault token rotation” (accepted)."
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "broker": True, "consumer": True, "posts_consumer": True}
+    assert payloads[0]["why"] == "You answered “Vault” (accepted)."
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": True,
+        "broker": True,
+        "consumer": True,
+        "posts_consumer": True,
+    }
 
 
 async def _handled(app, count: int) -> bool:

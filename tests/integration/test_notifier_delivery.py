@@ -14,29 +14,13 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import AllowList
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port
-from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from tests.support.events import matched
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
 # The receiver listens on loopback, which webhooks may reach only when allow-listed.
 LOOPBACK = AllowList.parse("127.0.0.0/8,::1")
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id="q1", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8, accepted=True),)
-    candidates = tuple(Candidate(person_id=p, score=0.9, evidence=evidence) for p in people)
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def worker_for(db: Database, client: httpx.AsyncClient, schedule=(0.05, 0.05)) -
 async def invite(db: Database, url: str, *people: str) -> tuple[str, list]:
     """A subscription to `url` and invitations of `people`: returns the secret and their deliveries."""
     subscription = await subscriptions.create(db, tenant="acme", url=url, description=None, now=utcnow())
-    await invitations.record_match(db, event=matched(*people), now=utcnow())
+    await invitations.record_match(db, event=matched(*people, accepted=True), now=utcnow())
     views = await invitations.list_for(db, tenant="acme")
     return subscription.secret, [d for v in views for d in v.deliveries]
 
@@ -176,7 +160,11 @@ async def test_an_endpoint_that_does_not_answer_is_retried(db, client):
     found = await deliveries.get(db, pending.id)
     assert (found.state, found.attempts, found.last_status) == ("pending", 1, None)
     assert "ConnectError" in found.last_error
-    body = json.loads((await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[0].payload)
+    body = json.loads(
+        (await deliveries.claim_due(db, now=utcnow() + timedelta(seconds=1), limit=1, lease=timedelta(seconds=1)))[
+            0
+        ].payload
+    )
     assert body["data"]["person_id"] == "ann"
 
 

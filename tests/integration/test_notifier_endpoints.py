@@ -11,8 +11,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import invitations
-from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from tests.support.clocks import ManualClock
+from tests.support.events import matched
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -33,13 +33,6 @@ class Dns:
         if host not in self.table:
             raise OSError(f"unknown host {host}")
         return self.table[host]
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=0.9, evidence=evidence) for p in people)
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
 
 
 @pytest.fixture
@@ -117,7 +110,7 @@ async def test_during_a_rotation_both_signatures_are_sent_and_each_verifies(noti
 
     signatures = during.headers["webhook-signature"].split(" ")
     assert len(signatures) == 2
-    for secret, signature in zip((new_secret, old["secret"]), signatures):
+    for secret, signature in zip((new_secret, old["secret"]), signatures, strict=True):
         Webhook(secret).verify(during.body, {**during.headers, "webhook-signature": signature})
     with pytest.raises(WebhookVerificationError):
         Webhook(old["secret"]).verify(during.body, {**during.headers, "webhook-signature": signatures[0]})
@@ -138,25 +131,35 @@ async def test_five_days_of_failures_disable_the_endpoint_then_enable_and_replay
         await app.state.notifier.worker.deliver_due()
         for day in range(1, 6):  # a new failing delivery every day keeps the run of failures going
             clock.now = start + timedelta(days=day)
-            await invitations.record_match(app.state.notifier.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock())
+            await invitations.record_match(
+                app.state.notifier.db, event=matched(f"p{day}", thread=f"t{day}"), now=clock()
+            )
             await app.state.notifier.worker.deliver_due()
         state = (await api.get(f"/v1/subscriptions/{subscription['id']}", headers=ACME)).json()
         # Missed while disabled: stored as failed, never sent.
         clock.now += timedelta(hours=1)
         await invitations.record_match(app.state.notifier.db, event=matched("late", thread="t9"), now=clock())
-        failed = (await api.get(f"/v1/deliveries?subscription_id={subscription['id']}&state=failed", headers=ACME)).json()
+        failed = (
+            await api.get(f"/v1/deliveries?subscription_id={subscription['id']}&state=failed", headers=ACME)
+        ).json()
         sent_while_failing = len(receiver.received())
 
-        refused = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME)
+        refused = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME
+        )
         enabled = (await api.post(f"/v1/subscriptions/{subscription['id']}/enable", headers=ACME)).json()
         receiver.answers.clear()
-        replayed = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME)
+        replayed = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": start.isoformat()}, headers=ACME
+        )
         await app.state.notifier.worker.deliver_due()
         # The replay also woke the running worker: whichever sends, each arrives once.
         resent = (await receiver.wait_for(sent_while_failing + 7))[sent_while_failing:]
         delivered = (await api.get("/v1/deliveries?state=delivered", headers=ACME)).json()
         bad_state = await api.get("/v1/deliveries?state=lost", headers=ACME)
-        naive = await api.post(f"/v1/subscriptions/{subscription['id']}/replay", params={"since": "2026-01-01T00:00:00"}, headers=ACME)
+        naive = await api.post(
+            f"/v1/subscriptions/{subscription['id']}/replay", params={"since": "2026-01-01T00:00:00"}, headers=ACME
+        )
 
     assert state["state"] == "disabled" and state["disabled_reason"].startswith("failing for 5 days")
     assert state["failing_since"] is not None

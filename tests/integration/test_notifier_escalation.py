@@ -1,6 +1,5 @@
 """The invite policy over time: escalation, its stop conditions, preferences and explained decisions."""
 
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,20 +15,17 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations, subscriptions, threads
 from shared.consumer import Delivery
 from shared.events import (
-    Candidate,
-    Evidence,
-    ExpertsMatched,
     InvitationResponded,
-    Match,
     Post,
     PostKind,
     PostUpserted,
-    Question,
     decode_event,
 )
-from shared.kafka import make_consumer, make_producer, publish
+from shared.kafka import make_producer, publish
 from shared.topics import MATCHES, POSTS, RESPONSES
 from tests.support.clocks import ManualClock
+from tests.support.events import matched
+from tests.support.topics import read_records
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -37,13 +33,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = InvitePolicy(initial=3, total=6, escalation_delay=timedelta(hours=4))
 ACME = {"authorization": "Bearer acme-key"}
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=1.0 - i / 10, evidence=evidence) for i, p in enumerate(people))
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
 
 
 def reply(author: str, *, post="r1", thread="t1", accepted=False) -> PostUpserted:
@@ -54,14 +43,11 @@ def reply(author: str, *, post="r1", thread="t1", accepted=False) -> PostUpserte
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
-    await subscriptions.create(database, tenant="acme", url="http://a/hook", description=None, now=T0)
-    yield database
-    await database.close()
+@pytest.fixture
+async def db(db):
+    """The database with acme's subscription."""
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=T0)
+    return db
 
 
 def escalator(db: Database, wakes: list | None = None, policy: InvitePolicy = POLICY) -> EscalationWorker:
@@ -125,7 +111,7 @@ async def test_escalation_stops_when_everyone_left_is_not_close_enough(db):
     close = matched("a", "b", "c").data.candidates
     far = tuple(
         c.model_copy(update={"person_id": p, "score": 0.5, "closeness": 0.1})
-        for p, c in zip("def", close)
+        for p, c in zip("def", close, strict=True)
     )
     event = matched("a")
     event = event.model_copy(update={"data": event.data.model_copy(update={"candidates": close + far})})
@@ -141,12 +127,16 @@ async def test_escalation_stops_when_everyone_left_is_not_close_enough(db):
 
 async def test_the_daily_cap_holds_across_threads(db):
     for n in range(4):
-        await invitations.record_match(db, event=matched("ann", "bob", thread=f"t{n}"), policy=POLICY, now=T0 + timedelta(minutes=n))
+        await invitations.record_match(
+            db, event=matched("ann", "bob", thread=f"t{n}"), policy=POLICY, now=T0 + timedelta(minutes=n)
+        )
     assert [await invited(db, f"t{n}") for n in range(4)] == [["ann", "bob"]] * 3 + [[]]
     skipped = (await threads.decisions(db, tenant="acme", thread_id="t3")).skips
     assert {(s.person_id, s.reason) for s in skipped} == {("ann", "daily_cap"), ("bob", "daily_cap")}
     # A day later the cap has room again.
-    await invitations.record_match(db, event=matched("ann", thread="t9"), policy=POLICY, now=T0 + timedelta(days=1, minutes=5))
+    await invitations.record_match(
+        db, event=matched("ann", thread="t9"), policy=POLICY, now=T0 + timedelta(days=1, minutes=5)
+    )
     assert await invited(db, "t9") == ["ann"]
 
 
@@ -167,7 +157,9 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
             producer = make_producer(settings)
             await producer.start()
             try:
-                await publish(producer, settings.topic(MATCHES), [matched("asker", "ann", "bob", "cy", "dee", "eve", "fay")])
+                await publish(
+                    producer, settings.topic(MATCHES), [matched("asker", "ann", "bob", "cy", "dee", "eve", "fay")]
+                )
                 await until(lambda: _handled(app.state.notifier.matches_loop), what="the match")
                 clock.now = T0 + timedelta(hours=1)
                 assert await app.state.notifier.escalation.escalate_due() == 2
@@ -180,13 +172,26 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
 
             decisions = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
             first = decisions["invited"][0]
-            answered = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "answered"}, headers=ACME)
-            wrong = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "maybe"}, headers=ACME)
-            other = await api.post(f"/v1/invitations/{first['invitation_id']}/response", json={"response": "declined"}, headers={"authorization": "Bearer globex-key"})
+            answered = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response", json={"response": "answered"}, headers=ACME
+            )
+            wrong = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response", json={"response": "maybe"}, headers=ACME
+            )
+            other = await api.post(
+                f"/v1/invitations/{first['invitation_id']}/response",
+                json={"response": "declined"},
+                headers={"authorization": "Bearer globex-key"},
+            )
             await app.state.notifier.publisher.publish_pending()
             after = (await api.get("/v1/threads/t1/invitations", headers=ACME)).json()
 
-    assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [("cy", 1), ("dee", 1), ("eve", 2), ("fay", 2)]
+    assert [(i["person_id"], i["round"]) for i in decisions["invited"]] == [
+        ("cy", 1),
+        ("dee", 1),
+        ("eve", 2),
+        ("fay", 2),
+    ]
     assert first["why"] == "You answered “Vault”." and first["score"] == pytest.approx(0.7)
     assert {(s["person_id"], s["reason"]) for s in decisions["skipped"]} == {
         ("asker", "asker"), ("ann", "opted_out"), ("bob", "snoozed"),
@@ -198,25 +203,11 @@ async def test_the_api_explains_each_decision_and_publishes_responses(common_set
     assert other.status_code == 404
     assert [r["response"] for r in after["invited"][0]["responses"]] == ["answered"]
 
-    events = await _consume_all(settings, settings.topic(RESPONSES), count=1)
-    (event,) = events
+    [record] = await read_records(settings, settings.topic(RESPONSES), 1)
+    event = decode_event(record.value)
     assert isinstance(event, InvitationResponded) and str(event.id) == answered.json()["id"]
     assert (event.data.person_id, event.data.response, event.data.question_post_id) == ("cy", "answered", "t1-q")
 
 
 async def _handled(loop) -> bool:
     return loop.stats.handled >= 1
-
-
-async def _consume_all(settings, topic: str, count: int) -> list:
-    consumer = make_consumer(settings, topic, group_id=settings.topic("test-reader"))
-    await consumer.start()
-    events: list = []
-    try:
-        deadline = time.monotonic() + 20
-        while len(events) < count and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                events += [decode_event(r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return events

@@ -25,7 +25,9 @@ async def api(request, common_settings):
     settings = NotifierSettings(**common_settings.model_dump(), consume=False, **overrides)
     app = create_app(settings, resolver=public_dns)
     async with LifespanManager(app) as manager:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+        ) as client:
             yield client
 
 
@@ -91,7 +93,9 @@ async def test_preferences_no_column_holds_are_a_422_and_the_old_ones_stay(api, 
 
 
 async def test_the_largest_caps_are_kept(api):
-    saved = await api.put("/v1/people/u-dan/preferences", json={"max_per_day": 1_000, "max_per_week": 7_000}, headers=ACME)
+    saved = await api.put(
+        "/v1/people/u-dan/preferences", json={"max_per_day": 1_000, "max_per_week": 7_000}, headers=ACME
+    )
 
     assert saved.status_code == 200, saved.text
     read = (await api.get("/v1/people/u-dan/preferences", headers=ACME)).json()

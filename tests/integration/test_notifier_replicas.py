@@ -16,22 +16,15 @@ from services.notifier.clock import utcnow
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations
 from shared.embedded_broker import free_port
-from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES
+from tests.support.events import matched
 from tests.support.receiver import Receiver
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
 ACME = {"authorization": "Bearer acme-key"}
-
-
-def matched(*people: str, thread="t1") -> ExpertsMatched:
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id="asker", title="Rotate Vault?", excerpt="How?")
-    evidence = (Evidence(post_id="p1", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),)
-    candidates = tuple(Candidate(person_id=p, score=0.9 - i / 10, evidence=evidence) for i, p in enumerate(people))
-    return ExpertsMatched(tenant="acme", data=Match(question=question, candidates=candidates))
 
 
 class NotifierProcess:
@@ -42,10 +35,10 @@ class NotifierProcess:
         self.process: subprocess.Popen | None = None
 
     async def start(self) -> "NotifierProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.notifier.main"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.log_path, "ab") as log:  # the process holds its own copy
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.notifier.main"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
         async def ready() -> bool:
             assert self.process.poll() is None, self.log_path.read_text()

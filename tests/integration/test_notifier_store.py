@@ -11,13 +11,14 @@ from sqlalchemy.exc import IntegrityError
 
 from services.notifier.consumer import matches_handler
 from services.notifier.models import Invitation, ThreadState
-from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.payload import stored_why
+from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import Database, deliveries, invitations, subscriptions, threads
 from services.notifier.store.database import MIGRATIONS
 from shared.consumer import Delivery, TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from tests.support.events import matched
 
 pytestmark = pytest.mark.integration
 
@@ -25,34 +26,18 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DEFAULT_POLICIES = Policies(InvitePolicy(), {})
 
 
-def matched(*people: str, thread="t1", asker="asker", participants=(), tenant="acme") -> ExpertsMatched:
-    """A match whose candidates are `people`, best first."""
-    question = Question(post_id=f"{thread}-q", thread_id=thread, author_id=asker, title="Rotate Vault?", excerpt="How?")
-    candidates = tuple(
-        Candidate(
-            person_id=person,
-            score=1.0 - rank / 10,
-            evidence=(Evidence(post_id=f"{person}-p", thread_id="t0", kind=PostKind.ANSWER, title="Vault", snippet="s", similarity=0.8),),
-        )
-        for rank, person in enumerate(people)
-    )
-    return ExpertsMatched(tenant=tenant, data=Match(question=question, candidates=candidates, participants=participants))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path}/notifier.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.migrate()
-    yield database
-    await database.close()
-
-
 async def test_migrations_create_the_tables_and_run_again_harmlessly(db):
     await db.migrate()
     async with db.engine.connect() as connection:
         tables = await connection.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
-    assert {"subscriptions", "invitations", "deliveries", "delivery_attempts", "person_erasures", "alembic_version"} <= tables
+    assert {
+        "subscriptions",
+        "invitations",
+        "deliveries",
+        "delivery_attempts",
+        "person_erasures",
+        "alembic_version",
+    } <= tables
 
 
 async def test_migration_0003_upgrades_a_0002_database_keeping_its_threads(db):
@@ -77,7 +62,9 @@ async def test_migration_0004_keeps_earlier_invitations_and_rebuilds_their_why_f
     await invitations.record_match(db, event=matched("ann"), now=NOW)
     async with db.engine.begin() as connection:
         await connection.run_sync(_alembic, "downgrade", "0003")
-        columns = await connection.run_sync(lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("invitations")})
+        columns = await connection.run_sync(
+            lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("invitations")}
+        )
         assert "why" not in columns
 
     await db.migrate()
@@ -88,7 +75,9 @@ async def test_migration_0004_keeps_earlier_invitations_and_rebuilds_their_why_f
 
 
 async def test_a_match_where_nobody_is_close_enough_invites_nobody_and_its_thread_says_so(db):
-    far = Evidence(post_id="p", thread_id="t0", kind=PostKind.ANSWER, title="Deploy freeze", snippet="s", similarity=0.1)
+    far = Evidence(
+        post_id="p", thread_id="t0", kind=PostKind.ANSWER, title="Deploy freeze", snippet="s", similarity=0.1
+    )
     question = Question(post_id="t1-q", thread_id="t1", author_id="asker", title="Rotate Vault?", excerpt="How?")
     busy = (Candidate(person_id="busy", score=5.0, evidence=(far,)), Candidate(person_id="quiet", score=1.0))
     event = ExpertsMatched(tenant="acme", data=Match(question=question, candidates=busy))
@@ -97,7 +86,10 @@ async def test_a_match_where_nobody_is_close_enough_invites_nobody_and_its_threa
 
     found = await threads.decisions(db, tenant="acme", thread_id="t1")
     assert found.invitations == []
-    assert {(s.person_id, s.reason) for s in found.skips} == {("busy", "not_close_enough"), ("quiet", "not_close_enough")}
+    assert {(s.person_id, s.reason) for s in found.skips} == {
+        ("busy", "not_close_enough"),
+        ("quiet", "not_close_enough"),
+    }
     assert found.state.closed_reason == "no_one_close_enough" and found.state.escalate_at is None
     # A later match of the thread that finds someone close invites them and escalation resumes.
     again = ExpertsMatched(tenant="acme", data=Match(question=question, candidates=matched("ann").data.candidates))
@@ -171,12 +163,18 @@ async def test_two_replicas_claiming_at_once_never_get_the_same_delivery(postgre
     await replicas[0].migrate()
     await subscriptions.create(replicas[0], tenant="acme", url="http://a/hook", description=None, now=NOW)
     for thread in range(20):
-        await invitations.record_match(replicas[0], event=matched(f"ann{thread}", f"bob{thread}", thread=f"t{thread}"), now=NOW)
+        await invitations.record_match(
+            replicas[0], event=matched(f"ann{thread}", f"bob{thread}", thread=f"t{thread}"), now=NOW
+        )
 
     claimed: list[str] = []
     for _ in range(10):
         rounds = await asyncio.gather(
-            *(deliveries.claim_due(db, now=NOW, limit=3, lease=timedelta(minutes=1)) for db in replicas for _ in range(2))
+            *(
+                deliveries.claim_due(db, now=NOW, limit=3, lease=timedelta(minutes=1))
+                for db in replicas
+                for _ in range(2)
+            )
         )
         claimed += [d.id for found in rounds for d in found]
     for db in replicas:
@@ -201,7 +199,9 @@ async def test_two_replicas_inviting_one_person_at_once_keep_to_the_daily_cap(po
     # Twelve threads at the same instant, each with the same best candidate, split over two replicas.
     await asyncio.gather(
         *(
-            invitations.record_match(replicas[thread % 2], event=matched("ann", f"bob{thread}", thread=f"t{thread}"), policy=policy, now=NOW)
+            invitations.record_match(
+                replicas[thread % 2], event=matched("ann", f"bob{thread}", thread=f"t{thread}"), policy=policy, now=NOW
+            )
             for thread in range(12)
         )
     )

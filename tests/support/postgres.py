@@ -37,7 +37,7 @@ class PostgresServer:
             return ["runuser", "-u", "postgres", "--", *args]
         return args
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.port = self.port or free_port()
         base = Path(tempfile.mkdtemp(prefix="expertmatch-pg-"))
         self.data_dir = base / "data"

@@ -84,7 +84,7 @@ class Receiver:
     def acknowledged(self) -> list[Received]:
         """The requests answered with a 2xx: what the sender was told had arrived."""
         with self._lock:
-            return [r for r, status in zip(self.requests, self.statuses) if 200 <= status < 300]
+            return [r for r, status in zip(self.requests, self.statuses, strict=True) if 200 <= status < 300]
 
     def _next_answer(self, request: Received) -> Answer:
         with self._lock:
@@ -98,7 +98,7 @@ class Receiver:
             self.statuses.append(answer.status)
             return answer
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         receiver = self
 
         class _Handler(BaseHTTPRequestHandler):

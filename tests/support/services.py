@@ -52,7 +52,7 @@ class ServiceProcesses:
         env.update(self.extra_env)
         return env
 
-    def start(self, ready_timeout: float = 120.0) -> "ServiceProcesses":
+    def start(self, ready_timeout: float = 120.0) -> ServiceProcesses:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # The services never create topics: their owner does, before they start.
         create_topics(self.bootstrap_servers, self.topic_prefix)
@@ -122,7 +122,7 @@ class ServiceProcesses:
         self._processes.clear()
         return codes
 
-    def __enter__(self) -> "ServiceProcesses":
+    def __enter__(self) -> ServiceProcesses:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from services.evaluation.ceiling import hindsight_scorer
 from services.matcher.features import FEATURE_NAMES
-from services.matcher.learning import Example, Training, fit, mean_reciprocal_rank
+from services.matcher.scorer import Example, FitSettings, fit, mean_reciprocal_rank
 
 pytestmark = pytest.mark.unit
 
@@ -31,9 +31,9 @@ def disagreeing_examples(count: int, *, seed: int = 3) -> list[Example]:
 def test_hindsight_weights_rank_their_own_questions_better_than_the_likelihood_fit():
     examples = disagreeing_examples(300)
 
-    likelihood = mean_reciprocal_rank(fit(examples, Training()), examples)
-    hindsight = hindsight_scorer(examples, Training())
+    likelihood = mean_reciprocal_rank(fit(examples, FitSettings()), examples)
+    hindsight = hindsight_scorer(examples, FitSettings())
 
     assert mean_reciprocal_rank(hindsight, examples) > likelihood + 0.02
     # The sharp feature, first on most questions, weighs more once rank is what counts.
-    assert hindsight.weights[SHARP] > fit(examples, Training()).weights[SHARP]
+    assert hindsight.weights[SHARP] > fit(examples, FitSettings()).weights[SHARP]

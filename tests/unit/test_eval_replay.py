@@ -157,7 +157,11 @@ def test_simulated_invitations_feed_back_the_real_outcome():
         ("dan", ResponseKind.ANSWERED, POSTS[9].created_at),
         ("ann", ResponseKind.DECLINED, question.created_at + timedelta(days=1)),
     ]
-    assert [r.data.response for r in told] == [ResponseKind.ANSWERED, ResponseKind.NOT_MY_AREA, ResponseKind.NOT_MY_AREA]
+    assert [r.data.response for r in told] == [
+        ResponseKind.ANSWERED,
+        ResponseKind.NOT_MY_AREA,
+        ResponseKind.NOT_MY_AREA,
+    ]
     assert {(r.data.question_post_id, r.data.thread_id, r.tenant) for r in told} == {("9", "9", "eval")}
 
 
@@ -166,7 +170,10 @@ async def test_a_feedback_system_hears_its_invitations_outcome_after_the_questio
     service = MatcherService(index=index, embedder=embedder, publish=never_publish)
     plain = MatcherSystem(MatcherService(index=InMemoryIndex(), embedder=embedder, publish=never_publish), embedder)
     listening = MatcherSystem(
-        service, embedder, name="expertmatch+feedback", feedback=SimulatedInvitations(invited=1, silence=ResponseKind.NOT_MY_AREA)
+        service,
+        embedder,
+        name="expertmatch+feedback",
+        feedback=SimulatedInvitations(invited=1, silence=ResponseKind.NOT_MY_AREA),
     )
 
     result = await replay(POSTS, [plain, listening], test_fraction=0.5)

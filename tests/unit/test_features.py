@@ -9,8 +9,8 @@ import pytest
 
 from services.matcher.counts import RECENT_ANSWERS, DailyCounts
 from services.matcher.features import FEATURE_NAMES, CandidatePool, candidate_features
-from services.matcher.query import QuestionQuery
 from services.matcher.index.base import Contribution
+from services.matcher.query import QuestionQuery
 from shared.events import PostKind
 from tests.fakes import FakeEmbedder, InMemoryIndex
 
@@ -83,7 +83,10 @@ async def test_since_last_counts_the_tenants_answers_after_each_persons_latest(i
     # Two fresh answers by bo, after the question: as of a later question he is the latest answerer.
     await index.upsert([contribution("8", "bo", "kafka broker restart", days_ago=-3, tags=("ops",)),
                         contribution("9", "bo", "kafka consumer lag fix", days_ago=-4)])
-    assert row(await candidate_features(index, query("kafka consumer lag"), pool=POOL), "bo")["since_last"] == bo["since_last"]
+    assert (
+        row(await candidate_features(index, query("kafka consumer lag"), pool=POOL), "bo")["since_last"]
+        == bo["since_last"]
+    )
     later = await candidate_features(index, query("kafka consumer lag", now=NOW + timedelta(days=5)), pool=POOL)
     assert row(later, "bo")["since_last"] == pytest.approx(-math.log1p(1))
     assert row(later, "ana")["since_last"] == pytest.approx(-math.log1p(3))  # bo's two, then ana's answer 6

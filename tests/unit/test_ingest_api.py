@@ -164,7 +164,9 @@ async def test_text_no_encoder_takes_and_numbers_no_store_holds_get_a_422_naming
 
 async def test_a_field_name_or_a_body_no_encoder_takes_gets_a_422(client, publisher):
     unknown = await client.post("/v1/posts", **raw_json(a_post(**{"col\ud800our": "blue"})))
-    not_text = await client.post("/v1/posts", content=b'{"id": "\xff\xfe"}', headers={**ACME, "content-type": "application/json"})
+    not_text = await client.post(
+        "/v1/posts", content=b'{"id": "\xff\xfe"}', headers={**ACME, "content-type": "application/json"}
+    )
 
     assert unknown.status_code == 422
     assert error_locs(unknown) == [["body"]]  # a name that is not text cannot be named

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from services.matcher.features import FEATURE_NAMES
-from services.matcher.learning import (
+from services.matcher.scorer import (
     NON_NEGATIVE,
     Example,
-    Training,
+    FitSettings,
     _padded,
     _Problem,
     fit,
@@ -20,7 +20,7 @@ from services.matcher.learning import (
     mean_reciprocal_rank,
 )
 from services.matcher.service import MatcherService, RankingPolicy
-from services.matcher.training import LearningPolicy
+from services.matcher.training import TrainingPolicy
 from shared.consumer import Delivery
 from shared.events import Post, PostKind, PostUpserted
 from tests.fakes import FakeEmbedder, InMemoryIndex
@@ -78,7 +78,7 @@ def test_the_fit_settles_at_its_one_minimum_on_correlated_long_tailed_features()
     # free weight, and on a weight held at its bound of 0 it points only further down.
     problem = _Problem(*_padded(examples, scorer.center, scorer.scale))
     problem.prior = problem.scaled_fusion(scorer.scale)
-    problem.strength = Training().l2 + Training().prior_examples / len(examples)
+    problem.strength = FitSettings().l2 + FitSettings().prior_examples / len(examples)
     _, gradient = problem.loss_and_gradient(scorer.weights)
     held = np.array([name in NON_NEGATIVE for name in FEATURE_NAMES]) & (scorer.weights < 1e-8)
     assert np.abs(gradient[~held]).max() < 1e-4
@@ -118,7 +118,8 @@ SINCE_LAST = FEATURE_NAMES.index("since_last")
 
 
 def half_fusion_examples(count: int, *, seed: int = 7) -> list[Example]:
-    """The accepted answerer leads a little on what the fusion weighs, and much on `since_last`, which it barely does."""
+    """The accepted answerer leads a little on what the fusion weighs, and much on `since_last`,
+    which it barely weighs."""
     rng = np.random.default_rng(seed)
     fusion = fusion_scorer().weights
     examples = []
@@ -135,8 +136,8 @@ def test_a_tenant_with_few_examples_stays_close_to_the_fusion():
     """The fusion is the prior: the same evidence bends it less when it comes from fewer questions."""
     few = half_fusion_examples(25)
 
-    def pull_from_fusion(examples: list[Example], training: Training = Training()) -> float:
-        scorer = fit(examples, training)
+    def pull_from_fusion(examples: list[Example], settings: FitSettings = FitSettings()) -> float:
+        scorer = fit(examples, settings)
         problem = _Problem(*_padded(examples, scorer.center, scorer.scale))
         prior = problem.scaled_fusion(scorer.scale)
         return float(np.linalg.norm(scorer.weights - prior) / np.linalg.norm(prior))
@@ -144,17 +145,27 @@ def test_a_tenant_with_few_examples_stays_close_to_the_fusion():
     # The same questions ten times over: the same mean loss, a tenth of the prior's say.
     assert pull_from_fusion(few) < 0.7 * pull_from_fusion(few * 10)
     # A prior worth a million questions is all there is; with none, the data decides.
-    assert pull_from_fusion(few, Training(prior_examples=1e6)) < 0.01
-    assert pull_from_fusion(few, Training(prior_examples=0.0)) > 1.5 * pull_from_fusion(few)
+    assert pull_from_fusion(few, FitSettings(prior_examples=1e6)) < 0.01
+    assert pull_from_fusion(few, FitSettings(prior_examples=0.0)) > 1.5 * pull_from_fusion(few)
 
 
-def _post(pid: int, kind: PostKind, author: str, thread: int, text: str, *, day: int, accepted: bool = False) -> PostUpserted:
+def _post(
+    pid: int, kind: PostKind, author: str, thread: int, text: str, *, day: int, accepted: bool = False
+) -> PostUpserted:
     return PostUpserted(
         tenant="acme",
         data=Post(
-            id=str(pid), tenant="acme", thread_id=str(thread), author_id=author, kind=kind,
-            title=text if kind is PostKind.QUESTION else None, body=text, tags=("brewing",) if kind is PostKind.QUESTION else (),
-            created_at=T0 + timedelta(days=day), accepted=accepted, backfill=True,
+            id=str(pid),
+            tenant="acme",
+            thread_id=str(thread),
+            author_id=author,
+            kind=kind,
+            title=text if kind is PostKind.QUESTION else None,
+            body=text,
+            tags=("brewing",) if kind is PostKind.QUESTION else (),
+            created_at=T0 + timedelta(days=day),
+            accepted=accepted,
+            backfill=True,
         ),
     )
 
@@ -177,7 +188,7 @@ def history(questions: int) -> list[PostUpserted]:
 
 async def test_a_tenant_learns_its_experts_from_its_past_and_only_from_it():
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     await service.handle([Delivery(e, record=None) for e in history(30)])
 
@@ -197,7 +208,7 @@ async def test_a_tenant_learns_its_experts_from_its_past_and_only_from_it():
 
 async def test_a_restarted_matcher_reads_its_tenants_history_back_from_the_index():
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     first = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     await first.handle([Delivery(e, record=None) for e in history(30)])
     await first.trainer.settle("acme")
@@ -219,7 +230,7 @@ async def test_a_restarted_matcher_reads_its_tenants_history_back_from_the_index
 async def test_a_backfilled_tenant_learns_its_first_model_once_the_consumer_has_caught_up():
     """Not from an index still filling, and not only at its first question."""
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     events = [Delivery(e, record=None) for e in history(30)]
 
@@ -239,7 +250,7 @@ async def test_a_backfilled_tenant_learns_its_first_model_once_the_consumer_has_
 
 async def test_a_first_fit_with_too_few_usable_examples_is_tried_again_when_more_arrive():
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10, window=50))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     events = [Delivery(e, record=None) for e in history(30)]
     # The accepted answers of the first 11 questions, without the earlier posts that make them examples.
@@ -269,7 +280,7 @@ async def test_too_little_history_keeps_the_hand_set_fusion():
 async def test_examples_are_read_as_of_their_questions_time():
     """A later post never leaks into an earlier question's example: its features stay the same."""
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=4, retrain_every=4))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=4, retrain_every=4))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     events = history(8)
     await service.handle([Delivery(e, record=None) for e in events[:16]])
@@ -286,7 +297,7 @@ async def test_examples_are_read_as_of_their_questions_time():
 
 async def test_live_ranking_never_waits_for_a_refit():
     index, embedder = InMemoryIndex(), FakeEmbedder()
-    policy = RankingPolicy(learning=LearningPolicy(min_examples=10, retrain_every=10))
+    policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     await service.handle([Delivery(e, record=None) for e in history(30)])
 

@@ -86,7 +86,9 @@ def service(index, embedder, published):
 
 
 HISTORY = (
-    question("carol", "Kubernetes pods restart", "pods keep restarting with CrashLoopBackOff", thread="k1", backfill=True),
+    question(
+        "carol", "Kubernetes pods restart", "pods keep restarting with CrashLoopBackOff", thread="k1", backfill=True
+    ),
     answer("kim", "check the liveness probe of the kubernetes pods and the container logs", thread="k1", backfill=True),
     question("dave", "Kubernetes ingress", "ingress returns 502 for my kubernetes service", thread="k2", backfill=True),
     answer("kim", "the kubernetes service port does not match the pods container port", thread="k2", backfill=True),
@@ -103,7 +105,9 @@ async def test_backfill_is_indexed_in_one_embed_call_and_starts_no_match(service
 
 async def test_a_new_question_is_matched_with_the_expert_first(service, published):
     await service.handle(batch(*HISTORY))
-    await service.handle(batch(question("erin", "Kubernetes pods", "my kubernetes pods restart, what to check?", thread="k3")))
+    await service.handle(
+        batch(question("erin", "Kubernetes pods", "my kubernetes pods restart, what to check?", thread="k3"))
+    )
     [match] = published
     assert isinstance(match, ExpertsMatched) and match.tenant == "acme"
     assert match.data.question.thread_id == "k3" and match.data.question.author_id == "erin"
@@ -141,11 +145,15 @@ async def test_a_reply_takes_the_title_of_a_root_later_in_the_same_batch(service
 
 
 async def test_evidence_respects_the_questions_audience(service, published):
-    secret = answer("sam", "kubernetes pods restart fix for the platform team", thread="s1", audience=("platform",), backfill=True)
+    secret = answer(
+        "sam", "kubernetes pods restart fix for the platform team", thread="s1", audience=("platform",), backfill=True
+    )
     public = answer("pat", "kubernetes pods restart fix", thread="s2", backfill=True)
     await service.handle(batch(secret, public))
     await service.handle(batch(question("erin", "Kubernetes pods restart", "fix?", thread="q1")))
-    await service.handle(batch(question("erin", "Kubernetes pods restart", "fix?", thread="q2", audience=("platform",))))
+    await service.handle(
+        batch(question("erin", "Kubernetes pods restart", "fix?", thread="q2", audience=("platform",)))
+    )
     public_match, platform_match = published
     assert [c.person_id for c in public_match.data.candidates] == ["pat"]
     assert {c.person_id for c in platform_match.data.candidates} == {"sam", "pat"}
@@ -175,7 +183,9 @@ async def test_replaying_a_batch_republishes_the_same_match(service, index, publ
 
 async def test_tenants_never_see_each_others_people(service, published):
     await service.handle(batch(*HISTORY))
-    await service.handle(batch(question("gil", "Kubernetes pods", "kubernetes pods restart", thread="g1", tenant="globex")))
+    await service.handle(
+        batch(question("gil", "Kubernetes pods", "kubernetes pods restart", thread="g1", tenant="globex"))
+    )
     [match] = published
     assert match.tenant == "globex" and match.data.candidates == ()
 
@@ -197,12 +207,15 @@ async def test_search_ranks_the_tenants_people_and_honours_exclusions(service):
     await service.handle(batch(*HISTORY))
     experts = await service.search(tenant="acme", text="kubernetes pods restart", limit=5)
     assert experts[0].person_id == "kim"
-    assert "kim" not in [e.person_id for e in await service.search(tenant="acme", text="kubernetes pods", limit=5, exclude=["kim"])]
+    assert "kim" not in [
+        e.person_id for e in await service.search(tenant="acme", text="kubernetes pods", limit=5, exclude=["kim"])
+    ]
     assert await service.search(tenant="globex", text="kubernetes pods", limit=5) == []
 
 
 async def test_people_beyond_the_hits_are_shown_by_their_own_nearest_visible_answers(index, embedder, published):
-    """A person added for their recent answers has evidence and a closeness of their own; one with no visible post is never listed."""
+    """A person added for their recent answers has evidence and a closeness of their own; one with no
+    visible post is never listed."""
     service = MatcherService(
         index=index, embedder=embedder, publish=published, clock=lambda: NOW,
         policy=RankingPolicy(search_depth=1, lexical_depth=0, tag_depth=0, recent_depth=10),
@@ -223,7 +236,9 @@ async def test_people_beyond_the_hits_are_shown_by_their_own_nearest_visible_ans
 
 
 async def test_policy_limits_the_candidates(index, embedder, published):
-    service = MatcherService(index=index, embedder=embedder, publish=published, policy=RankingPolicy(candidates=1), clock=lambda: NOW)
+    service = MatcherService(
+        index=index, embedder=embedder, publish=published, policy=RankingPolicy(candidates=1), clock=lambda: NOW
+    )
     await service.handle(batch(*HISTORY, question("erin", "Kubernetes pods", "kubernetes pods", thread="k3")))
     assert len(published[0].data.candidates) == 1
 
@@ -263,7 +278,9 @@ async def test_tag_overlap_and_the_questions_words_rank_the_topic_expert_first(s
     assert candidates[0].evidence[0].thread_id == "d1"
 
 
-def responded(person: str, kind: str, *, question_event: PostUpserted, at=NOW - timedelta(days=1)) -> InvitationResponded:
+def responded(
+    person: str, kind: str, *, question_event: PostUpserted, at=NOW - timedelta(days=1)
+) -> InvitationResponded:
     q = question_event.data
     return InvitationResponded(
         tenant=q.tenant,
@@ -280,9 +297,18 @@ def responded(person: str, kind: str, *, question_event: PostUpserted, at=NOW - 
 
 
 async def rank(service, embedder, text: str, *, asker: str = "zoe", thread: str = "new", now=NOW):
-    candidates = (await service.rank_question(
-        tenant="acme", vector=embedder.vector(text), text=text, asker=asker, thread_id=thread, audience=(), now=now, limit=5
-    )).candidates
+    candidates = (
+        await service.rank_question(
+            tenant="acme",
+            vector=embedder.vector(text),
+            text=text,
+            asker=asker,
+            thread_id=thread,
+            audience=(),
+            now=now,
+            limit=5,
+        )
+    ).candidates
     return candidates
 
 
@@ -352,16 +378,25 @@ async def test_a_response_arriving_after_its_persons_erasure_is_not_kept(service
 
     # The erasure (posts topic) overtakes kim's response (responses topic).
     await service.handle(batch(PersonErased(tenant="acme", data=PersonRef(person_id="kim"))))
-    await service.handle(batch(responded("kim", "answered", question_event=pods), responded("dave", "answered", question_event=pods)))
+    await service.handle(
+        batch(responded("kim", "answered", question_event=pods), responded("dave", "answered", question_event=pods))
+    )
 
     assert {key[2] for key in index.feedback} == {"dave"}
 
 
-async def test_a_response_to_a_question_no_longer_indexed_is_dropped_and_the_batch_goes_on(service, index, embedder, published):
+async def test_a_response_to_a_question_no_longer_indexed_is_dropped_and_the_batch_goes_on(
+    service, index, embedder, published
+):
     gone = question("erin", "Kubernetes pods", "kubernetes pods restart", thread="k3", backfill=True)
     await service.handle(batch(*HISTORY))
 
-    await service.handle(batch(responded("kim", "not_my_area", question_event=gone), question("zoe", "Pods", "kubernetes pods", thread="k9")))
+    await service.handle(
+        batch(
+            responded("kim", "not_my_area", question_event=gone),
+            question("zoe", "Pods", "kubernetes pods", thread="k9"),
+        )
+    )
 
     assert index.feedback == {}
     assert published[0].data.candidates[0].person_id == "kim"

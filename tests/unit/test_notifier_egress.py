@@ -100,13 +100,17 @@ async def test_an_allowed_ipv4_network_admits_it_mapped_but_not_tunnelled_or_tra
             await check_destination(f"http://[{address}]/h", allow=allow, resolve=dns({}))
     # Listing the IPv6 network admits it, but no listed network opens a metadata service.
     sixtofour = AllowList.parse("2002::/16")
-    assert (await check_destination("http://[2002:a00:1::]/h", allow=sixtofour, resolve=dns({}))).address == "2002:a00:1::"
+    assert (
+        await check_destination("http://[2002:a00:1::]/h", allow=sixtofour, resolve=dns({}))
+    ).address == "2002:a00:1::"
     with pytest.raises(ForbiddenDestination, match="metadata"):
         await check_destination("http://[2002:a9fe:a9fe::]/h", allow=sixtofour, resolve=dns({}))
 
 
 async def test_a_name_resolving_inside_is_refused_and_a_public_one_is_pinned():
-    resolve = dns({"intranet.corp": ["10.0.0.5"], "hooks.example.com": [PUBLIC], "mixed.example.com": [PUBLIC, "127.0.0.1"]})
+    resolve = dns(
+        {"intranet.corp": ["10.0.0.5"], "hooks.example.com": [PUBLIC], "mixed.example.com": [PUBLIC, "127.0.0.1"]}
+    )
     with pytest.raises(ForbiddenDestination, match="intranet.corp resolves to 10.0.0.5"):
         await check_destination("https://intranet.corp/h", allow=AllowList(), resolve=resolve)
     # One inside answer is enough to refuse: the connection could land on it.
@@ -150,7 +154,9 @@ async def test_the_allow_list_names_cidrs_addresses_and_hosts():
 async def test_dns_rebinding_is_caught_at_the_next_check():
     table = {"hooks.example.com": [PUBLIC]}
     resolve = dns(table)
-    assert (await check_destination("https://hooks.example.com/h", allow=AllowList(), resolve=resolve)).address == PUBLIC
+    assert (
+        await check_destination("https://hooks.example.com/h", allow=AllowList(), resolve=resolve)
+    ).address == PUBLIC
     table["hooks.example.com"] = ["169.254.169.254"]
     with pytest.raises(ForbiddenDestination, match="metadata"):
         await check_destination("https://hooks.example.com/h", allow=AllowList(), resolve=resolve)

@@ -47,11 +47,16 @@ def test_why_names_an_answer_before_a_closer_comment_or_question():
 
 
 def test_why_quotes_the_snippet_when_the_post_has_no_title():
-    assert why_you(person([evidence(None, snippet="restart the consumer group")])) == "You answered “restart the consumer group”."
+    assert (
+        why_you(person([evidence(None, snippet="restart the consumer group")]))
+        == "You answered “restart the consumer group”."
+    )
 
 
 def test_why_adds_the_persons_own_answers_in_the_questions_tag():
-    record = TrackRecord(answers=40, accepted=12, tags=(TagRecord(tag="kafka", answers=14, accepted=5), TagRecord(tag="ops", answers=2)))
+    record = TrackRecord(
+        answers=40, accepted=12, tags=(TagRecord(tag="kafka", answers=14, accepted=5), TagRecord(tag="ops", answers=2))
+    )
     found = [evidence("Consumer lag after deploys", similarity=0.8, accepted=True)]
 
     assert why_you(person(found, {"similarity": 2.0, "tags": 0.5}, record)) == (
@@ -61,7 +66,10 @@ def test_why_adds_the_persons_own_answers_in_the_questions_tag():
 
 def test_why_leads_with_the_fact_behind_activity_when_it_outweighs_the_posts_match():
     record = TrackRecord(answers=30, accepted=9, answers_last_30_days=6, answers_last_90_days=11)
-    found = [evidence("paygate p99 latency spike", similarity=0.41, accepted=True), evidence("Deploy freeze", similarity=0.2)]
+    found = [
+        evidence("paygate p99 latency spike", similarity=0.41, accepted=True),
+        evidence("Deploy freeze", similarity=0.2),
+    ]
     parts = {"similarity": 0.4, "lexical": 0.1, "activity": 2.1, "answers": 0.9}
 
     assert why_you(person(found, parts, record)) == (
@@ -113,9 +121,9 @@ def test_why_counts_are_singular_when_one():
 
 
 def test_why_ignores_parts_it_has_no_facts_for():
-    assert why_you(person([evidence("Vault")], {"similarity": 0.1, "mystery": 5.0, "feedback": 3.0}, TrackRecord())) == (
-        "You answered “Vault”."
-    )
+    assert why_you(
+        person([evidence("Vault")], {"similarity": 0.1, "mystery": 5.0, "feedback": 3.0}, TrackRecord())
+    ) == ("You answered “Vault”.")
 
 
 def test_why_without_evidence_still_reads_as_a_sentence():
@@ -125,10 +133,15 @@ def test_why_without_evidence_still_reads_as_a_sentence():
 def test_payload_has_type_timestamp_and_data_without_the_tenant():
     question = Question(post_id="q1", thread_id="t1", author_id="asker", title="Rotate Vault?", excerpt="How…", url="https://intra/q1")
     candidate = Candidate(
-        person_id="ann", score=0.87, evidence=(evidence("Rotate Vault", accepted=True),), parts={"similarity": 0.8, "tags": 0.07}
+        person_id="ann",
+        score=0.87,
+        evidence=(evidence("Rotate Vault", accepted=True),),
+        parts={"similarity": 0.8, "tags": 0.07},
     )
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    body = json.loads(invitation_payload(invitation_id="inv_1", question=question, candidate=candidate, created_at=created))
+    body = json.loads(
+        invitation_payload(invitation_id="inv_1", question=question, candidate=candidate, created_at=created)
+    )
     assert body["type"] == "invitation.created"
     assert body["timestamp"] == "2026-01-02T03:04:05+00:00"
     data = body["data"]
@@ -151,7 +164,9 @@ def test_payload_carries_the_track_record_its_why_states():
         parts={"similarity": 0.2, "activity": 2.5}, track_record=record,
     )
     created = datetime(2026, 1, 2, tzinfo=UTC)
-    data = json.loads(invitation_payload(invitation_id="inv_2", question=question, candidate=candidate, created_at=created))["data"]
+    data = json.loads(
+        invitation_payload(invitation_id="inv_2", question=question, candidate=candidate, created_at=created)
+    )["data"]
     assert data["why"] == "You wrote 4 answers in the last 30 days, and you answered “paygate latency”."
     assert data["closeness"] is None  # not measured by this candidate's matcher
     assert data["track_record"] == {

@@ -51,7 +51,9 @@ def test_best_candidates_first_up_to_the_room():
 
 
 def test_the_asker_participants_and_people_already_invited_are_skipped_with_their_reason():
-    result = plan(people(("asker", 0.99), ("part", 0.95), ("old", 0.9), ("ann", 0.5)), participants={"part"}, invited={"old"})
+    result = plan(
+        people(("asker", 0.99), ("part", 0.95), ("old", 0.9), ("ann", 0.5)), participants={"part"}, invited={"old"}
+    )
     assert ids(result.invite) == ["ann"]
     assert skips(result) == {"asker": "asker", "part": "participant", "old": "already_invited"}
 
@@ -99,7 +101,9 @@ def test_skips_below_the_last_invitee_are_not_reported():
 
 
 def close_to(similarity: float) -> tuple[Evidence, ...]:
-    return (Evidence(post_id=f"p{similarity}", thread_id="t0", kind=PostKind.ANSWER, snippet="s", similarity=similarity),)
+    return (
+        Evidence(post_id=f"p{similarity}", thread_id="t0", kind=PostKind.ANSWER, snippet="s", similarity=similarity),
+    )
 
 
 def test_nobody_is_invited_whose_posts_are_not_close_enough_to_the_question():

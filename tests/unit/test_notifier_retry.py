@@ -40,7 +40,11 @@ def test_settings_read_the_shared_environment_names(monkeypatch, tmp_path):
     monkeypatch.setenv("NOTIFIER_RETRY_SCHEDULE", "1,2")
     monkeypatch.setenv("NOTIFIER_PORT", "9003")
     settings = NotifierSettings(data_dir=tmp_path)
-    assert (settings.database_url, settings.retry_delays, settings.port) == ("postgresql+asyncpg://db/notifier", (1, 2), 9003)
+    assert (settings.database_url, settings.retry_delays, settings.port) == (
+        "postgresql+asyncpg://db/notifier",
+        (1, 2),
+        9003,
+    )
 
 
 def test_each_failed_attempt_waits_for_its_step_of_the_schedule():
@@ -67,7 +71,9 @@ def test_retry_after_pushes_the_next_attempt_later_but_never_earlier():
     sooner = next_attempt_at(attempts=2, now=NOW, schedule=SCHEDULE, status=429, retry_after="1")
     assert sooner == NOW + timedelta(seconds=300)
     # Only 429 and 503 carry a meaningful Retry-After.
-    assert next_attempt_at(attempts=1, now=NOW, schedule=SCHEDULE, status=500, retry_after="60") == NOW + timedelta(seconds=5)
+    assert next_attempt_at(attempts=1, now=NOW, schedule=SCHEDULE, status=500, retry_after="60") == NOW + timedelta(
+        seconds=5
+    )
 
 
 def test_answers_decide_the_delivery():

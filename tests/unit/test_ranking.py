@@ -11,8 +11,8 @@ import pytest
 
 from services.matcher.features import FEATURE_NAMES, PART_OF, FeatureTable
 from services.matcher.index.base import Hit
-from services.matcher.learning import LinearScorer, fusion_scorer
-from services.matcher.ranking import Weights, rank_candidates, vote_parts
+from services.matcher.ranking import EvidenceOrder, rank_candidates, vote_parts
+from services.matcher.scorer import LinearScorer, fusion_scorer
 from shared.events import PostKind, ScorePart
 
 pytestmark = pytest.mark.unit
@@ -58,7 +58,7 @@ def test_evidence_prefers_an_accepted_answer_over_a_slightly_closer_question():
 
 def test_evidence_prefers_recent_and_upvoted_posts_but_not_a_viral_loose_one():
     old, new = hit("ana", 0.8, age_days=720), hit("ana", 0.8, age_days=10)
-    assert evidence_of([old, new], weights=Weights(half_life_days=180)) == [new.post_id, old.post_id]
+    assert evidence_of([old, new], order=EvidenceOrder(half_life_days=180)) == [new.post_id, old.post_id]
     plain, upvoted = hit("ana", 0.8), hit("ana", 0.8, score=25)
     assert evidence_of([plain, upvoted]) == [upvoted.post_id, plain.post_id]
     viral, close = hit("ana", 0.6, score=5000), hit("ana", 0.85)
@@ -66,7 +66,7 @@ def test_evidence_prefers_recent_and_upvoted_posts_but_not_a_viral_loose_one():
 
 
 def test_a_votes_parts_add_up_to_it_and_name_what_helped():
-    parts = vote_parts(hit("ana", 0.8, accepted=True, score=10, age_days=400), now=NOW, weights=Weights())
+    parts = vote_parts(hit("ana", 0.8, accepted=True, score=10, age_days=400), now=NOW, order=EvidenceOrder())
     assert sum(parts.values()) == pytest.approx(
         math.exp(6 * -0.2) * 1.5 * (1 + 0.2 * math.log1p(10)) * (0.25 + 0.75 * 0.5 ** (400 / 365))
     )
@@ -82,7 +82,9 @@ def test_evidence_is_the_persons_best_three_posts_best_first():
     assert ana.evidence[0].title == "A thread"
 
 
-def table_of(rows: dict[str, dict[str, float]], dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]] | None = None):
+def table_of(
+    rows: dict[str, dict[str, float]], dense: dict[str, list[Hit]], lexical: dict[str, list[Hit]] | None = None
+):
     values = np.array([[r.get(name, 0.0) for name in FEATURE_NAMES] for r in rows.values()])
     return FeatureTable(people=list(rows), values=values, dense_hits=dense, lexical_hits=lexical or {})
 

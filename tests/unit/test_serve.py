@@ -14,7 +14,10 @@ def test_flags_override_the_settings_and_absent_ones_do_not(tmp_path):
     settings = NotifierSettings(data_dir=tmp_path, host="10.0.0.5", port=9003)
 
     assert parse_bind(["--port", "0"], service="notifier", env_prefix="NOTIFIER_").address(settings) == ("10.0.0.5", 0)
-    assert parse_bind(["--host", "0.0.0.0"], service="notifier", env_prefix="NOTIFIER_").address(settings) == ("0.0.0.0", 9003)
+    assert parse_bind(["--host", "0.0.0.0"], service="notifier", env_prefix="NOTIFIER_").address(settings) == (
+        "0.0.0.0",
+        9003,
+    )
     assert parse_bind([], service="notifier", env_prefix="NOTIFIER_").address(settings) == ("10.0.0.5", 9003)
 
 

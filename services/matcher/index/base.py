@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from shared.events import PostKind
+from shared.events import PostKind, ResponseKind
 
 # The collection a Qdrant server keeps the contributions in, unless configured otherwise.
 DEFAULT_COLLECTION = "contributions"
@@ -87,7 +87,7 @@ class Feedback:
     question_post_id: str
     thread_id: str
     person_id: str
-    response: str  # a shared.events.ResponseKind value
+    response: ResponseKind
     at: datetime
     vector: Sequence[float]  # the question's own vector
 
@@ -97,7 +97,7 @@ class FeedbackHit:
     """A response given near a question, with the similarity of the two questions."""
 
     person_id: str
-    response: str
+    response: ResponseKind
     question_post_id: str
     thread_id: str
     at: datetime
@@ -174,9 +174,10 @@ class ExpertIndex(Protocol):
         before: datetime | None = None,
         kinds: Sequence[PostKind] | None = None,
     ) -> dict[str, list[Hit]]:
-        """Each author's `limit` contributions (of `kinds`) nearest to `vector`, closest first (an author with none: absent).
+        """Each author's `limit` contributions (of `kinds`) nearest to `vector`, closest first.
 
-        Same filters as `search`: the evidence of a person found by other means than their posts' closeness.
+        An author with none is absent. Same filters as `search`: the evidence of a person found by
+        other means than their posts' closeness.
         """
         ...
 
@@ -225,21 +226,12 @@ class ExpertIndex(Protocol):
         before: datetime | None = None,
         limit: int,
     ) -> list[str]:
-        """The authors of the tenant's latest `limit` contributions of `kinds` created in [`after`, `before`), newest first.
+        """The authors of the tenant's latest `limit` contributions of `kinds`, newest first.
+
+        Only contributions created in [`after`, `before`) count.
 
         One entry per contribution, so an author appears as often as they posted among them.
         """
-        ...
-
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many contributions (of `kinds`, created before `before`) carry each tag."""
         ...
 
     async def accepted_questions(self, tenant: str, *, limit: int) -> list[AcceptedQuestion]:

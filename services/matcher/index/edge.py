@@ -23,6 +23,7 @@ from qdrant_edge import (
     MatchAny,
     MatchValue,
     OrderBy,
+    Point as EdgePoint,
     Query,
     QueryBatchRequest,
     QueryRequest,
@@ -32,7 +33,6 @@ from qdrant_edge import (
     SparseVector,
     UpdateOperation,
 )
-from qdrant_edge import Point as EdgePoint
 
 from services.matcher.index.base import IndexUnavailable
 from services.matcher.index.edge_shard import open_shard, translate
@@ -102,7 +102,9 @@ def _scroll_all(shard: EdgeShard, where: Filter, fields: Any, vectors: list[str]
     records: list[Any] = []
     offset = None
     while True:
-        request = ScrollRequest(offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=fields, with_vector=vectors)
+        request = ScrollRequest(
+            offset=offset, limit=_SCROLL_PAGE, filter=where, with_payload=fields, with_vector=vectors
+        )
         page, offset = shard.scroll(request)
         records += page
         if offset is None:

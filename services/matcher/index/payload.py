@@ -12,10 +12,9 @@ from typing import Any
 
 from services.matcher.index.base import AcceptedQuestion, Contribution, Feedback, FeedbackHit, Hit, point_id
 from services.matcher.index.lexical import document_terms
-from shared.events import PostKind
+from shared.events import PostKind, ResponseKind
 
 DENSE = "dense"
-ANSWERED = "answered"  # the ResponseKind that records a fact, not an opinion
 SPARSE = "sparse"
 DIMENSIONS = 384
 # Keeps payloads small; an evidence snippet never needs more than the start of a post.
@@ -113,7 +112,9 @@ def accepted_answerers(payloads: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return found
 
 
-def accepted_question(payload: Mapping[str, Any], vector: list[float], answerers: Mapping[str, str]) -> AcceptedQuestion:
+def accepted_question(
+    payload: Mapping[str, Any], vector: list[float], answerers: Mapping[str, str]
+) -> AcceptedQuestion:
     return AcceptedQuestion(
         question=to_hit(payload, 0.0),
         vector=vector,
@@ -144,10 +145,11 @@ def feedback_partition(tenant: str) -> str:
 
 def feedback_point_id(feedback: Feedback) -> str:
     """One point per (question, person) for what they said, a later response replacing the earlier
-    one, and one more for having answered: nothing said afterwards undoes an answer given."""
+    one, and one more for having answered (a fact, not an opinion): nothing said afterwards undoes
+    an answer given."""
     key = f"{feedback.question_post_id}/{feedback.person_id}"
-    if feedback.response == ANSWERED:
-        key += f"/{ANSWERED}"
+    if feedback.response is ResponseKind.ANSWERED:
+        key += f"/{ResponseKind.ANSWERED.value}"
     return point_id(feedback_partition(feedback.tenant), key)
 
 
@@ -159,7 +161,7 @@ def feedback_payload(feedback: Feedback) -> dict[str, Any]:
         "post_id": feedback.question_post_id,
         "thread_id": feedback.thread_id,
         "author_id": feedback.person_id,
-        "response": feedback.response,
+        "response": feedback.response.value,
         "created_at": at.isoformat(),
         "created_ts": int(at.timestamp()),
     }
@@ -168,7 +170,7 @@ def feedback_payload(feedback: Feedback) -> dict[str, Any]:
 def to_feedback_hit(payload: Mapping[str, Any], similarity: float) -> FeedbackHit:
     return FeedbackHit(
         person_id=payload["author_id"],
-        response=payload["response"],
+        response=ResponseKind(payload["response"]),
         question_post_id=payload["post_id"],
         thread_id=payload["thread_id"],
         at=_aware(datetime.fromisoformat(payload["created_at"])),

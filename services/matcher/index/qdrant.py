@@ -207,17 +207,6 @@ class QdrantIndex:
         )
         return await self.engine.facet("author_id", where, _at_least_one(limit))
 
-    async def tag_counts(
-        self,
-        tenant: str,
-        *,
-        kinds: Sequence[PostKind] | None = None,
-        before: datetime | None = None,
-        limit: int = 10_000,
-    ) -> dict[str, int]:
-        """How many contributions (of `kinds`, created before `before`) carry each tag."""
-        return await self.engine.facet("tags", count_where(tenant, kinds=kinds, before=before), _at_least_one(limit))
-
     async def recent_authors(
         self,
         tenant: str,

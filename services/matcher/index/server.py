@@ -204,7 +204,11 @@ class ServerEngine:
         order = models.OrderBy(key="created_ts", direction=models.Direction.DESC)
         with self._call() as client:
             records, _ = await client.scroll(
-                self.collection, scroll_filter=server_filter(where), limit=limit, with_payload=list(fields), order_by=order
+                self.collection,
+                scroll_filter=server_filter(where),
+                limit=limit,
+                with_payload=list(fields),
+                order_by=order,
             )
         return [_record(r) for r in records]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 
@@ -9,7 +10,9 @@ from fastapi import Depends, HTTPException, Request, status
 
 from services.notifier.bootstrap import Notifier
 from services.notifier.store.database import Database
+from shared.auth import BearerDep, authenticate
 from shared.errors import field_error
+from shared.health import Check
 
 
 def get_notifier(request: Request) -> Notifier:
@@ -17,6 +20,18 @@ def get_notifier(request: Request) -> Notifier:
 
 
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+
+
+def get_tenant(notifier: NotifierDep, credentials: BearerDep) -> str:
+    return authenticate(notifier.tenants_by_key, credentials)
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def readiness(notifier: NotifierDep) -> Mapping[str, Check]:
+    """The running notifier's readiness checks, for `/readyz`."""
+    return notifier.readiness
 
 
 def get_database(notifier: NotifierDep) -> Database:

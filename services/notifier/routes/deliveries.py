@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from services.notifier.routes import DatabaseDep
+from services.notifier.models import DeliveryState
+from services.notifier.routes import DatabaseDep, TenantDep
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import text_field
 
@@ -31,7 +31,7 @@ class DeliveryDetail(BaseModel):
     invitation_id: str
     message_id: str
     type: str
-    state: str
+    state: DeliveryState
     attempts: int
     next_attempt_at: datetime | None
     last_status: int | None
@@ -41,7 +41,7 @@ class DeliveryDetail(BaseModel):
     attempt_log: list[AttemptOut]
 
     @classmethod
-    def of(cls, view: DeliveryView) -> "DeliveryDetail":
+    def of(cls, view: DeliveryView) -> DeliveryDetail:
         d = view.delivery
         return cls(
             id=d.id,
@@ -57,7 +57,9 @@ class DeliveryDetail(BaseModel):
             created_at=d.created_at,
             delivered_at=d.delivered_at,
             attempt_log=[
-                AttemptOut(attempted_at=a.attempted_at, status_code=a.status_code, duration_ms=a.duration_ms, error=a.error)
+                AttemptOut(
+                    attempted_at=a.attempted_at, status_code=a.status_code, duration_ms=a.duration_ms, error=a.error
+                )
                 for a in view.attempts
             ],
         )
@@ -69,7 +71,7 @@ async def list_deliveries(
     db: DatabaseDep,
     subscription_id: Annotated[text_field(max_length=40) | None, Query()] = None,
     invitation_id: Annotated[text_field(max_length=40) | None, Query()] = None,
-    state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    state: Annotated[DeliveryState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryDetail]:
     found = await deliveries.search(

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.notifier.models import DeliveryState
 from services.notifier.payload import stored_why
-from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, not_found
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.events import ResponseKind
 from shared.fields import Text, text_field
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=err
 class DeliveryOut(BaseModel):
     subscription_id: str
     message_id: str
-    state: str
+    state: DeliveryState
     attempts: int
     last_status: int | None
     next_attempt_at: datetime | None
@@ -46,7 +46,7 @@ class InvitationOut(BaseModel):
     deliveries: list[DeliveryOut]
 
     @classmethod
-    def of(cls, view: InvitationView) -> "InvitationOut":
+    def of(cls, view: InvitationView) -> InvitationOut:
         inv = view.invitation
         return cls(
             id=inv.id,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifier.routes import DatabaseDep, NowDep
+from services.notifier.routes import DatabaseDep, NowDep, TenantDep
 from services.notifier.store import people
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Instant, text_field
 

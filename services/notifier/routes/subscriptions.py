@@ -11,10 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.notifier.clock import utcnow
 from services.notifier.egress import ForbiddenDestination, check_destination, webhook_target
 from services.notifier.models import Subscription
-from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, invalid, not_found
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, invalid, not_found
 from services.notifier.store import deliveries, subscriptions
 from services.notifier.store.deliveries import EndpointDisabled
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Instant, Text, text_field
 
@@ -46,7 +45,7 @@ class SubscriptionOut(BaseModel):
     failing_since: datetime | None = None
 
     @classmethod
-    def of(cls, subscription: Subscription) -> "SubscriptionOut":
+    def of(cls, subscription: Subscription) -> SubscriptionOut:
         return cls(
             id=subscription.id,
             url=subscription.url,
@@ -96,7 +95,9 @@ async def rotate_secret(
     )
     if rotated is None:
         raise not_found(f"subscription {subscription_id}")
-    return RotatedSecret(id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until)
+    return RotatedSecret(
+        id=rotated.id, secret=rotated.secret, previous_secret_valid_until=rotated.previous_secret_until
+    )
 
 
 @router.post("/{subscription_id}/enable", responses=FOUND)

@@ -9,9 +9,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.notifier.payload import stored_why
-from services.notifier.routes import DatabaseDep
+from services.notifier.routes import DatabaseDep, TenantDep
 from services.notifier.store import threads
-from shared.auth import TenantDep
 from shared.errors import error_responses
 from shared.fields import Text
 
@@ -62,7 +61,9 @@ async def thread_invitations(thread_id: Text, tenant: TenantDep, db: DatabaseDep
     found = await threads.decisions(db, tenant=tenant, thread_id=thread_id)
     by_invitation: dict[str, list[ResponseOut]] = {}
     for r in found.responses:
-        by_invitation.setdefault(r.invitation_id, []).append(ResponseOut(response=r.response, responded_at=r.created_at))
+        by_invitation.setdefault(r.invitation_id, []).append(
+            ResponseOut(response=r.response, responded_at=r.created_at)
+        )
     state = found.state
     return ThreadInvitations(
         thread_id=thread_id,

@@ -34,7 +34,7 @@ class DueDelivery:
 class Outcome:
     """What an attempt decided: delivered, retry at `next_attempt_at`, or failed for good."""
 
-    state: str
+    state: DeliveryState
     next_attempt_at: datetime | None = None
     # Set when the endpoint told us to stop (410 Gone): the subscription is disabled.
     disable_reason: str | None = None
@@ -173,7 +173,7 @@ async def search(
     tenant: str,
     subscription_id: str | None = None,
     invitation_id: str | None = None,
-    state: str | None = None,
+    state: DeliveryState | None = None,
     limit: int = 100,
 ) -> list[DeliveryView]:
     """The tenant's deliveries, newest first, filtered by whichever of the arguments are given."""

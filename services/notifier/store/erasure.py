@@ -67,7 +67,9 @@ async def erase_person(db: Database, *, tenant: str, person_id: str, erased_at: 
             ),
         )
         await session.execute(sa.delete(Invitation).where(Invitation.id.in_(invitations)))
-        preferences = await _delete(session, sa.delete(PersonPreferences).where(_of(PersonPreferences, tenant, person_id)))
+        preferences = await _delete(
+            session, sa.delete(PersonPreferences).where(_of(PersonPreferences, tenant, person_id))
+        )
         skips = await _delete(session, sa.delete(InvitationSkip).where(_of(InvitationSkip, tenant, person_id)))
         replies = await _delete(session, sa.delete(ThreadReply).where(_of(ThreadReply, tenant, person_id)))
         rewritten, removed = await _forget_in_threads(session, tenant=tenant, person_id=person_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +23,8 @@ from services.notifier.policy import Closed, InvitePolicy, Skip, nobody_close_en
 from services.notifier.store.database import Database, new_id
 from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
-from shared.events import Candidate, ExpertsMatched, Match, Question
 from shared import metrics
+from shared.events import Candidate, ExpertsMatched, Match, Question
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +133,9 @@ async def invite(
     return created
 
 
-def _invitation(state: ThreadState, question: Question, candidate: Candidate, *, round_: int, now: datetime) -> Invitation:
+def _invitation(
+    state: ThreadState, question: Question, candidate: Candidate, *, round_: int, now: datetime
+) -> Invitation:
     return Invitation(
         id=new_id("inv"),
         tenant=state.tenant,

@@ -70,9 +70,13 @@ async def load_people(
     for person_id, created_at in week:
         recent[person_id].append(created_at)
     last = dict(
-        (await session.execute(
-            sa.select(Invitation.person_id, sa.func.max(Invitation.created_at)).where(of_tenant).group_by(Invitation.person_id)
-        )).all()
+        (
+            await session.execute(
+                sa.select(Invitation.person_id, sa.func.max(Invitation.created_at))
+                .where(of_tenant)
+                .group_by(Invitation.person_id)
+            )
+        ).all()
     )
     return {person_id: _person(prefs.get(person_id), recent[person_id], last.get(person_id)) for person_id in ids}
 

@@ -63,7 +63,9 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
         return [(state.tenant, state.thread_id) for state in due]
 
 
-async def escalate(db: Database, *, tenant: str, thread_id: str, policy: InvitePolicy, now: datetime) -> list[Invitation]:
+async def escalate(
+    db: Database, *, tenant: str, thread_id: str, policy: InvitePolicy, now: datetime
+) -> list[Invitation]:
     """Stop if someone answered; else invite the thread's next candidates, up to the policy's total."""
     async with db.transaction() as session:
         # On SQLite: an erasure cannot commit between the check of the candidates and the invitations.

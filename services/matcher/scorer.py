@@ -1,4 +1,4 @@
-"""Learning to rank per tenant: a linear scorer over the candidate features, fit on the tenant's past.
+"""Learning to rank: a linear scorer over the candidate features, and its fit on a tenant's past.
 
 A training example is a past question with an accepted answer: its candidates' features as of
 its own time, and which of them was accepted. The fit maximises the accepted answerer's softmax
@@ -84,7 +84,7 @@ class Example:
 
 
 @dataclass(frozen=True, slots=True)
-class Training:
+class FitSettings:
     """How the fit runs: how hard the weights are pulled toward the fusion, and when it stops.
 
     The pull is `l2 + prior_examples / n` for n examples: the fusion counts as `prior_examples`
@@ -99,7 +99,7 @@ class Training:
     tolerance: float = 1e-10
 
 
-def fit(examples: Sequence[Example], training: Training = Training()) -> LinearScorer:
+def fit(examples: Sequence[Example], settings: FitSettings = FitSettings()) -> LinearScorer:
     """The linear scorer that puts each example's accepted answerer first, as far as a line can.
 
     The penalty pulls toward the fusion's weights scaled to fit these examples best (the fusion
@@ -113,14 +113,14 @@ def fit(examples: Sequence[Example], training: Training = Training()) -> LinearS
     scale[scale < 1e-9] = 1.0
     problem = _Problem(*_padded(examples, center, scale))
     problem.prior = problem.scaled_fusion(scale)
-    problem.strength = training.l2 + training.prior_examples / len(examples)
+    problem.strength = settings.l2 + settings.prior_examples / len(examples)
     found = minimize(
         problem.loss_and_gradient,
         x0=problem.prior,
         jac=True,
         method="L-BFGS-B",
         bounds=BOUNDS,
-        options={"maxiter": training.steps, "ftol": training.tolerance, "gtol": 1e-9},
+        options={"maxiter": settings.steps, "ftol": settings.tolerance, "gtol": 1e-9},
     )
     return LinearScorer(weights=found.x, center=center, scale=scale, examples=len(examples))
 
