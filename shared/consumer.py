@@ -3,8 +3,9 @@
 Delivery is at least once: offsets are committed only after a batch has been handled or
 dead-lettered, so a crash replays the batch and handlers must be idempotent.
 
-Errors a handler raises:
-- `TransientError`: the batch is retried after a backoff, nothing is committed.
+Handlers get the batch's events, never Kafka's records. Errors a handler raises:
+- `TransientError`, or an error the wiring's `transient` says is one (a domain's own, such as the
+  matcher's `IndexUnavailable`): the batch is retried after a backoff, nothing is committed.
 - `KafkaError` from the broker itself (fetch, commit, dead-letter send): treated the same way.
 - any other exception: the batch is split and each event handled alone; an event that still
   fails goes to `<topic>.dlq` with the error in its headers, and the loop moves on.
@@ -39,7 +40,7 @@ from aiokafka.errors import KafkaError
 
 from shared import metrics
 from shared.epoch import read_epoch
-from shared.events import UndecodableEvent, decode_event
+from shared.events import AnyEvent, UndecodableEvent, decode_event
 from shared.topics import dlq
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,14 @@ class TransientError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A decoded event with where it came from."""
+class _Received:
+    """A decoded event with the record it came in: where it goes if it is dead-lettered."""
 
-    event: object
+    event: AnyEvent
     record: ConsumerRecord
 
 
-Handler = Callable[[Sequence[Delivery]], Awaitable[None]]
+Handler = Callable[[Sequence[AnyEvent]], Awaitable[None]]
 
 
 @dataclass
@@ -90,8 +91,11 @@ class ConsumerLoop:
         gate: Callable[[], Awaitable[None]] | None = None,
         grace: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        transient: Callable[[BaseException], bool] = lambda exc: False,
     ) -> None:
         self._consumer = consumer
+        # The wiring's one mapping of domain errors to "retry later" (else: split, then dead letter).
+        self._transient = transient
         self._epoch_file = epoch_file
         # After the broker started over: the partitions this loop committed since, whose committed
         # offsets it trusts (None until then), and those assigned to it that must start over.
@@ -163,7 +167,9 @@ class ConsumerLoop:
             await self.run_once()
             self._failing_since = None
             return 0
-        except (TransientError, KafkaError) as exc:
+        except Exception as exc:
+            if not self._is_transient(exc):
+                raise
             delay = self._retry_backoff[min(attempt, len(self._retry_backoff) - 1)]
             self.stats.retries += 1
             metrics.RETRIES.labels(self._name).inc()
@@ -208,8 +214,8 @@ class ConsumerLoop:
         started = time.perf_counter()
         try:
             await self._handle(records)
-        except (TransientError, KafkaError):
-            self._rewind(batches)
+        except Exception:
+            self._rewind(batches)  # nothing committed: the batch is read again
             raise
         await self._consumer.commit()
         metrics.HANDLE_SECONDS.labels(self._name).observe(time.perf_counter() - started)
@@ -220,7 +226,7 @@ class ConsumerLoop:
         return len(records)
 
     async def _handle(self, records: list[ConsumerRecord]) -> None:
-        deliveries: list[Delivery] = []
+        deliveries: list[_Received] = []
         for record in records:
             try:
                 event = decode_event(record.value or b"")
@@ -231,24 +237,24 @@ class ConsumerLoop:
                 self.stats.skipped += 1
                 self._count("skipped", [record])
                 continue
-            deliveries.append(Delivery(event, record))
+            deliveries.append(_Received(event, record))
         if not deliveries:
             return
         try:
-            await self._handler(deliveries)
-        except (TransientError, KafkaError):
-            raise
+            await self._handler([delivery.event for delivery in deliveries])
         except Exception as exc:
+            if self._is_transient(exc):
+                raise
             if len(deliveries) == 1:
                 await self._dead_letter(deliveries[0].record, exc)
                 return
             log.warning("%s: batch of %d failed, handling one by one", self._name, len(deliveries))
             for delivery in deliveries:
                 try:
-                    await self._handler([delivery])
-                except (TransientError, KafkaError):
-                    raise
+                    await self._handler([delivery.event])
                 except Exception as exc:
+                    if self._is_transient(exc):
+                        raise
                     await self._dead_letter(delivery.record, exc)
                     continue
                 self.stats.handled += 1
@@ -283,6 +289,9 @@ class ConsumerLoop:
         for waiter in (gate, stopping):
             waiter.cancel()
         return not self._stopping.is_set()
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, (TransientError, KafkaError)) or self._transient(exc)
 
     def _count(self, outcome: str, records: Sequence[ConsumerRecord]) -> None:
         for record in records:

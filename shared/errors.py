@@ -3,6 +3,33 @@
 The body of an error is `{"detail": ...}`: a list of `{"loc", "msg", "type"}` (FastAPI's
 validation shape) when the request itself is wrong (413, 422), a sentence otherwise (401, 404,
 409, 503).
+
+The exceptions of expertmatch, where each is raised, and what it becomes:
+
+    Exception
+    ├── TransientError (shared.consumer): "retry the batch later"; a consumer loop retries it
+    │   with a backoff and commits nothing. The notifier's handlers raise it for a database
+    │   that is away or raced (services/notifier/consumer.py maps the store's errors, in one place).
+    ├── NotReady (shared.health): a readiness check's failure, shown under `failing` of a 503 `/readyz`.
+    ├── IndexUnavailable (services.matcher.index.base): the vector index cannot answer.
+    │   │   The matcher's consumers retry on it (services/matcher/consumer.py `index_unavailable`);
+    │   │   its HTTP routes answer 503 with Retry-After.
+    │   └── ShardLocked (services.matcher.index.edge_shard): another process holds an Edge shard.
+    ├── BrokerUnavailable (services.ingest.publisher): a publish timed out or failed; 503 with Retry-After.
+    ├── RequestTooLarge (services.ingest.limits): a body over the limit; 413 before it is read.
+    ├── EndpointDisabled (services.notifier.store.deliveries): a replay to a disabled endpoint; 409.
+    ├── TopicsNotCreated (services.embedded.broker): the supervisor could not create the topics;
+    │   it restarts the broker and tries again.
+    ├── ChildFailed (services.embedded.children): a service that never got ready; `make run` ends.
+    ├── ImportFailed (services.evaluation.importer): `expertmatch import` stops and says why (exit 1).
+    └── ValueError
+        ├── UndecodableEvent (shared.events): a record that is no event; dead-lettered at once.
+        ├── InvalidSignature (services.notifier.signing): a webhook whose signature does not verify.
+        └── ForbiddenDestination (services.notifier.egress): a webhook URL that resolves to a
+            private, loopback or metadata address; 422 at subscription, a failed attempt at delivery.
+
+aiokafka's `KafkaError` is retried by the consumer loops like `TransientError`. Any other
+exception a handler raises splits its batch; the event that still fails alone is dead-lettered.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from typing import Protocol
 from services.matcher.embedder import Embedder
 from services.matcher.service import MatcherService
 from services.matcher.texts import contribution_text
-from shared.consumer import Delivery
 from shared.events import (
     InvitationResponded,
     InvitationResponse,
@@ -249,7 +248,7 @@ class MatcherSystem:
         events += self._responses
         self._responses = []
         if events:
-            await self.service.handle([Delivery(event, record=None) for event in events])
+            await self.service.handle(events)
 
     async def respond(self, question: DumpPost, ranking: Sequence[str], answered: dict[str, datetime]) -> None:
         if self._feedback is not None:

@@ -15,7 +15,6 @@ from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import BearerDep, authenticate
-from shared.consumer import TransientError
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
@@ -103,9 +102,9 @@ def create_app(
                 audience=body.audience or (),
                 exclude=body.exclude or (),
             )
-        except TransientError as exc:
+        except IndexUnavailable as exc:
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "5"}
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}", headers={"Retry-After": "5"}
             ) from exc
         return SearchResponse(experts=experts)
 

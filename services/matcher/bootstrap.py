@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
-from aiokafka.errors import KafkaError
-
 from services.matcher.consumer import MatcherLoops, posts_consumers
 from services.matcher.embedder import Embedder, SentenceEmbedder
 from services.matcher.index.base import ExpertIndex
@@ -16,7 +14,6 @@ from services.matcher.ranking import EvidenceOrder
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
 from services.matcher.training import TrainingPolicy
-from shared.consumer import TransientError
 from shared.events import ExpertsMatched
 from shared.health import Check, consumer_check
 from shared.kafka import broker_check, make_producer
@@ -107,11 +104,9 @@ def _policy(settings: MatcherSettings) -> RankingPolicy:
 
 def _publisher(events: EventPublisher, topic: str):
     async def publish_matches(matches: Sequence[ExpertsMatched]) -> None:
-        try:
-            await events.publish(topic, matches)
-        except KafkaError as exc:
-            # The index already holds the batch; replaying it upserts the same points again.
-            raise TransientError(f"publishing matches failed: {exc}") from exc
+        # A KafkaError is retried by the consumer loop: the index already holds the batch, and
+        # replaying it upserts the same points again.
+        await events.publish(topic, matches)
 
     return publish_matches
 

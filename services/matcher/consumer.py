@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from services.matcher.index.base import IndexUnavailable
 from services.matcher.settings import MatcherSettings
-from shared.consumer import ConsumerLoop, Delivery, Handler
+from shared.consumer import ConsumerLoop, Handler
+from shared.events import AnyEvent
 from shared.kafka import make_consumer
 from shared.topics import BACKFILL, POSTS, RESPONSES
 
@@ -38,15 +40,15 @@ class Lanes:
         # slows an import without stopping it (nor getting its consumer dropped from the group).
         self._max_wait = max_wait
 
-    async def live(self, deliveries: Sequence[Delivery]) -> None:
+    async def live(self, events: Sequence[AnyEvent]) -> None:
         self._live_idle.clear()
         async with self._turn:
-            await self._handler(deliveries)
+            await self._handler(events)
 
-    async def backfill(self, deliveries: Sequence[Delivery]) -> None:
+    async def backfill(self, events: Sequence[AnyEvent]) -> None:
         self._backfill_idle = False
         async with self._turn:
-            await self._handler(deliveries)
+            await self._handler(events)
 
     async def backfill_gate(self) -> None:
         with suppress(TimeoutError):
@@ -76,6 +78,11 @@ class MatcherLoops:
         return iter((self.live, self.backfill))
 
 
+def index_unavailable(exc: BaseException) -> bool:
+    """The matcher's errors that mean "retry the batch later": the index is away (the broker's are already)."""
+    return isinstance(exc, IndexUnavailable)
+
+
 @asynccontextmanager
 async def posts_consumers(
     settings: MatcherSettings,
@@ -93,7 +100,7 @@ async def posts_consumers(
     async with AsyncExitStack() as stack:
         live = make_consumer(settings, settings.topic(POSTS), settings.topic(RESPONSES), group_id=settings.topic(GROUP))
         backfill = make_consumer(settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP))
-        common = dict(producer=producer, epoch_file=settings.kafka_epoch_file)
+        common = dict(producer=producer, epoch_file=settings.kafka_epoch_file, transient=index_unavailable)
         # Loops first: each subscribes its consumer with its listener before the consumer starts.
         loops = MatcherLoops(
             live=ConsumerLoop(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,15 +17,14 @@ from services.matcher.index.base import (
     Contribution,
     ExpertIndex,
     Feedback,
-    IndexUnavailable,
 )
 from services.matcher.query import QuestionQuery
 from services.matcher.ranking import EvidenceOrder, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, Trainer, TrainingPolicy, past_question
 from shared import metrics
-from shared.consumer import Delivery, TransientError
 from shared.events import (
+    AnyEvent,
     Candidate,
     ExpertsMatched,
     InvitationResponded,
@@ -76,14 +74,6 @@ class RankedQuestion:
     pool: frozenset[str]  # every person considered, ranked or not
 
 
-@contextmanager
-def _index_call() -> Iterator[None]:
-    try:
-        yield
-    except IndexUnavailable as exc:
-        raise TransientError(f"index unavailable: {exc}") from exc
-
-
 class MatcherService:
     """Keeps the index in step with the posts topic and finds experts for new questions."""
 
@@ -108,9 +98,8 @@ class MatcherService:
             index=index, history=self._history, pool=policy.pool, policy=policy.training, daily=self._daily
         )
 
-    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, events: Sequence[AnyEvent]) -> None:
         """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
-        events = [d.event for d in deliveries]
         upserts = [e for e in events if isinstance(e, PostUpserted)]
         for event in upserts:
             if event.data.tenant != event.tenant:
@@ -155,28 +144,27 @@ class MatcherService:
     async def _record_response(self, event: InvitationResponded) -> None:
         """Keep a response beside its question's vector: the next questions close to it feel it."""
         response = event.data
-        with _index_call():
-            vector = await self._index.vector(event.tenant, response.question_post_id)
-            if vector is None:
-                # The question was deleted, or its asker erased: nothing to be close to.
-                log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
-                return
-            if not await self._index.author_counts(event.tenant, authors=[response.person_id], limit=1):
-                # Nothing of theirs is indexed, so they are nobody's candidate: erased since they
-                # responded (the erasure may overtake the response, on another topic), or never posted.
-                log.info("response %s: its person has no post indexed; dropped", event.id)
-                return
-            await self._index.record_feedback(
-                Feedback(
-                    tenant=event.tenant,
-                    question_post_id=response.question_post_id,
-                    thread_id=response.thread_id,
-                    person_id=response.person_id,
-                    response=response.response,
-                    at=response.responded_at,
-                    vector=vector,
-                )
+        vector = await self._index.vector(event.tenant, response.question_post_id)
+        if vector is None:
+            # The question was deleted, or its asker erased: nothing to be close to.
+            log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
+            return
+        if not await self._index.author_counts(event.tenant, authors=[response.person_id], limit=1):
+            # Nothing of theirs is indexed, so they are nobody's candidate: erased since they
+            # responded (the erasure may overtake the response, on another topic), or never posted.
+            log.info("response %s: its person has no post indexed; dropped", event.id)
+            return
+        await self._index.record_feedback(
+            Feedback(
+                tenant=event.tenant,
+                question_post_id=response.question_post_id,
+                thread_id=response.thread_id,
+                person_id=response.person_id,
+                response=response.response,
+                at=response.responded_at,
+                vector=vector,
             )
+        )
 
     async def search(
         self,
@@ -208,8 +196,7 @@ class MatcherService:
         for post in posts:
             key = (post.tenant, post.thread_id)
             if key not in titles:
-                with _index_call():
-                    titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
+                titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
         return titles
 
     def _thread_tags(self, posts: Sequence[Post]) -> dict[tuple[str, str], tuple[str, ...]]:
@@ -243,13 +230,11 @@ class MatcherService:
                 continue
             await self._flush(run)
             if isinstance(event, PostDeleted):
-                with _index_call():
-                    await self._index.delete_post(event.tenant, event.data.post_id)
+                await self._index.delete_post(event.tenant, event.data.post_id)
                 self._history.delete(event.tenant, event.data.post_id)
                 questions.pop((event.tenant, event.data.post_id), None)
             elif isinstance(event, PersonErased):
-                with _index_call():
-                    await self._index.erase_person(event.tenant, event.data.person_id)
+                await self._index.erase_person(event.tenant, event.data.person_id)
                 self._history.erase(event.tenant, event.data.person_id)
                 self.trainer.forget(event.tenant)
                 questions = {k: q for k, q in questions.items() if q.data.author_id != event.data.person_id}
@@ -258,8 +243,7 @@ class MatcherService:
 
     async def _flush(self, run: list[Contribution]) -> None:
         if run:
-            with _index_call():
-                await self._index.upsert(list(run))
+            await self._index.upsert(list(run))
             run.clear()
 
     async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
@@ -303,8 +287,7 @@ class MatcherService:
         `text` (title and body) feeds the lexical search, `tags` the tag overlap.
         """
         await self.trainer.restore(tenant)
-        with _index_call():
-            thread = await self._index.thread(tenant, thread_id)
+        thread = await self._index.thread(tenant, thread_id)
         participants = sorted({asker, *thread.participants})
         query = QuestionQuery(
             tenant=tenant,
@@ -323,18 +306,17 @@ class MatcherService:
 
     async def _rank(self, query: QuestionQuery, *, limit: int) -> tuple[list[Candidate], frozenset[str]]:
         started = time.perf_counter()
-        with _index_call():
-            table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
-            table = await with_feedback(self._index, query, table)
-            ranked = rank_candidates(
-                table,
-                self.trainer.scorer(query.tenant),
-                now=query.now,
-                limit=limit + _SPARE,
-                evidence=self._policy.evidence,
-                order=self._policy.evidence_order,
-            )
-            ranked = await self._closest_posts(query, ranked)
+        table = await candidate_features(self._index, query, pool=self._policy.pool, daily=self._daily)
+        table = await with_feedback(self._index, query, table)
+        ranked = rank_candidates(
+            table,
+            self.trainer.scorer(query.tenant),
+            now=query.now,
+            limit=limit + _SPARE,
+            evidence=self._policy.evidence,
+            order=self._policy.evidence_order,
+        )
+        ranked = await self._closest_posts(query, ranked)
         metrics.RANK_SECONDS.observe(time.perf_counter() - started)
         metrics.POOL_SIZE.observe(len(table.people))
         metrics.CANDIDATES.observe(min(limit, len(ranked)))

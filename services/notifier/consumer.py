@@ -16,8 +16,8 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
 from shared import metrics
-from shared.consumer import Delivery, Handler, TransientError
-from shared.events import ExpertsMatched, PersonErased, Post, PostUpserted
+from shared.consumer import Handler, TransientError
+from shared.events import AnyEvent, ExpertsMatched, PersonErased, Post, PostUpserted
 from shared.kafka import make_consumer
 from shared.topics import MATCHES, POSTS
 
@@ -34,12 +34,12 @@ def matches_handler(
 ) -> Handler:
     """Record the invitations of each match; call `on_invited` when there are webhooks to send."""
 
-    async def handle(batch: Sequence[Delivery]) -> None:
+    async def handle(batch: Sequence[AnyEvent]) -> None:
         created = 0
-        for delivery in batch:
-            if isinstance(delivery.event, ExpertsMatched):
-                policy = policies.for_tenant(delivery.event.tenant)
-                created += len(await _record(db, delivery.event, policy=policy, now=clock()))
+        for event in batch:
+            if isinstance(event, ExpertsMatched):
+                policy = policies.for_tenant(event.tenant)
+                created += len(await _record(db, event, policy=policy, now=clock()))
         metrics.INVITATIONS.labels("match").inc(created)
         if created:
             on_invited()
@@ -51,11 +51,11 @@ def posts_handler(db: Database, *, clock: Clock = utcnow) -> Handler:
     """Learn who replied to which thread and which answers were accepted (escalation stops on them);
     erase the people the posts topic says to erase."""
 
-    async def handle(batch: Sequence[Delivery]) -> None:
+    async def handle(batch: Sequence[AnyEvent]) -> None:
         # In topic order: a reply and its author's erasure in one batch leave nothing behind.
         posts: list[Post] = []
-        for delivery in batch:
-            match delivery.event:
+        for event in batch:
+            match event:
                 case PostUpserted(data=post):
                     posts.append(post)
                 case PersonErased(tenant=tenant, data=ref, time=asked_at):

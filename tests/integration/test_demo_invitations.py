@@ -24,7 +24,6 @@ from services.matcher.settings import MatcherSettings
 from services.matcher.texts import contribution_text
 from services.notifier.payload import why_you
 from services.notifier.policy import InvitePolicy, plan_invitations
-from shared.consumer import Delivery
 from shared.events import Candidate, PostUpserted
 
 pytestmark = pytest.mark.integration
@@ -95,7 +94,7 @@ async def demo_matcher(corpus: DemoCorpus, folder: Path, model: SentenceEmbedder
     index = await EdgeIndex.open(folder / "index")
     service = MatcherService(index=index, embedder=model, publish=_never, policy=RankingPolicy())
     posts = [p.to_post(tenant=TENANT, received_at=NOW) for p in corpus.backfill_as_of(NOW)]
-    events = [Delivery(PostUpserted(tenant=TENANT, data=post), record=None) for post in posts]
+    events = [PostUpserted(tenant=TENANT, data=post) for post in posts]
     size = MatcherSettings().batch_size
     for start in range(0, len(events), size):
         await service.handle(events[start : start + size])

@@ -15,7 +15,6 @@ from services.matcher.app import create_app
 from services.matcher.embedder import SentenceEmbedder
 from services.matcher.service import MatcherService
 from services.matcher.settings import MatcherSettings
-from shared.consumer import Delivery
 from shared.events import Post, PostKind, PostUpserted
 from shared.kafka import make_producer, publish
 from shared.topics import POSTS
@@ -130,7 +129,7 @@ async def test_a_container_question_finds_the_container_expert_not_the_payroll_o
         published.extend(events)
 
     service = MatcherService(index=index, embedder=real_embedder, publish=collect)
-    await service.handle([Delivery(event, record=None) for event in CORPUS])
+    await service.handle(CORPUS)
 
     container = await service.search(tenant="acme", text="My deployment's containers keep restarting on k8s", limit=5)
     assert container[0].person_id == "kim"

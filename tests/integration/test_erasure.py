@@ -42,7 +42,6 @@ from services.notifier.store import (
 )
 from services.notifier.store.deliveries import Outcome
 from services.notifier.store.erasure import Erasure
-from shared.consumer import Delivery
 from shared.events import (
     Candidate,
     ExpertsMatched,
@@ -114,10 +113,10 @@ async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that
     await responses.record(db, invitation=kims.invitation, response=ResponseKind.ACCEPTED, now=T0)
     await _fail_every_first_attempt(db)
     handle = posts_handler(db)
-    await handle([Delivery(reply("kim", thread="t2"), None), Delivery(reply("lee", thread="t2"), None)])
+    await handle([reply("kim", thread="t2"), reply("lee", thread="t2")])
     assert "kim" in [s.person_id for s in (await threads.decisions(db, tenant="acme", thread_id="t2")).skips]
 
-    await handle([Delivery(erased("kim"), None)])
+    await handle([erased("kim")])
 
     acme = await invitations.list_for(db, tenant="acme")
     assert sorted((i.invitation.thread_id, i.invitation.person_id) for i in acme) == [
@@ -152,9 +151,9 @@ async def test_the_notifier_forgets_everything_of_an_erased_person_and_only_that
 async def test_a_match_ranked_before_an_erasure_but_handled_after_it_invites_nobody_erased(db):
     # Handled a minute after it was asked for: the later moment counts.
     handle = posts_handler(db, clock=ManualClock(T0 + timedelta(minutes=2)))
-    await handle([Delivery(erased("kim", at=T0 + timedelta(minutes=1)), None), Delivery(erased("zoe", at=T0), None)])
+    await handle([erased("kim", at=T0 + timedelta(minutes=1)), erased("zoe", at=T0)])
     await posts_handler(db, clock=ManualClock(T0 - timedelta(minutes=2)))(
-        [Delivery(erased("kim", tenant="globex", at=T0 - timedelta(minutes=1)), None)]
+        [erased("kim", tenant="globex", at=T0 - timedelta(minutes=1))]
     )
 
     stale = matched("kim", "pat", "zoe", "ann", "lee", thread="t1", participants=("zoe", "max"), at=T0)

@@ -13,7 +13,6 @@ from services.notifier.escalation import EscalationWorker
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Database, invitations, subscriptions, threads
-from shared.consumer import Delivery
 from shared.events import (
     InvitationResponded,
     Post,
@@ -81,11 +80,11 @@ async def test_a_reply_from_an_invitee_stops_escalation_but_a_strangers_does_not
     roomy = replace(POLICY, total=9)
     await invitations.record_match(db, event=matched(*"abcdefghijk"), policy=roomy, now=T0)
     handle = posts_handler(db)
-    await handle([Delivery(reply("stranger", post="r0"), None)])
+    await handle([reply("stranger", post="r0")])
     worker = escalator(db, policy=roomy)
     assert await worker.escalate_due(now=T0 + timedelta(hours=4)) == 3  # a stranger's reply changes nothing
 
-    await handle([Delivery(reply("e", post="r1"), None), Delivery(reply("e", post="r1"), None)])
+    await handle([reply("e", post="r1"), reply("e", post="r1")])
     assert await worker.escalate_due(now=T0 + timedelta(hours=8)) == 0
     state = (await threads.decisions(db, tenant="acme", thread_id="t1")).state
     assert state.closed_reason == "invitee_replied"
@@ -94,8 +93,8 @@ async def test_a_reply_from_an_invitee_stops_escalation_but_a_strangers_does_not
 async def test_an_accepted_answer_stops_escalation(db):
     await invitations.record_match(db, event=matched(*"abcdefgh"), policy=POLICY, now=T0)
     handle = posts_handler(db)
-    await handle([Delivery(reply("stranger"), None)])
-    await handle([Delivery(reply("stranger", accepted=True), None)])  # the same post, accepted later
+    await handle([reply("stranger")])
+    await handle([reply("stranger", accepted=True)])  # the same post, accepted later
     assert await escalator(db).escalate_due(now=T0 + timedelta(hours=4)) == 0
     assert (await threads.decisions(db, tenant="acme", thread_id="t1")).state.closed_reason == "accepted_answer"
     assert await invited(db) == ["a", "b", "c"]

@@ -15,7 +15,7 @@ from services.notifier.payload import stored_why
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import Database, deliveries, invitations, subscriptions, threads
 from services.notifier.store.database import MIGRATIONS
-from shared.consumer import Delivery, TransientError
+from shared.consumer import TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from tests.support.events import matched
@@ -221,8 +221,8 @@ async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db)
     wakes = []
     handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: wakes.append(1), clock=lambda: NOW)
     event = matched("ann", "bob", "cy", "dee")
-    await handle([Delivery(event, None), Delivery(event, None)])
-    await handle([Delivery(event, None)])
+    await handle([event, event])
+    await handle([event])
     views = await invitations.list_for(db, tenant="acme")
     assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
     assert len(wakes) == 1
@@ -232,5 +232,5 @@ async def test_an_unreachable_database_is_a_transient_error():
     db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/absent")
     handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: None)
     with pytest.raises(TransientError, match="database unavailable"):
-        await handle([Delivery(matched("ann"), None)])
+        await handle([matched("ann")])
     await db.close()

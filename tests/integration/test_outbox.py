@@ -80,8 +80,8 @@ class _Notifier:
         self._task: asyncio.Task | None = None
         self.loop: ConsumerLoop | None = None
 
-    async def handle(self, deliveries) -> None:
-        self.seen.update(delivery.event.data.id for delivery in deliveries)
+    async def handle(self, events) -> None:
+        self.seen.update(event.data.id for event in events)
 
     async def start(self) -> None:
         settings = self._settings

@@ -21,7 +21,6 @@ from services.matcher.scorer import (
 )
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.training import TrainingPolicy
-from shared.consumer import Delivery
 from shared.events import Post, PostKind, PostUpserted
 from tests.fakes import FakeEmbedder, InMemoryIndex
 
@@ -190,7 +189,7 @@ async def test_a_tenant_learns_its_experts_from_its_past_and_only_from_it():
     index, embedder = InMemoryIndex(), FakeEmbedder()
     policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
-    await service.handle([Delivery(e, record=None) for e in history(30)])
+    await service.handle(history(30))
 
     await service.trainer.settle("acme")
 
@@ -210,7 +209,7 @@ async def test_a_restarted_matcher_reads_its_tenants_history_back_from_the_index
     index, embedder = InMemoryIndex(), FakeEmbedder()
     policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     first = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
-    await first.handle([Delivery(e, record=None) for e in history(30)])
+    await first.handle(history(30))
     await first.trainer.settle("acme")
 
     # A new process on the same index: its first question reads the tenant's past back.
@@ -232,7 +231,7 @@ async def test_a_backfilled_tenant_learns_its_first_model_once_the_consumer_has_
     index, embedder = InMemoryIndex(), FakeEmbedder()
     policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
-    events = [Delivery(e, record=None) for e in history(30)]
+    events = history(30)
 
     for start in range(0, len(events), 16):
         await service.handle(events[start : start + 16])
@@ -243,7 +242,7 @@ async def test_a_backfilled_tenant_learns_its_first_model_once_the_consumer_has_
     await service.trainer.settle("acme")
     assert service.trainer.scorer("acme").examples == 28
     # A tenant that has its model refits with its questions, not with every quiet moment.
-    await service.handle([Delivery(e, record=None) for e in history(31)[-4:]])
+    await service.handle(history(31)[-4:])
     await service.caught_up()
     assert service.trainer.schedule("acme") is None
 
@@ -252,7 +251,7 @@ async def test_a_first_fit_with_too_few_usable_examples_is_tried_again_when_more
     index, embedder = InMemoryIndex(), FakeEmbedder()
     policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10, window=50))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
-    events = [Delivery(e, record=None) for e in history(30)]
+    events = history(30)
     # The accepted answers of the first 11 questions, without the earlier posts that make them examples.
     await service.handle(events[:44])
     await service.caught_up()
@@ -269,7 +268,7 @@ async def test_a_first_fit_with_too_few_usable_examples_is_tried_again_when_more
 async def test_too_little_history_keeps_the_hand_set_fusion():
     index, embedder = InMemoryIndex(), FakeEmbedder()
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None)
-    await service.handle([Delivery(e, record=None) for e in history(5)])
+    await service.handle(history(5))
 
     await service.trainer.settle("acme")
 
@@ -283,11 +282,11 @@ async def test_examples_are_read_as_of_their_questions_time():
     policy = RankingPolicy(training=TrainingPolicy(min_examples=4, retrain_every=4))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
     events = history(8)
-    await service.handle([Delivery(e, record=None) for e in events[:16]])
+    await service.handle(events[:16])
     await service.trainer.settle("acme")
     early = {k: v.values.copy() for k, v in service.trainer._examples["acme"].items() if v is not None}
 
-    await service.handle([Delivery(e, record=None) for e in events[16:]])
+    await service.handle(events[16:])
     service.trainer.forget("acme")
     await service.trainer.settle("acme")
 
@@ -299,7 +298,7 @@ async def test_live_ranking_never_waits_for_a_refit():
     index, embedder = InMemoryIndex(), FakeEmbedder()
     policy = RankingPolicy(training=TrainingPolicy(min_examples=10, retrain_every=10))
     service = MatcherService(index=index, embedder=embedder, publish=lambda m: None, policy=policy)
-    await service.handle([Delivery(e, record=None) for e in history(30)])
+    await service.handle(history(30))
 
     candidates = (await service.rank_question(
         tenant="acme", vector=embedder.vector("espresso grind"), text="espresso grind", asker="new",

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.matcher.consumer import index_unavailable
+from services.matcher.index.base import IndexUnavailable
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.texts import MAX_TEXT_CHARS, contribution_text
-from shared.consumer import Delivery, TransientError
 from shared.events import (
     ExpertsMatched,
     InvitationResponded,
@@ -56,8 +57,8 @@ def answer(author, body, *, thread, **kw):
     return post(author, PostKind.ANSWER, body, thread=thread, **kw)
 
 
-def batch(*events) -> list[Delivery]:
-    return [Delivery(event, record=None) for event in events]
+def batch(*events) -> list:
+    return list(events)
 
 
 class Published(list):
@@ -197,10 +198,11 @@ async def test_an_envelope_naming_another_tenant_than_its_post_is_refused(servic
     assert await index.count("acme") == 0 and await index.count("globex") == 0
 
 
-async def test_an_index_outage_is_transient(service, index):
+async def test_an_index_outage_is_the_matchers_own_error_which_its_consumers_retry(service, index):
     index.available = False
-    with pytest.raises(TransientError):
+    with pytest.raises(IndexUnavailable) as raised:
         await service.handle(batch(*HISTORY))
+    assert index_unavailable(raised.value), "the consumer wiring retries the batch, never dead-letters it"
 
 
 async def test_search_ranks_the_tenants_people_and_honours_exclusions(service):
