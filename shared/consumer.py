@@ -38,7 +38,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.epoch import read_epoch
 from shared.events import AnyEvent, UndecodableEvent, decode_event
 from shared.topics import dlq
@@ -237,6 +237,7 @@ class ConsumerLoop:
                 self.stats.skipped += 1
                 self._count("skipped", [record])
                 continue
+            tracing.received(event.id, record.headers)
             deliveries.append(_Received(event, record))
         if not deliveries:
             return

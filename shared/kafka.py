@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from shared import tracing
 from shared.events import EVENT_HEADERS, AnyEvent, encode_event, event_key
 from shared.health import Check, NotReady
 from shared.settings import CommonSettings
@@ -102,10 +103,15 @@ async def ensure_topics(settings: CommonSettings, specs: Sequence[TopicSpec] | N
         await admin.close()
 
 
+def event_headers(event: AnyEvent) -> list[tuple[str, bytes]]:
+    """What a record says beside its event: the CloudEvents content type and the event's trace."""
+    return [*EVENT_HEADERS, *tracing.headers(event.id)]
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, events: Iterable[AnyEvent]) -> int:
     """Send events and wait until the broker has every one (acks=all); returns how many."""
     futures = [
-        await producer.send(topic, encode_event(event), key=event_key(event), headers=list(EVENT_HEADERS))
+        await producer.send(topic, encode_event(event), key=event_key(event), headers=event_headers(event))
         for event in events
     ]
     if futures:

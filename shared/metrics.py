@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.tracing import ServerSpans
+
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -57,7 +59,8 @@ DELIVERY_SECONDS = Histogram("expertmatch_webhook_request_duration_seconds", "Ti
 
 
 def instrument(app: FastAPI) -> None:
-    """Count and time every request by route, and serve `/metrics` (no API key: no tenant's data)."""
+    """Count, time and trace every request by route; serve `/metrics` (no API key: no tenant's data)."""
+    app.add_middleware(ServerSpans, route_of=_route)
     app.add_middleware(_HttpMetrics)
 
     @app.get("/metrics", include_in_schema=False)

@@ -30,6 +30,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared import tracing
 from shared.epoch import read_epoch
 from shared.events import EVENT_HEADERS, AnyEvent, encode_event, event_key
 from shared.kafka import publish
@@ -49,11 +50,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     epoch INTEGER,
     part INTEGER,
     offset INTEGER,
-    attempted REAL NOT NULL DEFAULT 0
+    attempted REAL NOT NULL DEFAULT 0,
+    -- The event's W3C trace context (traceparent), sent with it again on a resend.
+    trace TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (part, id);
 CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (topic, part, offset);
 """
+
+
+# (topic, key, value, traceparent): one event as the outbox keeps it.
+_Row = tuple[str, bytes | None, bytes, str | None]
+
+
+def _headers(trace: str | None) -> list[tuple[str, bytes]]:
+    return [*EVENT_HEADERS, *((("traceparent", trace.encode()),) if trace else ())]
 
 
 class EventPublisher(Protocol):
@@ -115,6 +126,8 @@ class Outbox:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        if "trace" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN trace TEXT")  # a file from before traces
 
     async def _call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -123,7 +136,7 @@ class Outbox:
 
     async def publish(self, topic: str, events: Iterable[AnyEvent]) -> int:
         """Write the events down, send them, and note where the broker put them."""
-        records = [(topic, event_key(event), encode_event(event)) for event in events]
+        records = [(topic, event_key(event), encode_event(event), tracing.traceparent(event.id)) for event in events]
         if not records:
             return 0
         # Read before sending: a row is only ever credited to the broker that acknowledged it,
@@ -133,25 +146,25 @@ class Outbox:
         await self._send(ids, records, epoch)
         return len(records)
 
-    async def _send(self, ids: Sequence[int], records: Sequence[tuple[str, bytes | None, bytes]], epoch: int) -> None:
+    async def _send(self, ids: Sequence[int], records: Sequence[_Row], epoch: int) -> None:
         futures = [
-            await self._producer.send(topic, value, key=key, headers=list(EVENT_HEADERS))
-            for topic, key, value in records
+            await self._producer.send(topic, value, key=key, headers=_headers(trace))
+            for topic, key, value, trace in records
         ]
         placed = await asyncio.gather(*futures)
         await self._call(
             self._mark_sent, [(epoch, meta.partition, meta.offset, id_) for id_, meta in zip(ids, placed, strict=True)]
         )
 
-    def _insert(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> list[int]:
+    def _insert(self, records: Sequence[_Row]) -> list[int]:
         now = self._clock()
         with self._transaction():
             return [
                 self._db.execute(
-                    "INSERT INTO outbox (topic, key, value, created, attempted) VALUES (?, ?, ?, ?, ?)",
-                    (topic, key, value, now, now),
+                    "INSERT INTO outbox (topic, key, value, trace, created, attempted) VALUES (?, ?, ?, ?, ?, ?)",
+                    (topic, key, value, trace, now, now),
                 ).lastrowid
-                for topic, key, value in records
+                for topic, key, value, trace in records
             ]
 
     def _mark_sent(self, rows: Sequence[tuple[int, int, int, int]]) -> None:
@@ -198,14 +211,14 @@ class Outbox:
                 return
             ids = [row[0] for row in rows]
             await self._call(self._touch, ids)
-            await self._send(ids, [(topic, key, value) for _, topic, key, value in rows], epoch)
+            await self._send(ids, [row[1:] for row in rows], epoch)
             if len(rows) < chunk:
                 return
 
-    def _due(self, limit: int) -> list[tuple[int, str, bytes | None, bytes]]:
+    def _due(self, limit: int) -> list[tuple[int, str, bytes | None, bytes, str | None]]:
         cutoff = self._clock() - self._resend_after
         return self._db.execute(
-            "SELECT id, topic, key, value FROM outbox WHERE part IS NULL AND attempted <= ? ORDER BY id LIMIT ?",
+            "SELECT id, topic, key, value, trace FROM outbox WHERE part IS NULL AND attempted <= ? ORDER BY id LIMIT ?",
             (cutoff, limit),
         ).fetchall()
 

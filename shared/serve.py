@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.logs import configure_logging
+from shared.tracing import configure_tracing, shutdown as shutdown_tracing
 
 
 class _Listens(Protocol):
@@ -55,5 +56,9 @@ def serve(
     settings = load_settings()
     host, port = bind.address(settings)
     configure_logging(service, settings.log_level)
-    # log_config=None keeps the format configure_logging set.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, **uvicorn_options)
+    configure_tracing(service)
+    try:
+        # log_config=None keeps the format configure_logging set.
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, **uvicorn_options)
+    finally:
+        shutdown_tracing()  # the last spans exported

@@ -22,7 +22,7 @@ from services.matcher.query import QuestionQuery
 from services.matcher.ranking import EvidenceOrder, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
 from services.matcher.training import History, Trainer, TrainingPolicy, past_question
-from shared import metrics
+from shared import metrics, tracing
 from shared.events import (
     AnyEvent,
     Candidate,
@@ -125,7 +125,7 @@ class MatcherService:
         for event in events:
             if isinstance(event, InvitationResponded):
                 await self._record_response(event)
-        matches = [await self._match(event, contributions[id(event)]) for event in questions]
+        matches = [await self._traced_match(event, contributions[id(event)]) for event in questions]
         if matches:
             await self._publish(matches)
             metrics.QUESTIONS_MATCHED.inc(len(matches))
@@ -245,6 +245,14 @@ class MatcherService:
         if run:
             await self._index.upsert(list(run))
             run.clear()
+
+    async def _traced_match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
+        """`_match` in a span of the question's trace; the match continues it to the notifier."""
+        with tracing.span("match question", event_id=event.id, **{"expertmatch.post_id": event.data.id}) as span:
+            match = await self._match(event, contribution)
+            span.set_attribute("expertmatch.candidates", len(match.data.candidates))
+            tracing.remember(match.id)
+        return match
 
     async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
         post = event.data

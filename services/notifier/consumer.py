@@ -15,7 +15,7 @@ from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
-from shared import metrics
+from shared import metrics, tracing
 from shared.consumer import Handler, TransientError
 from shared.events import AnyEvent, ExpertsMatched, PersonErased, Post, PostUpserted
 from shared.kafka import make_consumer
@@ -39,7 +39,8 @@ def matches_handler(
         for event in batch:
             if isinstance(event, ExpertsMatched):
                 policy = policies.for_tenant(event.tenant)
-                created += len(await _record(db, event, policy=policy, now=clock()))
+                with tracing.span("record match", event_id=event.id):
+                    created += len(await _record(db, event, policy=policy, now=clock()))
         metrics.INVITATIONS.labels("match").inc(created)
         if created:
             on_invited()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import httpx
+from opentelemetry.trace import SpanKind
 
 from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import AllowList, ForbiddenDestination, Resolver, check_destination, system_resolver
@@ -23,7 +24,7 @@ from services.notifier.signing import webhook_headers
 from services.notifier.store import deliveries
 from services.notifier.store.database import Database
 from services.notifier.store.deliveries import DueDelivery, Outcome
-from shared import metrics
+from shared import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,12 @@ class DeliveryWorker(Poller):
 
     async def _attempt(self, due: DueDelivery) -> None:
         attempted_at, started = self._clock(), time.perf_counter()
-        status, retry_after, error = await self._send(due)
+        with tracing.span(
+            "deliver invitation.created", parent=due.traceparent, kind=SpanKind.CLIENT,
+            attempt=due.attempts + 1, **{"webhook.message_id": due.message_id},
+        ) as span:
+            status, retry_after, error = await self._send(due)
+            span.set_attribute("http.response.status_code", status or 0)
         duration_ms = round((time.perf_counter() - started) * 1000)
         outcome = decide(
             attempts=due.attempts + 1,
@@ -117,6 +123,8 @@ class DeliveryWorker(Poller):
                 destination = await check_destination(due.url, allow=self._allow, resolve=self._resolve)
                 headers = webhook_headers(due.secrets, due.message_id, due.payload)
                 headers["host"] = destination.host_header
+                # The question's trace, for a receiver that traces too (not part of the signature).
+                headers.update(dict((name, value.decode()) for name, value in tracing.headers(None)))
                 response = await self._client.post(
                     destination.pinned_url,
                     content=due.payload,

@@ -109,6 +109,8 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The W3C trace context of the match that made it (shared/tracing.py); None outside a trace.
+    traceparent: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class DeliveryAttempt(Base):

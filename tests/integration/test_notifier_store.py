@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy.exc import IntegrityError
 
 from services.notifier.consumer import matches_handler
-from services.notifier.models import Invitation, ThreadState
+from services.notifier.models import Delivery, Invitation, ThreadState
 from services.notifier.payload import stored_why
 from services.notifier.policy import InvitePolicy, Policies
 from services.notifier.store import Database, deliveries, invitations, subscriptions, threads
@@ -54,7 +54,7 @@ async def test_migration_0003_upgrades_a_0002_database_keeping_its_threads(db):
         version = await connection.scalar(sa.text("SELECT version_num FROM alembic_version"))
     async with db.sessions() as session:
         [state] = (await session.scalars(sa.select(ThreadState))).all()
-    assert version == "0004"
+    assert version == "0005"
     assert [c["person_id"] for c in state.candidates] == ["ann", "bob"] and state.matched_at is None
 
 
@@ -72,6 +72,23 @@ async def test_migration_0004_keeps_earlier_invitations_and_rebuilds_their_why_f
     [view] = await invitations.list_for(db, tenant="acme")
     assert view.invitation.why is None and view.invitation.track_record is None
     assert stored_why(view.invitation) == "You answered “Vault”."
+
+
+async def test_migration_0005_keeps_pending_deliveries_which_then_have_no_trace(db):
+    await subscriptions.create(db, tenant="acme", url="https://hooks.example.com/x", description=None, now=NOW)
+    await invitations.record_match(db, event=matched("ann"), now=NOW)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(_alembic, "downgrade", "0004")
+        columns = await connection.run_sync(
+            lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("deliveries")}
+        )
+        assert "traceparent" not in columns
+
+    await db.migrate()
+
+    async with db.sessions() as session:
+        [delivery] = (await session.scalars(sa.select(Delivery))).all()
+    assert delivery.state == "pending" and delivery.traceparent is None
 
 
 async def test_a_match_where_nobody_is_close_enough_invites_nobody_and_its_thread_says_so(db):
@@ -137,8 +154,16 @@ async def test_handling_the_same_match_again_invites_nobody_new(db):
 async def test_the_database_refuses_a_second_invitation_of_a_person_to_a_thread(db):
     await invitations.record_match(db, event=matched("ann"), now=NOW)
     duplicate = Invitation(
-        id="inv_dup", tenant="acme", thread_id="t1", person_id="ann", question_post_id="q", score=1.0,
-        evidence=[], parts={}, match_event_id="e", created_at=NOW,
+        id="inv_dup",
+        tenant="acme",
+        thread_id="t1",
+        person_id="ann",
+        question_post_id="q",
+        score=1.0,
+        evidence=[],
+        parts={},
+        match_event_id="e",
+        created_at=NOW,
     )
     with pytest.raises(IntegrityError):
         async with db.transaction() as session:

@@ -28,6 +28,7 @@ class DueDelivery:
     secrets: tuple[str, ...]
     payload: bytes
     attempts: int
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ def _due(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDe
         secrets=_signing_secrets(subscription, now),
         payload=delivery.payload.encode(),
         attempts=delivery.attempts,
+        traceparent=delivery.traceparent,
     )
 
 

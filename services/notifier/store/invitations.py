@@ -23,7 +23,7 @@ from services.notifier.policy import Closed, InvitePolicy, Skip, nobody_close_en
 from services.notifier.store.database import Database, new_id
 from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
-from shared import metrics
+from shared import metrics, tracing
 from shared.events import Candidate, ExpertsMatched, Match, Question
 
 
@@ -215,6 +215,8 @@ def _pending(invitation: Invitation, subscription: Subscription, body: str, now:
         next_attempt_at=None if disabled else now,
         last_error=f"endpoint disabled: {subscription.disabled_reason}" if disabled else None,
         created_at=now,
+        # Recorded inside the match's span: the delivery's attempts join the question's trace.
+        traceparent=tracing.traceparent(),
     )
 
 
