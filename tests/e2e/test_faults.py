@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.support.history import HISTORY, history_posts
+from tests.support.history import HISTORY, subscribe_and_index_history
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -136,20 +136,7 @@ async def run(supervised_broker, topic_prefix, tmp_path):
     )
     with system, Receiver() as receiver:
         async with httpx.AsyncClient(timeout=30) as http:
-            created = await http.post(
-                f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url}
-            )
-            assert created.status_code == 201, created.text
-            answer = await http.post(
-                f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()}
-            )
-            assert answer.status_code == 202, answer.text
-            deadline = time.monotonic() + 120
-            while (await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)).json()[
-                "contributions"
-            ] < len(HISTORY):
-                assert time.monotonic() < deadline, "the history was never indexed"
-                await asyncio.sleep(0.2)
+            await subscribe_and_index_history(http, system, receiver, headers=ACME)
             yield Run(system, receiver, http)
 
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.history import HISTORY, history_posts
+from tests.support.history import HISTORY, subscribe_and_index_history
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 from tests.support.waiting import until
@@ -64,16 +64,7 @@ async def test_metrics_tell_what_happened_to_a_question_without_naming_anyone(sy
 
 
 async def _a_question_invited(system, http: httpx.AsyncClient, receiver: Receiver) -> dict[str, Scrape]:
-    created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url})
-    assert created.status_code == 201, created.text
-    answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()})
-    assert answer.status_code == 202, answer.text
-
-    async def indexed():
-        stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
-        return stats.json()["contributions"] >= len(HISTORY)
-
-    await until(indexed, timeout=120, what="the history indexed")
+    await subscribe_and_index_history(http, system, receiver, headers=ACME)
     assert (await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)).status_code == 202
     assert (await http.delete(f"{system.url('ingest')}/v1/posts/nope")).status_code == 401
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.support.history import HISTORY, history_posts
+from tests.support.history import subscribe_and_index_history
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 from tests.support.waiting import until
@@ -55,20 +55,7 @@ async def test_the_spans_of_one_question_form_one_trace_from_its_post_to_the_web
         )
         with system:
             async with httpx.AsyncClient(timeout=30) as http:
-                created = await http.post(
-                    f"{system.url('notifier')}/v1/subscriptions", headers=ACME, json={"url": receiver.url}
-                )
-                assert created.status_code == 201, created.text
-                answer = await http.post(
-                    f"{system.url('ingest')}/v1/posts/batch", headers=ACME, json={"posts": history_posts()}
-                )
-                assert answer.status_code == 202, answer.text
-
-                async def indexed():
-                    stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
-                    return stats.json()["contributions"] >= len(HISTORY)
-
-                await until(indexed, timeout=120, what="the history indexed")
+                await subscribe_and_index_history(http, system, receiver, headers=ACME)
                 asked = await http.post(
                     f"{system.url('ingest')}/v1/posts", json=QUESTION, headers={**ACME, "traceparent": TRACEPARENT}
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.waiting import until
+
 # Three colleagues with clear areas; the asker has posted too, and must never be invited.
 HISTORY = [
     ("k1", "question", "dana", "Pods stuck in CrashLoopBackOff after the base image bump",
@@ -49,3 +51,17 @@ def history_posts() -> list[dict]:
             "created_at": "2026-06-01T10:00:00Z",
         })
     return posts
+
+
+async def subscribe_and_index_history(http, system, receiver, *, headers, timeout: float = 120.0) -> None:
+    """A webhook subscription to `receiver`, then the history posted and waited for until indexed."""
+    created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=headers, json={"url": receiver.url})
+    assert created.status_code == 201, created.text
+    answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=headers, json={"posts": history_posts()})
+    assert answer.status_code == 202, answer.text
+
+    async def indexed():
+        stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=headers)
+        return stats.json()["contributions"] >= len(HISTORY)
+
+    await until(indexed, timeout=timeout, what="the history indexed")
