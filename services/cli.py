@@ -68,10 +68,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _topics() -> None:
+    from shared.env import from_environment
     from shared.kafka import ensure_topics
     from shared.settings import CommonSettings
 
-    settings = CommonSettings()
+    settings = from_environment(CommonSettings)
     created = asyncio.run(ensure_topics(settings))
     print(f"{settings.kafka_bootstrap_servers}: created {', '.join(created) if created else 'nothing (all exist)'}")
 

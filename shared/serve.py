@@ -7,6 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pydantic_settings import BaseSettings
+
+from shared.env import from_environment
 from shared.logs import configure_logging
 from shared.tracing import configure_tracing, shutdown as shutdown_tracing
 
@@ -45,15 +48,15 @@ def serve(
     *,
     service: str,
     env_prefix: str,
-    load_settings: Callable[[], Any],
+    settings_class: type[BaseSettings],
     create_app: Callable[[Any], Any],
     **uvicorn_options: Any,
 ) -> None:
-    """Settings from the environment, flags over them, logging, then the app under uvicorn."""
+    """Settings from the environment (a bad one exits 2), flags over them, logging, then the app under uvicorn."""
     import uvicorn
 
     bind = parse_bind(argv, service=service, env_prefix=env_prefix)
-    settings = load_settings()
+    settings = from_environment(settings_class)
     host, port = bind.address(settings)
     configure_logging(service, settings.log_level)
     configure_tracing(service)

@@ -21,10 +21,11 @@ def _env(name: str, **kwargs):
 def parse_api_keys(raw: str) -> dict[str, str]:
     """`key1:acme,key2:globex` -> {"key1": "acme", "key2": "globex"}."""
     keys: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in raw.split(","))):
+    for number, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         key, sep, tenant = item.partition(":")
         if not sep or not key.strip() or not tenant.strip():
-            raise ValueError(f"EXPERTMATCH_API_KEYS: {item!r} is not key:tenant")
+            # Named by its place, not its text: the text may be the key itself.
+            raise ValueError(f"EXPERTMATCH_API_KEYS: entry {number} is not key:tenant")
         if key.strip() in keys:
             raise ValueError("EXPERTMATCH_API_KEYS: a key is listed twice")
         keys[key.strip()] = tenant.strip()

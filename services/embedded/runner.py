@@ -24,6 +24,7 @@ from services.embedded.broker import BrokerSupervisor, TopicsNotCreated
 from services.embedded.children import Child, ChildFailed, child_env, current_env
 from services.embedded.console import say
 from services.embedded.receiver import DemoReceiver
+from shared.env import from_environment
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings, parse_api_keys
 from shared.topics import load_topic_specs
@@ -88,7 +89,7 @@ def run(options: RunOptions) -> int:
         return 2
     keys = api_keys(data_dir)
     broker = None
-    settings = CommonSettings()
+    settings = from_environment(CommonSettings)
     kafka_env = {}
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         try:

@@ -59,6 +59,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from services.matcher.bootstrap import _policy
     from services.matcher.embedder import SentenceEmbedder
     from services.matcher.settings import MatcherSettings
+    from shared.env import from_environment
     from shared.events import ResponseKind
 
     if not args.dump.exists():
@@ -68,7 +69,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print("expertmatch eval: --invited must be at least 1", file=sys.stderr)
         return 2
     feedback = SimulatedInvitations(invited=args.invited, silence=ResponseKind(args.silence)) if args.feedback else None
-    settings = MatcherSettings()
+    settings = from_environment(MatcherSettings)
     cache_path = args.cache or default_cache_path(_data_dir_from_env())
     cache = EmbeddingCache(cache_path)
     model = SentenceEmbedder(batch_size=settings.embed_batch_size)

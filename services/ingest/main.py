@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         argv,
         service="ingest",
         env_prefix="INGEST_",
-        load_settings=IngestSettings,
+        settings_class=IngestSettings,
         create_app=create_app,
         timeout_graceful_shutdown=10,
     )

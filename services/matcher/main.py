@@ -8,7 +8,7 @@ from shared.serve import serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve(argv, service="matcher", env_prefix="MATCHER_", load_settings=MatcherSettings, create_app=create_app)
+    serve(argv, service="matcher", env_prefix="MATCHER_", settings_class=MatcherSettings, create_app=create_app)
 
 
 if __name__ == "__main__":

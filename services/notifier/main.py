@@ -8,7 +8,7 @@ from shared.serve import serve
 
 
 def main(argv: list[str] | None = None) -> None:
-    serve(argv, service="notifier", env_prefix="NOTIFIER_", load_settings=NotifierSettings, create_app=create_app)
+    serve(argv, service="notifier", env_prefix="NOTIFIER_", settings_class=NotifierSettings, create_app=create_app)
 
 
 if __name__ == "__main__":
