@@ -1,4 +1,5 @@
-"""The `expertmatch` command: run the embedded system, one service, or apply the topic definitions."""
+"""The `expertmatch` command: run the embedded system or one service, apply the topic definitions, and
+look at a running system (its settings, dead letters and consumer lag)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def _ports(text: str) -> tuple[int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from services.operations.version import package_version
+
     parser = argparse.ArgumentParser(prog="expertmatch", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"expertmatch {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="the whole system on this machine, with a demo")
@@ -36,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("args", nargs=argparse.REMAINDER, help="the service's own options")
 
     commands.add_parser("topics", help="create the topics of deploy/topics.json on the configured broker")
+    config = commands.add_parser("config", help="print the settings each service runs with, secrets masked")
+    config.add_argument("service", nargs="?", choices=SERVICES, help="only the common settings and this service's")
     evaluation_commands.register(commands)
     return parser
 
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_run(args))
     elif args.command == "topics":
         _topics()
+    elif args.command == "config":
+        _config(args.service)
     else:  # eval, import
         sys.exit(args.handler(args))
 
@@ -75,6 +83,12 @@ def _topics() -> None:
     settings = from_environment(CommonSettings)
     created = asyncio.run(ensure_topics(settings))
     print(f"{settings.kafka_bootstrap_servers}: created {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+def _config(service: str | None) -> None:
+    from services.operations.config import config_lines
+
+    print("\n".join(config_lines([service] if service else SERVICES)))
 
 
 if __name__ == "__main__":

@@ -43,9 +43,12 @@ def variable_of(cls: type[BaseSettings], field: str) -> str:
     return (cls.model_config.get("env_prefix", "") + field).upper()
 
 
-def masked(variable: str, value: str) -> str:
-    """`value` fit to print: whole if the name says secret, else with URL passwords and secret query values hidden."""
-    if _SECRET_NAME.search(variable):
+def masked(variable: str, value: str, *, numeric: bool = False) -> str:
+    """`value` fit to print: whole if the name says secret, else with URL passwords and secret query values hidden.
+
+    A number is no credential whatever its name (NOTIFIER_SECRET_OVERLAP is a duration).
+    """
+    if _SECRET_NAME.search(variable) and not numeric:
         return MASK if value else ""
     value = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", value)
     return _QUERY_SECRET.sub(rf"\g<1>{MASK}", value)
@@ -59,8 +62,12 @@ def settings_of(settings: BaseSettings, fields: list[str] | None = None) -> list
     for field in fields if fields is not None else list(cls.model_fields):
         variable = variable_of(cls, field)
         raw = _spelled(getattr(settings, field))
-        listed.append(Setting(variable, masked(variable, raw), variable in present))
+        listed.append(Setting(variable, masked(variable, raw, numeric=_numeric(cls, field)), variable in present))
     return listed
+
+
+def _numeric(cls: type[BaseSettings], field: str) -> bool:
+    return cls.model_fields[field].annotation in (int, float, bool)
 
 
 def _spelled(value: object) -> str:
@@ -73,17 +80,24 @@ def _spelled(value: object) -> str:
 
 def setting_errors(cls: type[BaseSettings], error: ValidationError) -> list[str]:
     """One line per bad variable: `NAME='value': the rule it breaks`, the value masked like any other."""
-    lines = []
-    for problem in error.errors():
-        where = problem["loc"][0] if problem["loc"] else None
-        if where is None:
-            lines.append(f"settings: {problem['msg']}")
-            continue
-        variable = variable_of(cls, where) if where in cls.model_fields else str(where)
-        rule = problem["msg"].removeprefix("Value error, ").removeprefix(f"{variable}: ")
-        shown = masked(variable, str(problem.get("input", "")))
-        lines.append(f"{variable}={shown if shown == MASK else repr(shown)}: {rule}")
-    return lines
+    return [_error_line(cls, problem) for problem in error.errors()]
+
+
+def _error_line(cls: type[BaseSettings], problem) -> str:
+    if not problem["loc"]:
+        return f"settings: {problem['msg']}"
+    where = str(problem["loc"][0])
+    # pydantic names a field by its alias when it has one: that is already the variable.
+    field = where if where in cls.model_fields else _field_of(cls, where)
+    variable = variable_of(cls, field) if field else where
+    rule = problem["msg"].removeprefix("Value error, ").removeprefix(f"{variable}: ")
+    shown = masked(variable, str(problem.get("input", "")), numeric=bool(field) and _numeric(cls, field))
+    return f"{variable}={shown if shown == MASK else repr(shown)}: {rule}"
+
+
+def _field_of(cls: type[BaseSettings], variable: str) -> str | None:
+    """The field read from `variable`, if any."""
+    return next((field for field in cls.model_fields if variable_of(cls, field) == variable), None)
 
 
 def from_environment(cls: type[S]) -> S:

@@ -1,0 +1,1 @@
+"""What an operator runs beside the services: the effective settings, dead letters, consumer lag."""
