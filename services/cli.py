@@ -1,17 +1,20 @@
 """The `expertmatch` command: run the embedded system or one service, apply the topic definitions, and
-look at a running system (its settings, dead letters and consumer lag)."""
+look at a running system (its settings and dead letters)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from pathlib import Path
 
 from services.evaluation import commands as evaluation_commands
 
 SERVICES = ("ingest", "matcher", "notifier")
+# How long dlq waits for the broker before giving up: it never blocks forever.
+BROKER_TIMEOUT = 30.0
 
 
 def _ports(text: str) -> tuple[int, int, int]:
@@ -42,8 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("topics", help="create the topics of deploy/topics.json on the configured broker")
     config = commands.add_parser("config", help="print the settings each service runs with, secrets masked")
     config.add_argument("service", nargs="?", choices=SERVICES, help="only the common settings and this service's")
+    _add_dlq(commands)
     evaluation_commands.register(commands)
     return parser
+
+
+def _add_dlq(commands: argparse._SubParsersAction) -> None:
+    dlq = commands.add_parser("dlq", help="the dead letters of a topic: list, show, redrive")
+    actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="one line per dead letter of TOPIC")
+    show = actions.add_parser("show", help="one dead letter in full: its headers and its value")
+    redrive = actions.add_parser("redrive", help="send the dead letters not yet redriven back to TOPIC")
+    for name, action in (("list", listing), ("show", show), ("redrive", redrive)):
+        action.add_argument("topic", help="the topic whose dead letters these are, e.g. posts (KAFKA_TOPIC_PREFIX applies)")
+        _waits_for_the_broker(action, name)
+    show.add_argument("offset", help="its offset on TOPIC.dlq (PARTITION:OFFSET past partition 0)")
+    redrive.add_argument("--offset", action="append", default=[], dest="offsets", metavar="OFFSET",
+                         help="only this one (repeat for more); those before it not chosen are passed over")
+
+
+def _waits_for_the_broker(command: argparse.ArgumentParser, operation: str) -> None:
+    command.add_argument("--timeout", type=float, default=BROKER_TIMEOUT,
+                         help=f"seconds to wait for the broker (default {BROKER_TIMEOUT:.0f})")
+    command.set_defaults(operation=operation)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         _topics()
     elif args.command == "config":
         _config(args.service)
+    elif args.command == "dlq":
+        sys.exit(_operate(args))
     else:  # eval, import
         sys.exit(args.handler(args))
 
@@ -89,6 +115,40 @@ def _config(service: str | None) -> None:
     from services.operations.config import config_lines
 
     print("\n".join(config_lines([service] if service else SERVICES)))
+
+
+def _operate(args: argparse.Namespace) -> int:
+    """`dlq`: the result's lines on stdout; what stopped it on stderr, exit 1."""
+    from aiokafka.errors import KafkaError
+
+    from services.operations import dlq
+    from services.operations.broker import CommandFailed
+    from shared.env import from_environment
+    from shared.settings import CommonSettings
+
+    settings = from_environment(CommonSettings)
+    # The command says itself what failed; aiokafka's own account of it would come first and twice.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    operation = {
+        "list": lambda: dlq.list_dead_letters(settings, args.topic),
+        "show": lambda: dlq.show_dead_letter(settings, args.topic, args.offset),
+        "redrive": lambda: dlq.redrive(settings, args.topic, args.offsets),
+    }[args.operation]
+    try:
+        result = asyncio.run(asyncio.wait_for(operation(), args.timeout))
+    except CommandFailed as exc:
+        return _failed(str(exc))
+    except asyncio.TimeoutError:
+        return _failed(f"no answer from the broker at {settings.kafka_bootstrap_servers} within {args.timeout:.0f}s")
+    except KafkaError as exc:
+        return _failed(f"the broker at {settings.kafka_bootstrap_servers}: {exc}")
+    print("\n".join(result.lines()))
+    return 0
+
+
+def _failed(reason: str) -> int:
+    print(f"expertmatch: {reason}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
