@@ -1,5 +1,5 @@
 """The `expertmatch` command: run the embedded system or one service, apply the topic definitions, and
-look at a running system (its settings and dead letters)."""
+look at a running system (its settings, dead letters and consumer lag)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from services.evaluation import commands as evaluation_commands
 
 SERVICES = ("ingest", "matcher", "notifier")
-# How long dlq waits for the broker before giving up: it never blocks forever.
+# How long dlq and lag wait for the broker before giving up: they never block forever.
 BROKER_TIMEOUT = 30.0
 
 
@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the settings each service runs with, secrets masked")
     config.add_argument("service", nargs="?", choices=SERVICES, help="only the common settings and this service's")
     _add_dlq(commands)
+    lag = commands.add_parser("lag", help="how far each consumer group of deploy/topics.json is behind its topics")
+    _waits_for_the_broker(lag, "lag")
     evaluation_commands.register(commands)
     return parser
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         _topics()
     elif args.command == "config":
         _config(args.service)
-    elif args.command == "dlq":
+    elif args.command in ("dlq", "lag"):  # the ones that read the broker
         sys.exit(_operate(args))
     else:  # eval, import
         sys.exit(args.handler(args))
@@ -118,10 +120,10 @@ def _config(service: str | None) -> None:
 
 
 def _operate(args: argparse.Namespace) -> int:
-    """`dlq`: the result's lines on stdout; what stopped it on stderr, exit 1."""
+    """`dlq` and `lag`: the result's lines on stdout; what stopped it on stderr, exit 1."""
     from aiokafka.errors import KafkaError
 
-    from services.operations import dlq
+    from services.operations import dlq, lag
     from services.operations.broker import CommandFailed
     from shared.env import from_environment
     from shared.settings import CommonSettings
@@ -130,6 +132,7 @@ def _operate(args: argparse.Namespace) -> int:
     # The command says itself what failed; aiokafka's own account of it would come first and twice.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     operation = {
+        "lag": lambda: lag.consumer_lag(settings),
         "list": lambda: dlq.list_dead_letters(settings, args.topic),
         "show": lambda: dlq.show_dead_letter(settings, args.topic, args.offset),
         "redrive": lambda: dlq.redrive(settings, args.topic, args.offsets),
