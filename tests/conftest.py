@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.embedded.broker import BrokerSupervisor
+from shared.kafka import make_producer
 from shared.settings import CommonSettings
 from shared.topics import load_topic_specs
 from tests.support.postgres import PostgresServer, find_pg_bin
@@ -64,6 +65,15 @@ def common_settings(broker, topic_prefix, tmp_path) -> CommonSettings:
         kafka_session_timeout_ms=3_000,
         data_dir=tmp_path / "data",
     )
+
+
+@pytest.fixture
+async def producer(common_settings):
+    """A started producer on the test's broker, stopped after it."""
+    producer = make_producer(common_settings)
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 @pytest.fixture(scope="session")

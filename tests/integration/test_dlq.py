@@ -12,7 +12,7 @@ from services.operations.broker import CommandFailed
 from services.operations.dlq import list_dead_letters, redrive, show_dead_letter
 from shared.consumer import ConsumerLoop
 from shared.events import EVENT_HEADERS, encode_event, event_key
-from shared.kafka import make_consumer, make_producer
+from shared.kafka import make_consumer
 from shared.topics import POSTS, dlq
 from tests.support.cli import expertmatch
 from tests.support.events import answer_event
@@ -20,14 +20,6 @@ from tests.support.events import answer_event
 pytestmark = pytest.mark.integration
 
 BROKEN = answer_event(3)
-
-
-@pytest.fixture
-async def producer(common_settings):
-    producer = make_producer(common_settings)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def _drain(settings, producer, handler) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.operations.lag import consumer_lag, groups_and_topics
-from shared.kafka import make_consumer, make_producer, publish
+from shared.kafka import make_consumer, publish
 from shared.topics import POSTS, RESPONSES
 from tests.support.cli import expertmatch
 from tests.support.events import answer_event
@@ -31,14 +31,9 @@ async def _consume_and_commit(settings, group: str, topic: str, count: int) -> N
 
 
 @pytest.fixture
-async def matcher_behind(common_settings):
+async def matcher_behind(common_settings, producer):
     """PRODUCED posts, of which the matcher's group has committed CONSUMED."""
-    producer = make_producer(common_settings)
-    await producer.start()
-    try:
-        await publish(producer, common_settings.topic(POSTS), [answer_event(n, threads=PRODUCED) for n in range(PRODUCED)])
-    finally:
-        await producer.stop()
+    await publish(producer, common_settings.topic(POSTS), [answer_event(n, threads=PRODUCED) for n in range(PRODUCED)])
     await _consume_and_commit(common_settings, common_settings.topic("matcher"), common_settings.topic(POSTS), CONSUMED)
 
 

@@ -21,7 +21,7 @@ from shared.events import (
     ResponseKind,
     decode_event,
 )
-from shared.kafka import make_producer, publish
+from shared.kafka import publish
 from shared.topics import MATCHES, POSTS, RESPONSES, dlq
 from tests.fakes import FakeEmbedder
 from tests.support.topics import read_records
@@ -75,14 +75,6 @@ async def matcher(common_settings):
             yield settings, running
     finally:
         await index.close()
-
-
-@pytest.fixture
-async def producer(common_settings):
-    producer = make_producer(common_settings)
-    await producer.start()
-    yield producer
-    await producer.stop()
 
 
 async def handle_until(matcher, condition, timeout: float = 30.0) -> None:
