@@ -30,7 +30,7 @@ class Setting:
 
     variable: str
     value: str  # as the environment would spell it, secrets masked
-    from_environment: bool
+    set_in_environment: bool  # else it holds its default
 
 
 def variable_of(cls: type[BaseSettings], field: str) -> str:

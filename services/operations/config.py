@@ -35,4 +35,4 @@ def config_lines(services: Sequence[str] = tuple(SETTINGS)) -> list[str]:
 
 def _line(setting: Setting) -> str:
     line = f"{setting.variable}={setting.value}"
-    return line if setting.from_environment else f"{line}  # default"
+    return line if setting.set_in_environment else f"{line}  # default"
