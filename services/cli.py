@@ -59,7 +59,8 @@ def _add_dlq(commands: argparse._SubParsersAction) -> None:
     show = actions.add_parser("show", help="one dead letter in full: its headers and its value")
     redrive = actions.add_parser("redrive", help="send the dead letters not yet redriven back to TOPIC")
     for name, action in (("list", listing), ("show", show), ("redrive", redrive)):
-        action.add_argument("topic", help="the topic whose dead letters these are, e.g. posts (KAFKA_TOPIC_PREFIX applies)")
+        action.add_argument("topic", help="the topic whose dead letters these are, e.g. posts "
+                            "(KAFKA_TOPIC_PREFIX applies)")
         _waits_for_the_broker(action, name)
     show.add_argument("offset", help="its offset on TOPIC.dlq (PARTITION:OFFSET past partition 0)")
     redrive.add_argument("--offset", action="append", default=[], dest="offsets", metavar="OFFSET",
@@ -141,7 +142,7 @@ def _operate(args: argparse.Namespace) -> int:
         result = asyncio.run(asyncio.wait_for(operation(), args.timeout))
     except CommandFailed as exc:
         return _failed(str(exc))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return _failed(f"no answer from the broker at {settings.kafka_bootstrap_servers} within {args.timeout:.0f}s")
     except KafkaError as exc:
         return _failed(f"the broker at {settings.kafka_bootstrap_servers}: {exc}")

@@ -30,9 +30,15 @@ async def reader(settings: CommonSettings, *, group_id: str | None = None) -> As
         await consumer.stop()
 
 
-def partitions(consumer: AIOKafkaConsumer, topic: str, bootstrap_servers: str) -> list[TopicPartition]:
-    """Every partition of `topic`, or CommandFailed if the broker has no such topic."""
+async def partitions(consumer: AIOKafkaConsumer, topic: str, bootstrap_servers: str) -> list[TopicPartition]:
+    """Every partition of `topic`, or CommandFailed if the broker has no such topic.
+
+    Call it before assigning anything: the client then keeps the metadata of assigned topics only.
+    """
     numbers = consumer.partitions_for_topic(topic)
+    if not numbers:  # a topic created since the client started
+        await consumer._client.force_metadata_update()
+        numbers = consumer.partitions_for_topic(topic)
     if not numbers:
         raise CommandFailed(f"no topic {topic} on the broker at {bootstrap_servers}")
     return [TopicPartition(topic, number) for number in sorted(numbers)]

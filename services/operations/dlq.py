@@ -103,7 +103,8 @@ class Listing:
     marks: dict[int, int]  # the redrive mark of each partition
 
     def lines(self) -> list[str]:
-        heading = f"{self.topic}: {len(self.letters)} dead letter{'s' * (len(self.letters) != 1)}; {_marks_text(self.marks)}"
+        count = f"{len(self.letters)} dead letter{'' if len(self.letters) == 1 else 's'}"
+        heading = f"{self.topic}: {count}; {_marks_text(self.marks)}"
         if not self.letters:
             return [heading]
         rows = [["offset", "from", "consumer", "event", "error"], *(letter.summary() for letter in self.letters)]
@@ -140,7 +141,7 @@ async def list_dead_letters(settings: CommonSettings, topic: str) -> Listing:
     """Every dead letter the topic's `.dlq` holds, and where the redrive mark stands."""
     name = dlq_topic(settings, topic)
     async with reader(settings, group_id=settings.topic(REDRIVE_GROUP)) as consumer:
-        tps = partitions(consumer, name, settings.kafka_bootstrap_servers)
+        tps = await partitions(consumer, name, settings.kafka_bootstrap_servers)
         letters = await _read(consumer, await _ranges(consumer, tps))
         marks = await _marks(consumer, tps)
     return Listing(name, letters, _by_partition(marks))
@@ -151,7 +152,7 @@ async def show_dead_letter(settings: CommonSettings, topic: str, address: str) -
     partition, offset = parse_address(address)
     async with reader(settings) as consumer:
         tp = TopicPartition(name, partition)
-        if tp not in partitions(consumer, name, settings.kafka_bootstrap_servers):
+        if tp not in await partitions(consumer, name, settings.kafka_bootstrap_servers):
             raise CommandFailed(f"{name} has no partition {partition}")
         begin, end = (await _ranges(consumer, [tp]))[tp]
         letters = await _read(consumer, {tp: (offset, offset + 1)}) if begin <= offset < end else []
@@ -166,7 +167,7 @@ async def redrive(settings: CommonSettings, topic: str, addresses: Sequence[str]
     name = dlq_topic(settings, topic)
     chosen = {parse_address(address) for address in addresses}
     async with reader(settings, group_id=settings.topic(REDRIVE_GROUP)) as consumer:
-        tps = partitions(consumer, name, settings.kafka_bootstrap_servers)
+        tps = await partitions(consumer, name, settings.kafka_bootstrap_servers)
         marks = await _marks(consumer, tps)
         ends = {tp: end for tp, (_, end) in (await _ranges(consumer, tps)).items()}
         letters = await _read(consumer, {tp: (marks[tp], ends[tp]) for tp in tps})

@@ -58,8 +58,8 @@ async def consumer_lag(settings: CommonSettings) -> Lag:
     rows: list[PartitionLag] = []
     for group, topics in groups_and_topics(settings).items():
         async with reader(settings, group_id=group) as consumer:
-            # All named before any is assigned: the client then forgets the metadata of other topics.
-            tps = [tp for topic in topics for tp in partitions(consumer, topic, settings.kafka_bootstrap_servers)]
+            # All named before any is assigned (see `partitions`).
+            tps = [tp for topic in topics for tp in await partitions(consumer, topic, settings.kafka_bootstrap_servers)]
             begins = await consumer.beginning_offsets(tps)
             ends = await end_offsets(consumer, tps)
             for tp in tps:

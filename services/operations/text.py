@@ -12,6 +12,6 @@ def table(rows: Sequence[Sequence[str]], *, right: Collection[int] = (), gap: st
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return [
         gap.join(cell.rjust(width) if column in right else cell.ljust(width)
-                 for column, (cell, width) in enumerate(zip(row, widths))).rstrip()
+                 for column, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
         for row in rows
     ]
