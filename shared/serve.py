@@ -58,7 +58,7 @@ def serve(
     bind = parse_bind(argv, service=service, env_prefix=env_prefix)
     settings = from_environment(settings_class)
     host, port = bind.address(settings)
-    configure_logging(service, settings.log_level)
+    configure_logging(service, settings.log_level, settings.log_format)
     configure_tracing(service)
     try:
         # log_config=None keeps the format configure_logging set.

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.logs import LogFormat
 from shared.topics import DEFAULT_TOPICS_FILE
 
 
@@ -50,6 +51,7 @@ class CommonSettings(BaseSettings):
     kafka_epoch_file: Path | None = _env("KAFKA_EPOCH_FILE", default=None)
     data_dir: Path = _env("EXPERTMATCH_DATA_DIR", default=Path(".expertmatch"))
     log_level: str = _env("EXPERTMATCH_LOG_LEVEL", default="INFO")
+    log_format: LogFormat = _env("EXPERTMATCH_LOG_FORMAT", default="json")
 
     @field_validator("api_keys")
     @classmethod

@@ -174,6 +174,8 @@ def child_env(base: dict[str, str], **values: str) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # The runner prints its children's lines among its own: readable ones, unless the operator chose.
+    env.setdefault("EXPERTMATCH_LOG_FORMAT", "text")
     return env
 
 

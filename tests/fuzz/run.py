@@ -141,10 +141,16 @@ def running_services(
 
 def log_errors(services: ServiceProcesses) -> dict[str, list[str]]:
     """Each service's logged errors (a crashed consumer, a dead letter), which no HTTP answer shows."""
-    return {
-        name: [line for line in services.log(name).splitlines() if " ERROR " in line or "Traceback" in line]
-        for name in SERVICES
-    }
+    return {name: [line for line in services.log(name).splitlines() if _is_error(line)] for name in SERVICES}
+
+
+def _is_error(line: str) -> bool:
+    """A JSON line at ERROR or above or with a traceback, or a traceback the interpreter printed itself."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return "Traceback" in line
+    return isinstance(entry, dict) and (entry.get("level") in ("ERROR", "CRITICAL") or "exception" in entry)
 
 
 def main(argv: list[str] | None = None) -> int:
