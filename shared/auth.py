@@ -1,6 +1,8 @@
 """API keys: `Authorization: Bearer <key>`; the key names the tenant, the body never does.
 
-Each service builds its `TenantDep` from `authenticate` and the keys its composition root holds.
+Each service builds its `TenantDep` from `authenticate` and the keys its composition root holds,
+as an `async def` dependency: it then runs in the request's task, so the tenant it binds to the log
+lines reaches the route's (a sync one would bind it in a worker thread's copy of the context).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.logs import bind
 
 # Reads the header, and writes the scheme into each OpenAPI document; the 401 is ours (below).
 _bearer = HTTPBearer(auto_error=False, description="An API key from EXPERTMATCH_API_KEYS; it names the tenant.")
@@ -28,7 +32,7 @@ def tenant_for_key(tenants_by_key: Mapping[str, str], presented: str) -> str | N
 
 
 def authenticate(tenants_by_key: Mapping[str, str], credentials: HTTPAuthorizationCredentials | None) -> str:
-    """The caller's tenant, or 401."""
+    """The caller's tenant, or 401; the tenant is bound to the rest of the request's log lines."""
     tenant = tenant_for_key(tenants_by_key, credentials.credentials.strip()) if credentials is not None else None
     if tenant is None:
         raise HTTPException(
@@ -36,4 +40,5 @@ def authenticate(tenants_by_key: Mapping[str, str], credentials: HTTPAuthorizati
             detail="missing or unknown API key: send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    bind(tenant=tenant)
     return tenant

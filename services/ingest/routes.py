@@ -34,7 +34,7 @@ def _ingest(request: Request) -> Ingest:
 IngestDep = Annotated[Ingest, Depends(_ingest)]
 
 
-def _tenant(ingest: IngestDep, credentials: BearerDep) -> str:
+async def _tenant(ingest: IngestDep, credentials: BearerDep) -> str:
     return authenticate(ingest.tenants_by_key, credentials)
 
 

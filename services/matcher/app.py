@@ -57,7 +57,7 @@ def _matcher(request: Request) -> Matcher:
 MatcherDep = Annotated[Matcher, Depends(_matcher)]
 
 
-def _tenant(matcher: MatcherDep, credentials: BearerDep) -> str:
+async def _tenant(matcher: MatcherDep, credentials: BearerDep) -> str:
     return authenticate(matcher.tenants_by_key, credentials)
 
 

@@ -22,7 +22,7 @@ def get_notifier(request: Request) -> Notifier:
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 
 
-def get_tenant(notifier: NotifierDep, credentials: BearerDep) -> str:
+async def get_tenant(notifier: NotifierDep, credentials: BearerDep) -> str:
     return authenticate(notifier.tenants_by_key, credentials)
 
 
