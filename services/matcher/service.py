@@ -36,6 +36,7 @@ from shared.events import (
     PostUpserted,
     Question,
 )
+from shared.logs import log_context
 from shared.text import snippet, to_plain_text
 
 log = logging.getLogger(__name__)
@@ -247,11 +248,14 @@ class MatcherService:
             run.clear()
 
     async def _traced_match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
-        """`_match` in a span of the question's trace; the match continues it to the notifier."""
-        with tracing.span("match question", event_id=event.id, **{"expertmatch.post_id": event.data.id}) as span:
-            match = await self._match(event, contribution)
-            span.set_attribute("expertmatch.candidates", len(match.data.candidates))
-            tracing.remember(match.id)
+        """`_match` in a span of the question's trace and with its ids on every log line; the match
+        continues the trace to the notifier."""
+        post = event.data
+        with log_context(tenant=event.tenant, thread_id=post.thread_id, post_id=post.id, event_id=event.id):
+            with tracing.span("match question", event_id=event.id, **{"expertmatch.post_id": post.id}) as span:
+                match = await self._match(event, contribution)
+                span.set_attribute("expertmatch.candidates", len(match.data.candidates))
+                tracing.remember(match.id)
         return match
 
     async def _match(self, event: PostUpserted, contribution: Contribution) -> ExpertsMatched:
@@ -267,6 +271,7 @@ class MatcherService:
             now=post.created_at,
             limit=self._policy.candidates,
         )
+        _log_match(post, ranked)
         return ExpertsMatched(
             # The same upsert always yields the same match id: a replayed batch republishes, not duplicates.
             id=uuid.uuid5(_MATCH_NAMESPACE, f"{event.tenant}/{event.id}"),
@@ -357,6 +362,20 @@ class MatcherService:
             if candidate.evidence:
                 found.append(candidate)
         return found
+
+
+def _log_match(post: Post, ranked: RankedQuestion) -> None:
+    """The match decision, one line: who was considered, and the best few with their scores."""
+    best = [{"person_id": c.person_id, "score": round(c.score, 4)} for c in ranked.candidates[:5]]
+    log.info(
+        "question %s matched: %d ranked of %d considered; best: %s",
+        post.id, len(ranked.candidates), len(ranked.pool),
+        ", ".join(f"{c['person_id']} {c['score']}" for c in best) or "nobody",
+        extra={
+            "event": "match", "tenant": post.tenant, "thread_id": post.thread_id, "post_id": post.id,
+            "pool": len(ranked.pool), "ranked": len(ranked.candidates), "candidates": best,
+        },
+    )
 
 
 def _plain(post: Post) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +26,7 @@ from shared.events import (
     PostUpserted,
     ResponseKind,
 )
+from shared.logs import JsonFormatter
 from tests.fakes import FakeEmbedder, InMemoryIndex
 
 pytestmark = pytest.mark.unit
@@ -402,3 +405,19 @@ async def test_a_response_to_a_question_no_longer_indexed_is_dropped_and_the_bat
 
     assert index.feedback == {}
     assert published[0].data.candidates[0].person_id == "kim"
+
+
+async def test_each_match_is_one_log_line_with_the_questions_ids_and_the_best_candidates(service, caplog):
+    caplog.set_level(logging.INFO, logger="services.matcher.service")
+    caplog.handler.setFormatter(JsonFormatter("matcher"))
+    await service.handle(batch(*HISTORY))
+    ask = question("erin", "Kubernetes pods", "my kubernetes pods restart, what to check?", thread="k3")
+    await service.handle(batch(ask))
+
+    lines = [json.loads(text) for text in caplog.text.splitlines()]
+    [line] = [entry for entry in lines if entry.get("event") == "match"]
+    assert (line["tenant"], line["thread_id"], line["post_id"], line["event_id"]) == ("acme", "k3", ask.data.id,
+                                                                                      str(ask.id))
+    assert line["pool"] >= line["ranked"] >= 2 and line["candidates"][0]["person_id"] == "kim"
+    assert all(set(c) == {"person_id", "score"} for c in line["candidates"]) and len(line["candidates"]) <= 5
+    assert "restart" not in caplog.text, "a post's words are never logged"
