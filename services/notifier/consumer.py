@@ -19,6 +19,7 @@ from shared import metrics, tracing
 from shared.consumer import Handler, TransientError
 from shared.events import AnyEvent, ExpertsMatched, PersonErased, Post, PostUpserted
 from shared.kafka import make_consumer
+from shared.logs import log_context
 from shared.topics import MATCHES, POSTS
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def matches_handler(
         for event in batch:
             if isinstance(event, ExpertsMatched):
                 policy = policies.for_tenant(event.tenant)
-                with tracing.span("record match", event_id=event.id):
+                question = event.data.question
+                with log_context(tenant=event.tenant, thread_id=question.thread_id, post_id=question.post_id,
+                                 event_id=event.id), tracing.span("record match", event_id=event.id):
                     created += len(await _record(db, event, policy=policy, now=clock()))
         metrics.INVITATIONS.labels("match").inc(created)
         if created:

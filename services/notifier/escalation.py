@@ -15,6 +15,7 @@ from services.notifier.poller import Poller
 from services.notifier.store import threads
 from services.notifier.store.database import Database
 from shared import metrics
+from shared.logs import log_context
 
 
 class EscalationWorker(Poller):
@@ -53,9 +54,10 @@ class EscalationWorker(Poller):
             if not due:
                 break
             for tenant, thread_id in due:
-                created = await threads.escalate(
-                    self._db, tenant=tenant, thread_id=thread_id, policy=self._policies.for_tenant(tenant), now=now
-                )
+                with log_context(tenant=tenant, thread_id=thread_id):
+                    created = await threads.escalate(
+                        self._db, tenant=tenant, thread_id=thread_id, policy=self._policies.for_tenant(tenant), now=now
+                    )
                 invited += len(created)
                 metrics.INVITATIONS.labels("escalation").inc(len(created))
         return invited

@@ -1,6 +1,8 @@
 """The notifier's store on SQLite and on a real PostgreSQL: migrations, invitations, the delivery queue."""
 
 import asyncio
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +20,7 @@ from services.notifier.store.database import MIGRATIONS
 from shared.consumer import TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
+from shared.logs import JsonFormatter
 from tests.support.events import matched
 
 pytestmark = pytest.mark.integration
@@ -251,6 +254,26 @@ async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db)
     views = await invitations.list_for(db, tenant="acme")
     assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
     assert len(wakes) == 1
+
+
+async def test_each_decision_of_a_match_is_one_log_line_naming_the_invited_and_the_passed_over(db, caplog):
+    caplog.set_level(logging.INFO, logger="services.notifier.store.invitations")
+    caplog.handler.setFormatter(JsonFormatter("notifier"))
+    handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: None, clock=lambda: NOW)
+    event = matched("asker", "ann", "part", "bob", "cy", participants=("part",))
+
+    await handle([event, event])
+
+    lines = [json.loads(text) for text in caplog.text.splitlines()]
+    [line] = [entry for entry in lines if entry.get("event") == "invite"]
+    views = await invitations.list_for(db, tenant="acme", thread_id="t1")
+    assert (line["tenant"], line["thread_id"], line["post_id"], line["event_id"], line["round"]) == (
+        "acme", "t1", "t1-q", str(event.id), 1
+    )
+    assert sorted((i["person_id"], i["invitation_id"]) for i in line["invited"]) == sorted(
+        (v.invitation.person_id, v.invitation.id) for v in views
+    )
+    assert {(s["person_id"], s["reason"]) for s in line["skipped"]} == {("asker", "asker"), ("part", "participant")}
 
 
 async def test_an_unreachable_database_is_a_transient_error():

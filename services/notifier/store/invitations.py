@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from services.notifier.store.erasure import erased_for
 from services.notifier.store.people import load_people
 from shared import metrics, tracing
 from shared.events import Candidate, ExpertsMatched, Match, Question
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ async def invite(
         await session.flush()
         session.add_all(_pending(invitation, subscription, body, now) for subscription in subscriptions)
         created.append(invitation)
+    _log_decision(session, state=state, question=question, invited=created, skipped=plan.skipped, round_=round_)
     return created
 
 
@@ -188,6 +192,31 @@ async def _record_skips(
     if new:
         # Counted once the decisions are committed: a transaction rolled back and replayed decides again.
         sa.event.listen(session.sync_session, "after_commit", lambda _: _count_skips(new), once=True)
+
+
+def _log_decision(
+    session: AsyncSession,
+    *,
+    state: ThreadState,
+    question: Question,
+    invited: Sequence[Invitation],
+    skipped: Sequence[Skip],
+    round_: int,
+) -> None:
+    """Who was invited, who was passed over and why: one line once committed (a transaction rolled back
+    and replayed decides again)."""
+    fields = {
+        "event": "invite", "tenant": state.tenant, "thread_id": state.thread_id, "post_id": question.post_id,
+        "round": round_,
+        "invited": [{"person_id": i.person_id, "invitation_id": i.id, "score": round(i.score, 4)} for i in invited],
+        "skipped": [{"person_id": s.candidate.person_id, "reason": s.reason.value} for s in skipped],
+    }
+    message = "thread %s, round %d: invited %s; passed over %s"
+    args = (
+        state.thread_id, round_, ", ".join(i.person_id for i in invited) or "nobody",
+        ", ".join(f"{s.candidate.person_id} ({s.reason.value})" for s in skipped) or "nobody",
+    )
+    sa.event.listen(session.sync_session, "after_commit", lambda _: log.info(message, *args, extra=fields), once=True)
 
 
 def _count_skips(skips: collections.Counter[str]) -> None:
