@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Literal
 
@@ -72,8 +72,12 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        # Ids (UUIDs), times and enums as their strings.
-        return json.dumps(line, default=str)
+        return json.dumps(line, default=_jsonable)
+
+
+def _jsonable(value: object) -> str:
+    """What JSON has no type for: times in ISO 8601, anything else (ids, paths) as its string."""
+    return value.isoformat() if isinstance(value, datetime | date) else str(value)
 
 
 def _utc(timestamp: float) -> str:

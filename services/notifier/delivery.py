@@ -25,6 +25,7 @@ from services.notifier.store import deliveries
 from services.notifier.store.database import Database
 from services.notifier.store.deliveries import DueDelivery, Outcome
 from shared import metrics, tracing
+from shared.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class DeliveryWorker(Poller):
         return sent
 
     async def _attempt(self, due: DueDelivery) -> None:
+        """One attempt, its invitation's ids on every line logged meanwhile."""
+        with log_context(tenant=due.tenant, invitation_id=due.invitation_id):
+            await self._send_and_record(due)
+
+    async def _send_and_record(self, due: DueDelivery) -> None:
         attempted_at, started = self._clock(), time.perf_counter()
         with tracing.span(
             "deliver invitation.created", parent=due.traceparent, kind=SpanKind.CLIENT,
@@ -113,7 +119,14 @@ class DeliveryWorker(Poller):
         metrics.DELIVERIES.labels(str(status) if status else "error", str(outcome.state)).inc()
         metrics.DELIVERY_ATTEMPT.observe(due.attempts + 1)
         metrics.DELIVERY_SECONDS.observe(duration_ms / 1000)
-        log.info("delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state)
+        log.info(
+            "delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state,
+            extra={
+                "event": "delivery_attempt", "delivery_id": due.id, "message_id": due.message_id,
+                "subscription_id": due.subscription_id, "attempt": due.attempts + 1, "status": status, "error": error,
+                "state": outcome.state, "next_attempt_at": outcome.next_attempt_at, "duration_ms": duration_ms,
+            },
+        )
 
     async def _send(self, due: DueDelivery) -> tuple[int | None, str | None, str | None]:
         """One POST to the checked address: (status, Retry-After, error)."""

@@ -41,8 +41,10 @@ def test_a_line_is_one_json_object_with_the_fixed_fields_the_bound_ids_and_extra
     event_id = uuid.uuid4()
 
     with log_context(tenant="acme", thread_id="t-1", post_id=None):
-        log.info("question %s matched", "q-1", extra={"event": "match", "event_id": event_id,
-                                                     "candidates": [{"person_id": "kim", "score": 2.5}]})
+        log.info("question %s matched", "q-1", extra={
+            "event": "match", "event_id": event_id, "candidates": [{"person_id": "kim", "score": 2.5}],
+            "next_attempt_at": datetime(2025, 5, 2, 9, 30, tzinfo=UTC),
+        })
 
     [line] = lines(capsys)
     assert line == {
@@ -56,6 +58,7 @@ def test_a_line_is_one_json_object_with_the_fixed_fields_the_bound_ids_and_extra
         "event": "match",
         "event_id": str(event_id),
         "candidates": [{"person_id": "kim", "score": 2.5}],
+        "next_attempt_at": "2025-05-02T09:30:00+00:00",
     }
     at = datetime.fromisoformat(line["time"])
     assert at.utcoffset().total_seconds() == 0 and abs((datetime.now(UTC) - at).total_seconds()) < 60

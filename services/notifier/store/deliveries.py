@@ -21,6 +21,8 @@ class DueDelivery:
     """Everything needed to send one attempt, read while the delivery was claimed."""
 
     id: str
+    tenant: str
+    invitation_id: str
     message_id: str
     subscription_id: str
     url: str
@@ -82,6 +84,8 @@ def _signing_secrets(subscription: Subscription, now: datetime) -> tuple[str, ..
 def _due(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDelivery:
     return DueDelivery(
         id=delivery.id,
+        tenant=delivery.tenant,
+        invitation_id=delivery.invitation_id,
         message_id=delivery.message_id,
         subscription_id=subscription.id,
         url=subscription.url,
