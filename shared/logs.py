@@ -95,9 +95,11 @@ def formatter(service: str, log_format: LogFormat = "json") -> logging.Formatter
 
 
 def configure_logging(service: str, level: str = "INFO", log_format: LogFormat = "json") -> None:
-    """Every logger of the process to stderr, as JSON lines or as text."""
+    """Every logger of the process to stderr, as JSON lines or as text; warnings too."""
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(service, log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # A library's warning is a log line like any other, not a bare line of its own on stderr.
+    logging.captureWarnings(True)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import uuid
+import warnings
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +27,7 @@ def _restore_logging():
     handlers, level = root.handlers[:], root.level
     quieted = {name: logging.getLogger(name).level for name in ("aiokafka", "httpx")}
     yield
+    logging.captureWarnings(False)
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, was in quieted.items():
@@ -107,6 +109,14 @@ def test_an_exception_stays_on_its_one_line(capsys):
     [line] = lines(capsys)
     assert line["level"] == "ERROR" and line["message"] == "delivery failed"
     assert line["exception"].startswith("Traceback") and "ValueError: bad payload" in line["exception"]
+
+
+def test_a_librarys_warning_is_a_json_line_too(capsys):
+    configure_logging("matcher", "INFO")
+    warnings.warn("the old name still answers", UserWarning, stacklevel=1)
+
+    [line] = lines(capsys)
+    assert line["logger"] == "py.warnings" and "the old name still answers" in line["message"]
 
 
 def test_text_lines_are_the_readable_console_format_without_the_fields(capsys):
