@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from services.notifier.policy import SkipReason
-from tests.support.history import history_posts
+from tests.support.history import subscribe_and_index_history
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 from tests.support.waiting import until
@@ -48,19 +48,7 @@ async def test_a_question_is_followed_through_the_logs_by_its_tenant_thread_post
     )
     with system, Receiver() as receiver:
         async with httpx.AsyncClient(timeout=30) as http:
-            created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=ACME,
-                                      json={"url": receiver.url})
-            assert created.status_code == 201, created.text
-            secret = created.json()["secret"]
-            answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=ACME,
-                                     json={"posts": history_posts()})
-            assert answer.status_code == 202, answer.text
-
-            async def indexed():
-                stats = await http.get(f"{system.url('matcher')}/v1/index/stats", headers=ACME)
-                return stats.json()["contributions"] == len(history_posts())
-
-            await until(indexed, 120, "the history indexed")
+            secret = (await subscribe_and_index_history(http, system, receiver, headers=ACME))["secret"]
             asked = await http.post(f"{system.url('ingest')}/v1/posts", headers=ACME, json=QUESTION)
             assert asked.status_code == 202, asked.text
 

@@ -53,8 +53,9 @@ def history_posts() -> list[dict]:
     return posts
 
 
-async def subscribe_and_index_history(http, system, receiver, *, headers, timeout: float = 120.0) -> None:
-    """A webhook subscription to `receiver`, then the history posted and waited for until indexed."""
+async def subscribe_and_index_history(http, system, receiver, *, headers, timeout: float = 120.0) -> dict:
+    """A webhook subscription to `receiver`, then the history posted and waited for until indexed; returns the
+    subscription (its secret included)."""
     created = await http.post(f"{system.url('notifier')}/v1/subscriptions", headers=headers, json={"url": receiver.url})
     assert created.status_code == 201, created.text
     answer = await http.post(f"{system.url('ingest')}/v1/posts/batch", headers=headers, json={"posts": history_posts()})
@@ -65,3 +66,4 @@ async def subscribe_and_index_history(http, system, receiver, *, headers, timeou
         return stats.json()["contributions"] >= len(HISTORY)
 
     await until(indexed, timeout=timeout, what="the history indexed")
+    return created.json()
