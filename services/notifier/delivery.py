@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from opentelemetry.trace import SpanKind
@@ -120,7 +121,7 @@ class DeliveryWorker(Poller):
         metrics.DELIVERY_ATTEMPT.observe(due.attempts + 1)
         metrics.DELIVERY_SECONDS.observe(duration_ms / 1000)
         log.info(
-            "delivery %s to %s: %s -> %s", due.message_id, due.url, status or error, outcome.state,
+            "delivery %s to %s: %s -> %s", due.message_id, loggable_url(due.url), status or error, outcome.state,
             extra={
                 "event": "delivery_attempt", "delivery_id": due.id, "message_id": due.message_id,
                 "subscription_id": due.subscription_id, "attempt": due.attempts + 1, "status": status, "error": error,
@@ -150,3 +151,13 @@ class DeliveryWorker(Poller):
             return None, None, f"{type(exc).__name__}: {exc}"[:1000]
         status = response.status_code
         return status, response.headers.get("retry-after"), None if response.is_success else f"HTTP {status}"
+
+
+def loggable_url(url: str) -> str:
+    """The endpoint without what may be a credential: no user, password, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
