@@ -21,8 +21,8 @@ from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
 
-router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 503))
-people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 503))
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 422, 503))
+people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 422, 503))
 # Posts and batches are limited in size (RequestSizeLimit and the routes themselves).
 SIZED = error_responses(413)
 

@@ -91,7 +91,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health_router(_readiness))
 
-    @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
+    @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 422, 503))
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
         """The people of the caller's tenant whose posts best match the text."""
         try:

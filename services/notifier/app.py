@@ -47,7 +47,14 @@ def create_app(
 def _declare_webhooks(app: FastAPI) -> None:
     """What subscribers receive, in the OpenAPI document's `webhooks` (nothing is served here)."""
 
-    @app.webhooks.post(INVITATION_CREATED)
+    @app.webhooks.post(
+        INVITATION_CREATED,
+        responses={
+            200: {"description": "Any 2xx acknowledges the webhook: it is not sent again"},
+            410: {"description": "Gone: the subscription is disabled, nothing more is sent to it"},
+            "default": {"description": "Any other answer, or none in time, fails the attempt: it is retried"},
+        },
+    )
     def invitation_created(body: InvitationCreated) -> None:
         """A colleague is invited to a thread. Signed per Standard Webhooks (`webhook-id`,
         `webhook-timestamp`, `webhook-signature`); the same `webhook-id` on every retry. Any 2xx

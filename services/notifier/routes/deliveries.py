@@ -15,7 +15,7 @@ from services.notifier.store.deliveries import DeliveryView
 from shared.errors import error_responses
 from shared.fields import text_field
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=error_responses(401, 422))
 
 
 class AttemptOut(BaseModel):

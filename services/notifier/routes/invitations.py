@@ -17,7 +17,7 @@ from shared.errors import error_responses
 from shared.events import ResponseKind
 from shared.fields import Text, text_field
 
-router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=error_responses(401, 422))
 
 
 class DeliveryOut(BaseModel):

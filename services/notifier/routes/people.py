@@ -13,7 +13,7 @@ from services.notifier.store import people
 from shared.errors import error_responses
 from shared.fields import Instant, text_field
 
-router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 422))
 
 PersonId = Annotated[text_field(min_length=1, max_length=200), Path()]
 # A cap above these is no cap; they keep the numbers inside any database's INTEGER.

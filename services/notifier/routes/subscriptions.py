@@ -18,7 +18,7 @@ from shared.errors import error_responses
 from shared.fields import Instant, Text, text_field
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=error_responses(401))
-FOUND = error_responses(404)
+FOUND = error_responses(404, 422)
 
 
 class SubscriptionIn(BaseModel):
@@ -74,7 +74,7 @@ class Replayed(BaseModel):
     replayed: int = Field(description="Deliveries queued again, each with its original webhook-id.")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(422))
 async def create_subscription(
     body: SubscriptionIn, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep
 ) -> CreatedSubscription:
@@ -108,7 +108,7 @@ async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: Data
     return SubscriptionOut.of(enabled)
 
 
-@router.post("/{subscription_id}/replay", responses=error_responses(404, 409))
+@router.post("/{subscription_id}/replay", responses=error_responses(404, 409, 422))
 async def replay(
     subscription_id: Text,
     since: Annotated[Instant, Query(description="Resend what failed from this time on.")],

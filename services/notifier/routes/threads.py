@@ -14,7 +14,7 @@ from services.notifier.store import threads
 from shared.errors import error_responses
 from shared.fields import Text
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/threads", tags=["threads"], responses=error_responses(401, 422))
 
 
 class ResponseOut(BaseModel):
