@@ -15,6 +15,7 @@ from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import BearerDep, authenticate
+from shared.docs import install_docs
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
@@ -86,9 +87,10 @@ def create_app(
                     loop.stop()  # finishes and commits the batch in hand
                 await asyncio.gather(*tasks, return_exceptions=True)  # a crash was logged when it happened
 
-    app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    app = FastAPI(title="expertmatch matcher", lifespan=lifespan, docs_url=None, redoc_url=None)
     instrument(app)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router(_readiness))
 
     @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 422, 503))

@@ -13,6 +13,7 @@ from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import Resolver, system_resolver
 from services.notifier.routes import deliveries, invitations, people, readiness, subscriptions, threads
 from services.notifier.settings import NotifierSettings
+from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import health_router
@@ -34,9 +35,10 @@ def create_app(
             app.state.notifier = notifier
             yield
 
-    app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
+    app = FastAPI(title="expertmatch notifier", lifespan=lifespan, docs_url=None, redoc_url=None)
     instrument(app)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router(readiness))
     for module in (subscriptions, invitations, deliveries, people, threads):
         app.include_router(module.router)
