@@ -27,7 +27,15 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             app.state.ingest = ingest
             yield
 
-    app = FastAPI(title="expertmatch ingest", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="expertmatch ingest",
+        description="Posts and erasures in. A 202 means the event is on the posts topic, so the other services "
+        "will see it; resending the same ids is always safe. Every `/v1` call needs `Authorization: Bearer <key>`; "
+        "the key names the tenant. Errors are RFC 9457 problem details (`application/problem+json`).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     instrument(app)
     install_error_handlers(app)
     install_docs(app)

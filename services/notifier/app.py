@@ -35,7 +35,17 @@ def create_app(
             app.state.notifier = notifier
             yield
 
-    app = FastAPI(title="expertmatch notifier", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="expertmatch notifier",
+        description="Where a tenant's invitations go (webhook subscriptions), who was invited to which thread and "
+        "why, how each webhook went, a person's say in being invited, and what invitees did. The webhook that "
+        "subscribers receive, `invitation.created`, is under `webhooks`. Every `/v1` call needs "
+        "`Authorization: Bearer <key>`; the key names the tenant. Errors are RFC 9457 problem details "
+        "(`application/problem+json`).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     instrument(app)
     install_error_handlers(app)
     install_docs(app)
@@ -51,6 +61,7 @@ def _declare_webhooks(app: FastAPI) -> None:
 
     @app.webhooks.post(
         INVITATION_CREATED,
+        summary="A colleague is invited to a thread",
         responses={
             200: {"description": "Any 2xx acknowledges the webhook: it is not sent again"},
             410: {"description": "Gone: the subscription is disabled, nothing more is sent to it"},
