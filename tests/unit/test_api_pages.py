@@ -7,31 +7,19 @@ import re
 import httpx
 import pytest
 
-from services.ingest.app import create_app as create_ingest
-from services.ingest.settings import IngestSettings
-from services.matcher.app import create_app as create_matcher
-from services.matcher.settings import MatcherSettings
-from services.notifier.app import create_app as create_notifier
-from services.notifier.settings import NotifierSettings
+from tests.support.apps import service_app
+from tests.support.services import SERVICES
 
 pytestmark = pytest.mark.unit
 
 ASSET = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|url:\s*'([^']+)'""")
 
 
-def build(service: str, tmp_path):
-    if service == "ingest":
-        return create_ingest(IngestSettings(data_dir=tmp_path))
-    if service == "matcher":
-        return create_matcher(MatcherSettings(data_dir=tmp_path))
-    return create_notifier(NotifierSettings(data_dir=tmp_path))
-
-
-@pytest.fixture(params=["ingest", "matcher", "notifier"])
+@pytest.fixture(params=SERVICES)
 async def client(request, tmp_path):
     # The pages and their assets are served without the running service (no broker, model or
     # database), so the lifespan is left out: the matcher's would need a broker.
-    app = build(request.param, tmp_path)
+    app = service_app(request.param, tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as http:
         yield http
 

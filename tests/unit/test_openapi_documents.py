@@ -9,17 +9,14 @@ from fastapi import FastAPI
 from openapi_spec_validator import validate
 from pydantic import BaseModel
 
-from services.ingest.app import create_app as create_ingest
 from services.ingest.schemas import PostBatchIn, PostIn
-from services.ingest.settings import IngestSettings
-from services.matcher.app import SearchRequest, create_app as create_matcher
-from services.matcher.settings import MatcherSettings
-from services.notifier.app import create_app as create_notifier
+from services.matcher.app import SearchRequest
 from services.notifier.routes.invitations import ResponseIn
 from services.notifier.routes.people import PreferencesIn
 from services.notifier.routes.subscriptions import SubscriptionIn
-from services.notifier.settings import NotifierSettings
 from shared.events import InvitationCreated
+from tests.support.apps import service_app
+from tests.support.services import SERVICES
 
 pytestmark = pytest.mark.unit
 
@@ -35,18 +32,10 @@ BODIES: dict[str, type[BaseModel]] = {
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 
-def build(service: str, tmp_path) -> FastAPI:
-    # Building an app and its document starts nothing: no broker, model or database is needed.
-    if service == "ingest":
-        return create_ingest(IngestSettings(data_dir=tmp_path))
-    if service == "matcher":
-        return create_matcher(MatcherSettings(data_dir=tmp_path))
-    return create_notifier(NotifierSettings(data_dir=tmp_path))
-
-
-@pytest.fixture(params=["ingest", "matcher", "notifier"])
+@pytest.fixture(params=SERVICES)
 def app(request, tmp_path) -> FastAPI:
-    return build(request.param, tmp_path)
+    # Building an app and its document starts nothing: no broker, model or database is needed.
+    return service_app(request.param, tmp_path)
 
 
 def operations(document: dict) -> list[tuple[str, str, dict]]:

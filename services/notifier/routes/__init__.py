@@ -14,17 +14,6 @@ from shared.auth import BearerDep, authenticate
 from shared.errors import field_error
 from shared.health import Check
 
-# What an invitation keeps of the matcher's `Evidence` and `TrackRecord` (shared/events.py), as JSON.
-EVIDENCE_EXAMPLE = [{
-    "post_id": "p-88", "thread_id": "t-9", "kind": "answer", "title": "Vault token renewal in pipelines",
-    "snippet": "We renew it from the pipeline with a periodic token.", "url": None, "similarity": 0.71,
-    "accepted": True, "score": 4, "created_at": "2025-03-11T14:02:00Z",
-}]
-TRACK_RECORD_EXAMPLE = {
-    "answers": 9, "accepted": 3, "answers_last_30_days": 4, "answers_last_90_days": 7,
-    "tags": [{"tag": "vault", "answers": 3, "accepted": 2}], "answered_nearby": 1, "not_my_area_nearby": 0,
-}
-
 
 def get_notifier(request: Request) -> Notifier:
     return request.app.state.notifier

@@ -10,6 +10,15 @@ from pydantic import BaseModel, Field
 
 from services.notifier.models import DeliveryState
 from services.notifier.routes import DatabaseDep, TenantDep
+from services.notifier.routes.fields import (
+    Attempts,
+    DeliveredAt,
+    LastStatus,
+    MessageId,
+    NextAttemptAt,
+    State,
+    SubscriptionRef,
+)
 from services.notifier.store import deliveries
 from services.notifier.store.deliveries import DeliveryView
 from shared.errors import error_responses
@@ -39,25 +48,19 @@ class DeliveryDetail(BaseModel):
     """One webhook to one subscription, and every attempt made at it."""
 
     id: str = Field(description="The delivery's id.", examples=["dlv_1a2b3c4d5e6f40718293a4b5c6d7e8f9"])
-    subscription_id: str = Field(description="The subscription it goes to.",
-                                 examples=["sub_3f9c0d6e1b2a4c5d8e7f60718293a4b5"])
+    subscription_id: SubscriptionRef
     invitation_id: str = Field(description="The invitation it tells of.",
                                examples=["inv_5c0d2e6f7a8b4c9d0e1f2a3b4c5d6e7f"])
-    message_id: str = Field(description="The `webhook-id` header, the same on every attempt and replay.",
-                            examples=["msg_9a8b7c6d5e4f40312a1b0c9d8e7f6a5b"])
+    message_id: MessageId
     type: str = Field(description="The kind of webhook.", examples=["invitation.created"])
-    state: DeliveryState = Field(description="`pending` while it is retried, then `delivered` or `failed` for good.",
-                                 examples=["failed"])
-    attempts: int = Field(description="Attempts made since it was queued, or last replayed.", examples=[8])
-    next_attempt_at: datetime | None = Field(description="When the next attempt is due; `null` once delivered or "
-                                             "failed.", examples=[None])
-    last_status: int | None = Field(description="The HTTP status of the last attempt; `null` when no answer came "
-                                    "or none was made.", examples=[500])
+    state: State
+    attempts: Attempts
+    next_attempt_at: NextAttemptAt
+    last_status: LastStatus
     last_error: str | None = Field(description="What went wrong last (as `error` of an attempt, or why it was given "
                                    "up); `null` once delivered.", examples=["HTTP 500"])
     created_at: datetime = Field(description="When it was queued (UTC).", examples=["2025-05-02T09:30:04Z"])
-    delivered_at: datetime | None = Field(description="When a receiver acknowledged it with a 2xx; `null` until "
-                                          "then.", examples=[None])
+    delivered_at: DeliveredAt
     attempt_log: list[AttemptOut] = Field(description="Every attempt, oldest first, replays included.")
 
     @classmethod

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifier.models import DeliveryState
 from services.notifier.payload import stored_why
-from services.notifier.routes import (
-    EVIDENCE_EXAMPLE,
-    TRACK_RECORD_EXAMPLE,
-    DatabaseDep,
-    NotifierDep,
-    NowDep,
-    TenantDep,
-    not_found,
+from services.notifier.routes import DatabaseDep, NotifierDep, NowDep, TenantDep, not_found
+from services.notifier.routes.fields import (
+    Attempts,
+    DeliveredAt,
+    InvitedScore,
+    LastStatus,
+    MessageId,
+    NextAttemptAt,
+    Parts,
+    State,
+    StoredEvidence,
+    StoredTrackRecord,
+    SubscriptionRef,
+    Why,
 )
 from services.notifier.store import invitations, responses
 from services.notifier.store.invitations import InvitationView
@@ -31,19 +36,13 @@ router = APIRouter(prefix="/v1/invitations", tags=["invitations"], responses=err
 class DeliveryOut(BaseModel):
     """How far the invitation's webhook got at one subscription."""
 
-    subscription_id: str = Field(description="The subscription it goes to.",
-                                 examples=["sub_3f9c0d6e1b2a4c5d8e7f60718293a4b5"])
-    message_id: str = Field(description="The webhook's `webhook-id` header, the same on every attempt.",
-                            examples=["msg_9a8b7c6d5e4f40312a1b0c9d8e7f6a5b"])
-    state: DeliveryState = Field(description="`pending` while it is retried, then `delivered` or `failed` for good.",
-                                 examples=["delivered"])
-    attempts: int = Field(description="Attempts made since it was queued (or last replayed).", examples=[1])
-    last_status: int | None = Field(description="The HTTP status of the last attempt; `null` when no answer came "
-                                    "or none was made.", examples=[200])
-    next_attempt_at: datetime | None = Field(description="When the next attempt is due; `null` once delivered or "
-                                             "failed.", examples=[None])
-    delivered_at: datetime | None = Field(description="When a receiver acknowledged it with a 2xx; `null` until "
-                                          "then.", examples=["2025-05-02T09:30:05Z"])
+    subscription_id: SubscriptionRef
+    message_id: MessageId
+    state: State
+    attempts: Attempts
+    last_status: LastStatus
+    next_attempt_at: NextAttemptAt
+    delivered_at: DeliveredAt
 
 
 class InvitationOut(BaseModel):
@@ -58,23 +57,11 @@ class InvitationOut(BaseModel):
                                        examples=["How do we rotate the Vault token used by CI?"])
     question_url: str | None = Field(description="The link to the question that ingest was given, if any.",
                                      examples=["https://intranet.example/t/17"])
-    score: float = Field(description="Their score when ranked: their lead over the weakest candidate found.",
-                         examples=[2.31])
-    evidence: list[dict[str, Any]] = Field(
-        description="Their posts that matched, best first, as the matcher found them (`Evidence` of "
-        "`POST /v1/experts/search`: `post_id`, `thread_id`, `kind`, `title`, `snippet`, `url`, `similarity`, "
-        "`accepted`, `score`, `created_at`).",
-        examples=[EVIDENCE_EXAMPLE],
-    )
-    parts: dict[str, float] = Field(description="What the score was made of, by part; they sum to the score.",
-                                    examples=[{"similarity": 1.42, "lexical": 0.31, "activity": 0.58}])
-    why: str = Field(description="The webhook's one sentence of facts about the invitee.",
-                     examples=["You answered “Vault token renewal in pipelines” (accepted)."])
-    track_record: dict[str, Any] | None = Field(
-        description="The counts the `why` states (`TrackRecord` of the matcher's search); `null` on invitations "
-        "made before the notifier kept them.",
-        examples=[TRACK_RECORD_EXAMPLE],
-    )
+    score: InvitedScore
+    evidence: StoredEvidence
+    parts: Parts
+    why: Why
+    track_record: StoredTrackRecord
     created_at: datetime = Field(description="When the invitation was made (UTC).", examples=["2025-05-02T09:30:04Z"])
     deliveries: list[DeliveryOut] = Field(description="Its webhook at each subscription, oldest first.")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from services.notifier.payload import stored_why
-from services.notifier.routes import EVIDENCE_EXAMPLE, TRACK_RECORD_EXAMPLE, DatabaseDep, TenantDep
+from services.notifier.routes import DatabaseDep, TenantDep
+from services.notifier.routes.fields import InvitedScore, Parts, StoredEvidence, StoredTrackRecord, Why
 from services.notifier.store import threads
 from shared.errors import error_responses
 from shared.fields import Text
@@ -32,21 +33,11 @@ class InvitedOut(BaseModel):
     person_id: str = Field(description="The invitee.", examples=["u-dan"])
     invited_at: datetime = Field(description="When they were invited (UTC).", examples=["2025-05-02T09:30:04Z"])
     round: int = Field(description="1 for the first invitations, 2 and up for escalations.", examples=[1])
-    score: float = Field(description="Their score when ranked: their lead over the weakest candidate found.",
-                         examples=[2.31])
-    parts: dict[str, float] = Field(description="What the score was made of, by part; they sum to the score.",
-                                    examples=[{"similarity": 1.42, "lexical": 0.31, "activity": 0.58}])
-    why: str = Field(description="The webhook's one sentence of facts about the invitee.",
-                     examples=["You answered “Vault token renewal in pipelines” (accepted)."])
-    track_record: dict[str, Any] | None = Field(
-        description="The counts the `why` states (`TrackRecord` of the matcher's search); `null` on invitations "
-        "made before the notifier kept them.",
-        examples=[TRACK_RECORD_EXAMPLE],
-    )
-    evidence: list[dict[str, Any]] = Field(
-        description="Their posts that matched, best first (`Evidence` of the matcher's search).",
-        examples=[EVIDENCE_EXAMPLE],
-    )
+    score: InvitedScore
+    parts: Parts
+    why: Why
+    track_record: StoredTrackRecord
+    evidence: StoredEvidence
     responses: list[ResponseOut] = Field(description="What they said of the invitation, oldest first.")
 
 
