@@ -19,6 +19,8 @@ class _Frozen(BaseModel):
 
 
 class PostKind(StrEnum):
+    """What a post is in its thread."""
+
     QUESTION = "question"
     ANSWER = "answer"
     COMMENT = "comment"
@@ -56,24 +58,34 @@ class PersonRef(_Frozen):
 class Evidence(_Frozen):
     """One of a candidate's past posts that matches the question: the "why you"."""
 
-    post_id: str
-    thread_id: str
-    kind: PostKind
-    title: str | None = None
-    snippet: str
-    url: str | None = None
-    similarity: float
-    accepted: bool = False
-    score: int = 0
-    created_at: datetime | None = None
+    post_id: str = Field(description="The post's id, as ingest was given it.", examples=["p-2"])
+    thread_id: str = Field(description="The thread it is in.", examples=["t-1"])
+    kind: PostKind = Field(description="Whether the post is a question, an answer or a comment.",
+                           examples=["answer"])
+    title: str | None = Field(default=None, description="The post's title as plain text; `null` on most replies.",
+                              examples=["Postgres replica lag"])
+    snippet: str = Field(description="The start of the post's plain text, cut at a word after at most 280 "
+                         "characters (then ending in …).",
+                         examples=["Check wal_receiver_status and the network between them."])
+    url: str | None = Field(default=None, description="A link back to the post, when the matcher has one (its "
+                            "index keeps none yet: today `null`).", examples=[None])
+    similarity: float = Field(
+        description="Cosine similarity of the post to the question, -1 to 1 (higher: closer in meaning); 0 for a "
+        "post found by its words alone; an answer found in the thread of a similar question has that question's.",
+        examples=[0.71],
+    )
+    accepted: bool = Field(default=False, description="Whether the asker accepted this answer.", examples=[True])
+    score: int = Field(default=0, description="The post's votes or likes, as ingest was given them.", examples=[4])
+    created_at: datetime | None = Field(default=None, description="When the post was written (UTC).",
+                                        examples=["2025-03-11T14:02:00Z"])
 
 
 class TagRecord(_Frozen):
     """A person's answers in one of the question's tags."""
 
-    tag: str
-    answers: int
-    accepted: int = 0
+    tag: str = Field(description="One of the question's tags.", examples=["postgres"])
+    answers: int = Field(description="How many answers the person wrote in threads with this tag.", examples=[3])
+    accepted: int = Field(default=0, description="How many of those answers were accepted.", examples=[2])
 
 
 class TrackRecord(_Frozen):
@@ -84,15 +96,24 @@ class TrackRecord(_Frozen):
     never a reading of their score.
     """
 
-    answers: int = 0
-    accepted: int = 0
-    answers_last_30_days: int = 0
-    answers_last_90_days: int = 0
-    # The question's tags they have answers in, most answered first.
-    tags: tuple[TagRecord, ...] = ()
-    # Invitations to questions at cosine 0.75 or closer to this one: answered, and called not their area.
-    answered_nearby: int = 0
-    not_my_area_nearby: int = 0
+    answers: int = Field(default=0, description="How many answers the person wrote in the tenant.", examples=[9])
+    accepted: int = Field(default=0, description="How many of their answers were accepted.", examples=[3])
+    answers_last_30_days: int = Field(default=0, description="Their answers in the 30 days before the count.",
+                                      examples=[4])
+    answers_last_90_days: int = Field(default=0, description="Their answers in the 90 days before the count.",
+                                      examples=[7])
+    tags: tuple[TagRecord, ...] = Field(
+        default=(), description="The question's tags they have answers in, most answered first."
+    )
+    answered_nearby: int = Field(
+        default=0, examples=[1],
+        description="Their invitations to earlier questions at cosine 0.75 or closer to this one that they answered.",
+    )
+    not_my_area_nearby: int = Field(
+        default=0, examples=[0],
+        description="Their invitations to earlier questions at cosine 0.75 or closer to this one that they called "
+        "not their area.",
+    )
 
 
 class ScorePart(StrEnum):
@@ -108,18 +129,36 @@ class ScorePart(StrEnum):
 
 
 class Candidate(_Frozen):
-    person_id: str
-    score: float
-    evidence: tuple[Evidence, ...] = ()
-    # The parts the score is made of (ScorePart values), each person's lead over the pool's
-    # weakest candidate, for explanations. Keyed by plain strings: a reader meets parts a newer
-    # matcher adds without failing.
-    parts: dict[str, float] = Field(default_factory=dict)
-    # The cosine similarity to the question of the person's closest answer, or of the question of a
-    # thread they answered, among the posts the question's readers may see (0: none). None, like a
-    # missing track record, from a matcher older than the field.
-    closeness: float | None = None
-    track_record: TrackRecord | None = None
+    """A person who may know the answer, with why: their matching posts, the score's parts, their counts."""
+
+    person_id: str = Field(description="The person, as the posts' `author_id` names them.", examples=["u-cy"])
+    score: float = Field(
+        description="How well they fit, as their lead over the weakest candidate found (who scores 0): never "
+        "negative, comparable within one answer only.",
+        examples=[2.31],
+    )
+    evidence: tuple[Evidence, ...] = Field(
+        default=(), description="Their posts that best match, best first (`MATCHER_EVIDENCE`, 3 by default)."
+    )
+    # Keyed by plain strings: a reader meets parts a newer matcher adds without failing.
+    parts: dict[str, float] = Field(
+        default_factory=dict,
+        description="What the score is made of, by part (`similarity`, `lexical`, `activity`, `answers`, "
+        "`accepted`, `tags`, and `feedback` when responses to invitations near the question count); they sum to "
+        "the score, and a part is negative where the person trails the weakest candidate on it.",
+        examples=[{"similarity": 1.42, "lexical": 0.31, "activity": 0.22, "answers": 0.18, "accepted": 0.12,
+                   "tags": 0.06}],
+    )
+    closeness: float | None = Field(
+        default=None,
+        description="Cosine similarity to the question of their closest answer, or of the question of a thread "
+        "they answered, among the posts the readers may see (0: none). `null` from a matcher older than the field.",
+        examples=[0.71],
+    )
+    track_record: TrackRecord | None = Field(
+        default=None, description="Their own counts, the facts a \"why you\" may state; `null` from a matcher "
+        "older than the field."
+    )
 
 
 class Question(_Frozen):
@@ -139,43 +178,98 @@ INVITATION_CREATED = "invitation.created"
 
 
 class WebhookQuestion(_Frozen):
-    post_id: str
-    title: str | None = Field(description="plain text, as ingest stored it")
-    url: str | None
-    excerpt: str
+    """The question the invitee is asked to answer."""
+
+    post_id: str = Field(description="The question's post id, as the intranet sent it to ingest.",
+                         examples=["p-1001"])
+    title: str | None = Field(description="The question's title, plain text, as ingest stored it.",
+                              examples=["How do we rotate the Vault token used by CI?"])
+    url: str | None = Field(description="The link to the question that ingest was given, if any.",
+                            examples=["https://intranet.example/t/17"])
+    excerpt: str = Field(description="The start of the question's plain text, cut at a word after at most 280 "
+                         "characters.", examples=["The token expires on Friday. Who has done this before?"])
 
 
 class WebhookEvidence(_Frozen):
-    post_id: str
-    title: str | None
-    snippet: str
-    url: str | None
-    similarity: float = Field(description="cosine similarity of the post to the question")
-    kind: PostKind
-    accepted: bool
+    """One of the invitee's posts that matches the question."""
+
+    post_id: str = Field(description="The post's id, as ingest was given it.", examples=["p-2"])
+    title: str | None = Field(description="The post's title as plain text; `null` on most replies.",
+                              examples=["Vault token renewal in pipelines"])
+    snippet: str = Field(description="The start of the post's plain text, cut at a word after at most 280 "
+                         "characters.", examples=["We renew it from the pipeline with a periodic token."])
+    url: str | None = Field(description="A link back to the post, when the matcher has one (its index keeps "
+                            "none yet: today `null`).", examples=[None])
+    similarity: float = Field(description="Cosine similarity of the post to the question, -1 to 1; 0 for a post "
+                              "found by its words alone.", examples=[0.71])
+    kind: PostKind = Field(description="Whether the post is a question, an answer or a comment.", examples=["answer"])
+    accepted: bool = Field(description="Whether the asker accepted this answer.", examples=[True])
 
 
 class InvitationData(_Frozen):
-    invitation_id: str = Field(description="one per tenant, thread and person: deduplicate on it")
-    thread_id: str
-    question: WebhookQuestion
-    person_id: str
-    score: float
-    why: str = Field(description="one sentence of facts about the invitee, for the invitation's text")
-    evidence: tuple[WebhookEvidence, ...]
+    """Who is invited to which question, and why."""
+
+    invitation_id: str = Field(description="One per tenant, thread and person: deduplicate on it.",
+                               examples=["inv_5c0d2e6f7a8b4c9d0e1f2a3b4c5d6e7f"])
+    thread_id: str = Field(description="The question's thread.", examples=["t-17"])
+    question: WebhookQuestion = Field(description="The question to answer.")
+    person_id: str = Field(description="The invitee, as the posts' `author_id` names them.", examples=["u-dan"])
+    score: float = Field(description="Their score when ranked: their lead over the weakest candidate found.",
+                         examples=[2.31])
+    why: str = Field(description="One sentence of facts about the invitee, for the invitation's text.",
+                     examples=["You answered “Vault token renewal in pipelines” (accepted)."])
+    evidence: tuple[WebhookEvidence, ...] = Field(description="Their posts that best match, best first.")
     parts: dict[str, float] = Field(
-        description="the score's parts (ScorePart values), as leads over the weakest candidate"
+        description="The score's parts (`similarity`, `lexical`, `activity`, `answers`, `accepted`, `tags`, "
+        "`feedback`), as leads over the weakest candidate; they sum to the score.",
+        examples=[{"similarity": 1.42, "lexical": 0.31, "activity": 0.58}],
     )
-    closeness: float | None = Field(description="cosine similarity of their closest answer the readers may see")
-    track_record: TrackRecord | None
+    closeness: float | None = Field(description="Cosine similarity to the question of their closest answer the "
+                                    "readers may see; `null` from a matcher older than the field.", examples=[0.71])
+    track_record: TrackRecord | None = Field(description="The counts the `why` states; `null` from a matcher older "
+                                             "than the field.")
+
+
+# Its evidence has a link, which the matcher sends none of yet: FastAPI drops the null members of a
+# document's examples, and the example would lack a required field.
+_INVITATION_EXAMPLE = {
+    "type": INVITATION_CREATED,
+    "timestamp": "2025-05-02T09:30:04.123456+00:00",
+    "data": {
+        "invitation_id": "inv_5c0d2e6f7a8b4c9d0e1f2a3b4c5d6e7f",
+        "thread_id": "t-17",
+        "question": {"post_id": "p-1001", "title": "How do we rotate the Vault token used by CI?",
+                     "url": "https://intranet.example/t/17",
+                     "excerpt": "The token expires on Friday. Who has done this before?"},
+        "person_id": "u-dan",
+        "score": 2.31,
+        "why": "You answered “Vault token renewal in pipelines” (accepted).",
+        "evidence": [{"post_id": "p-88", "title": "Vault token renewal in pipelines",
+                      "snippet": "We renew it from the pipeline with a periodic token.",
+                      "url": "https://intranet.example/t/9#p-88",
+                      "similarity": 0.71, "kind": "answer", "accepted": True}],
+        "parts": {"similarity": 1.42, "lexical": 0.31, "activity": 0.22, "answers": 0.18, "accepted": 0.12,
+                  "tags": 0.06},
+        "closeness": 0.71,
+        "track_record": {"answers": 9, "accepted": 3, "answers_last_30_days": 4, "answers_last_90_days": 7,
+                         "tags": [{"tag": "vault", "answers": 3, "accepted": 2}], "answered_nearby": 1,
+                         "not_my_area_nearby": 0},
+    },
+}
 
 
 class InvitationCreated(_Frozen):
     """The body of an `invitation.created` webhook, byte for byte what is signed."""
 
-    type: Literal["invitation.created"] = INVITATION_CREATED
-    timestamp: str = Field(description="ISO 8601, when the invitation was created")
-    data: InvitationData
+    model_config = ConfigDict(json_schema_extra={"examples": [_INVITATION_EXAMPLE]})
+
+    type: Literal["invitation.created"] = Field(
+        default=INVITATION_CREATED, description="Always `invitation.created`, the kind of webhook.",
+        examples=[INVITATION_CREATED],
+    )
+    timestamp: str = Field(description="When the invitation was created, ISO 8601 with its offset.",
+                           examples=["2025-05-02T09:30:04.123456+00:00"])
+    data: InvitationData = Field(description="The invitation.")
 
 
 class Match(_Frozen):
@@ -190,6 +284,8 @@ def _now() -> datetime:
 
 
 class ResponseKind(StrEnum):
+    """What an invitee did with an invitation."""
+
     ACCEPTED = "accepted"
     DECLINED = "declined"
     NOT_MY_AREA = "not_my_area"

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -22,10 +22,26 @@ class NotReady(Exception):
 
 
 class Readiness(BaseModel):
-    ready: bool
-    checks: dict[str, bool]
-    # The checks that failed, each with why; absent while all pass.
-    failing: dict[str, str] = {}
+    """Whether the service can do its work, check by check."""
+
+    ready: bool = Field(description="True when every check passes (the answer is then 200, else 503).",
+                        examples=[True])
+    checks: dict[str, bool] = Field(
+        description="Each of the service's checks (`broker`, `database`, `index`, `model`, `consumer`, ...) and "
+        "whether it passes.",
+        examples=[{"broker": True, "index": True, "model": True, "consumer": True, "backfill_consumer": True}],
+    )
+    failing: dict[str, str] = Field(
+        default={},
+        description="The checks that fail, each with why; absent while all pass.",
+        examples=[{"broker": "missing on the broker: posts; topics are created by their owner"}],
+    )
+
+
+class Alive(BaseModel):
+    """The process answers."""
+
+    status: str = Field(description="Always `ok`.", examples=["ok"])
 
 
 async def _run(check: Check, timeout: float) -> tuple[bool, str | None]:
@@ -44,16 +60,20 @@ def health_router(checks: Callable[..., Mapping[str, Check]], timeout: float = 3
     """`checks` is a FastAPI dependency giving the running service's checks, name -> async check."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz")
+    @router.get("/healthz", summary="Tell whether the process answers", response_model=Alive)
     async def healthz() -> dict[str, str]:
+        """200 while the process answers; no API key needed."""
         return {"status": "ok"}
 
     @router.get(
         "/readyz",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "The service cannot do its work: `failing` says why"}},
+        summary="Tell whether the service can do its work",
     )
     async def readyz(running: Annotated[Mapping[str, Check], Depends(checks)]) -> JSONResponse:
+        """200 when every dependency answers, else 503 with the reasons under `failing`; no API key needed.
+        This 503 is a readiness report, not a problem: its body is the same `Readiness` as a 200's."""
         names = list(running)
         results = await asyncio.gather(*(_run(running[name], timeout) for name in names))
         status = {name: ok for name, (ok, _) in zip(names, results, strict=True)}

@@ -1,4 +1,4 @@
-"""Fakes at expertmatch's own interfaces: an in-memory ExpertIndex and a deterministic embedder."""
+"""Fakes at expertmatch's own interfaces: an in-memory ExpertIndex, a deterministic embedder, ingest's publisher."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
+from services.ingest.publisher import BrokerUnavailable
 from services.matcher.index.base import (
     AcceptedQuestion,
     Contribution,
@@ -23,6 +24,19 @@ from services.matcher.index.payload import epoch_seconds, sparse_terms
 from shared.events import PostKind
 
 _WORD = re.compile(r"[a-z0-9]+")
+
+
+class FakePublisher:
+    """Records what ingest would have sent to the posts topic; can play a broker that is down."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.down = False
+
+    async def publish(self, events: Sequence) -> None:
+        if self.down:
+            raise BrokerUnavailable("the broker did not acknowledge: KafkaConnectionError")
+        self.events.extend(events)
 
 
 class FakeEmbedder:

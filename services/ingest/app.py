@@ -12,6 +12,7 @@ from services.ingest.limits import RequestSizeLimit
 from services.ingest.publisher import Publisher
 from services.ingest.routes import people_router, readiness, router
 from services.ingest.settings import IngestSettings
+from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.health import health_router
 from shared.metrics import instrument
@@ -26,9 +27,18 @@ def create_app(settings: IngestSettings, *, publisher: Publisher | None = None) 
             app.state.ingest = ingest
             yield
 
-    app = FastAPI(title="expertmatch ingest", lifespan=lifespan)
+    app = FastAPI(
+        title="expertmatch ingest",
+        description="Posts and erasures in. A 202 means the event is on the posts topic, so the other services "
+        "will see it; resending the same ids is always safe. Every `/v1` call needs `Authorization: Bearer <key>`; "
+        "the key names the tenant. Errors are RFC 9457 problem details (`application/problem+json`).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     instrument(app)
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(router)
     app.include_router(people_router)

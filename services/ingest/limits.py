@@ -6,7 +6,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.errors import field_error
+from shared.errors import PROBLEM_JSON, field_error, problem_body
 
 
 class RequestTooLarge(Exception):
@@ -56,13 +56,13 @@ class RequestSizeLimit:
     async def _reject(self, send: Send, size: int | None) -> None:
         told = f"{size} bytes" if size is not None else "more bytes than allowed"
         msg = f"request is {told}; the limit is {self.max_bytes} bytes: send smaller batches"
-        body = json.dumps({"detail": [field_error(["body"], msg, "too_large")]}).encode()
+        body = json.dumps(problem_body(413, [field_error(["body"], msg, "too_large")])).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", PROBLEM_JSON.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],

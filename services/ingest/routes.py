@@ -21,8 +21,8 @@ from shared.kafka import AnyEvent
 
 SOURCE = "expertmatch/ingest"
 
-router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 503))
-people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 503))
+router = APIRouter(prefix="/v1/posts", tags=["posts"], responses=error_responses(401, 422, 503))
+people_router = APIRouter(prefix="/v1/people", tags=["people"], responses=error_responses(401, 422, 503))
 # Posts and batches are limited in size (RequestSizeLimit and the routes themselves).
 SIZED = error_responses(413)
 
@@ -58,16 +58,17 @@ PublisherDep = Annotated[Publisher, Depends(_publisher)]
 SettingsDep = Annotated[IngestSettings, Depends(_settings)]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=SIZED, summary="Store a post")
 async def upsert_post(post: PostIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep) -> Accepted:
-    """Accept one post; answers once it is on the posts topic."""
+    """Accept one post; answers once it is on the posts topic. Sending the same `id` again replaces the post;
+    a new question that is not a backfill starts a match."""
     _check_body_size(post, settings.max_body_bytes, loc=("body", "body"))
     event = _upserted(post, tenant, received_at=datetime.now(UTC))
     await _publish(publisher, [event])
     return Accepted(id=post.id)
 
 
-@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=SIZED)
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=SIZED, summary="Store many posts")
 async def upsert_posts(
     batch: PostBatchIn, tenant: TenantDep, publisher: PublisherDep, settings: SettingsDep
 ) -> BatchAccepted:
@@ -86,12 +87,15 @@ async def upsert_posts(
     return BatchAccepted(accepted=len(events), ids=[post.id for post in batch.posts])
 
 
-@router.delete("/{post_id}", status_code=status.HTTP_202_ACCEPTED)
+@router.delete("/{post_id}", status_code=status.HTTP_202_ACCEPTED, summary="Forget a post")
 async def delete_post(
-    post_id: Annotated[text_field(min_length=1, max_length=200), Path()],
+    post_id: Annotated[text_field(min_length=1, max_length=200), Path(description="The post's id (1-200 characters).")],
     tenant: TenantDep,
     publisher: PublisherDep,
-    thread_id: Annotated[text_field(min_length=1, max_length=200) | None, Query()] = None,
+    thread_id: Annotated[
+        text_field(min_length=1, max_length=200) | None,
+        Query(description="The post's thread, when known: the delete then travels in order with the thread."),
+    ] = None,
 ) -> Accepted:
     """Forget a post; with `thread_id` the delete is ordered after the thread's earlier posts."""
     event = PostDeleted(tenant=tenant, source=SOURCE, data=PostRef(post_id=post_id, thread_id=thread_id))
@@ -99,13 +103,17 @@ async def delete_post(
     return Accepted(id=post_id)
 
 
-@people_router.delete("/{person_id}", status_code=status.HTTP_202_ACCEPTED)
+@people_router.delete("/{person_id}", status_code=status.HTTP_202_ACCEPTED, summary="Erase a person")
 async def erase_person(
-    person_id: Annotated[text_field(min_length=1, max_length=200, pattern=r"\S"), Path()],
+    person_id: Annotated[
+        text_field(min_length=1, max_length=200, pattern=r"\S"),
+        Path(description="The person, as the posts' `author_id` names them (1-200 characters)."),
+    ],
     tenant: TenantDep,
     publisher: PublisherDep,
 ) -> PersonErasureAccepted:
-    """Erase a person of the caller's tenant everywhere: their posts, invitations and preferences."""
+    """Erase a person of the caller's tenant everywhere: their posts, invitations and preferences. Idempotent:
+    erasing again, or an id nobody has, is harmless."""
     # Stripped like a post's author_id, so the erasure names the same person the posts did.
     event = PersonErased(tenant=tenant, source=SOURCE, data=PersonRef(person_id=person_id.strip()))
     await _publish(publisher, [event])

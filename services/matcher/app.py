@@ -15,6 +15,7 @@ from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.auth import BearerDep, authenticate
+from shared.docs import install_docs
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
@@ -24,13 +25,31 @@ from shared.tasks import start_task
 
 
 class SearchRequest(BaseModel):
-    # Unknown fields are refused: a `tenant` in the body must fail loudly, the key names the tenant.
-    model_config = ConfigDict(extra="forbid")
+    """A text to find the people for, ranked the way a new question would be."""
 
-    text: text_field(min_length=1, max_length=20_000)
-    limit: int = Field(default=10, ge=1, le=50)
-    audience: list[text_field(max_length=200)] | None = Field(default=None, max_length=100)
-    exclude: list[text_field(max_length=200)] | None = Field(default=None, max_length=1000)
+    # Unknown fields are refused: a `tenant` in the body must fail loudly, the key names the tenant.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"text": "replica lag in PostgreSQL", "limit": 5, "audience": ["public"], "exclude": ["u-bo"]}
+        ]},
+    )
+
+    text: text_field(min_length=1, max_length=20_000) = Field(
+        description="What to find people for, 1-20,000 characters of more than white space: a question's title and "
+        "body, or a few words.",
+        examples=["replica lag in PostgreSQL"],
+    )
+    limit: int = Field(default=10, ge=1, le=50, description="How many people to answer at most, 1-50.", examples=[5])
+    audience: list[text_field(max_length=200)] | None = Field(
+        default=None, max_length=100, examples=[["team-payments"]],
+        description="Up to 100 groups whose posts may be used as evidence besides public ones: those of the "
+        "question's readers. `null` or absent: public posts only.",
+    )
+    exclude: list[text_field(max_length=200)] | None = Field(
+        default=None, max_length=1000, examples=[["u-bo"]],
+        description="Up to 1,000 person ids to leave out (the asker, say).",
+    )
 
     @field_validator("text")
     @classmethod
@@ -41,13 +60,22 @@ class SearchRequest(BaseModel):
 
 
 class SearchResponse(BaseModel):
-    experts: list[Candidate]
+    """The people found, best first."""
+
+    experts: list[Candidate] = Field(
+        description="Up to `limit` people, best first; nobody is listed without a post the readers may see."
+    )
 
 
 class IndexStats(BaseModel):
-    contributions: int
-    # How many past questions the tenant's ranking model learned from; 0: the hand-set fusion ranks.
-    learned_from: int
+    """What the index holds of the caller's tenant."""
+
+    contributions: int = Field(description="How many of the tenant's posts are indexed.", examples=[1520])
+    learned_from: int = Field(
+        description="How many past questions with an accepted answer the tenant's ranking model learned from; "
+        "0 while the hand-set fusion ranks (a model is fit from 50 on).",
+        examples=[0],
+    )
 
 
 def _matcher(request: Request) -> Matcher:
@@ -86,14 +114,31 @@ def create_app(
                     loop.stop()  # finishes and commits the batch in hand
                 await asyncio.gather(*tasks, return_exceptions=True)  # a crash was logged when it happened
 
-    app = FastAPI(title="expertmatch matcher", lifespan=lifespan)
+    app = FastAPI(
+        title="expertmatch matcher",
+        description="Who knows about X: ranks the people of the caller's tenant for a text, the way a new question "
+        "is ranked, with the posts and counts that explain each. Every `/v1` call needs "
+        "`Authorization: Bearer <key>`; the key names the tenant. Errors are RFC 9457 problem details "
+        "(`application/problem+json`).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     instrument(app)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router(_readiness))
 
-    @app.post("/v1/experts/search", response_model=SearchResponse, responses=error_responses(401, 503))
+    @app.post(
+        "/v1/experts/search",
+        response_model=SearchResponse,
+        responses=error_responses(401, 422, 503),
+        summary="Find the people who know about a text",
+        tags=["experts"],
+    )
     async def search_experts(body: SearchRequest, tenant: TenantDep, matcher: MatcherDep) -> SearchResponse:
-        """The people of the caller's tenant whose posts best match the text."""
+        """The people of the caller's tenant whose posts best match the text, best first, each with their best
+        matching posts (`evidence`), what the score is made of (`parts`), `closeness` and `track_record`."""
         try:
             experts = await matcher.service.search(
                 tenant=tenant,
@@ -108,7 +153,13 @@ def create_app(
             ) from exc
         return SearchResponse(experts=experts)
 
-    @app.get("/v1/index/stats", response_model=IndexStats, responses=error_responses(401, 503))
+    @app.get(
+        "/v1/index/stats",
+        response_model=IndexStats,
+        responses=error_responses(401, 503),
+        summary="Count what the index holds of the tenant",
+        tags=["index"],
+    )
     async def index_stats(tenant: TenantDep, matcher: MatcherDep) -> IndexStats:
         """How many contributions of the caller's tenant the index holds, and what its ranking learned from."""
         try:

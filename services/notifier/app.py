@@ -13,6 +13,7 @@ from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import Resolver, system_resolver
 from services.notifier.routes import deliveries, invitations, people, readiness, subscriptions, threads
 from services.notifier.settings import NotifierSettings
+from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import health_router
@@ -34,9 +35,20 @@ def create_app(
             app.state.notifier = notifier
             yield
 
-    app = FastAPI(title="expertmatch notifier", lifespan=lifespan)
+    app = FastAPI(
+        title="expertmatch notifier",
+        description="Where a tenant's invitations go (webhook subscriptions), who was invited to which thread and "
+        "why, how each webhook went, a person's say in being invited, and what invitees did. The webhook that "
+        "subscribers receive, `invitation.created`, is under `webhooks`. Every `/v1` call needs "
+        "`Authorization: Bearer <key>`; the key names the tenant. Errors are RFC 9457 problem details "
+        "(`application/problem+json`).",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     instrument(app)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health_router(readiness))
     for module in (subscriptions, invitations, deliveries, people, threads):
         app.include_router(module.router)
@@ -47,7 +59,15 @@ def create_app(
 def _declare_webhooks(app: FastAPI) -> None:
     """What subscribers receive, in the OpenAPI document's `webhooks` (nothing is served here)."""
 
-    @app.webhooks.post(INVITATION_CREATED)
+    @app.webhooks.post(
+        INVITATION_CREATED,
+        summary="A colleague is invited to a thread",
+        responses={
+            200: {"description": "Any 2xx acknowledges the webhook: it is not sent again"},
+            410: {"description": "Gone: the subscription is disabled, nothing more is sent to it"},
+            "default": {"description": "Any other answer, or none in time, fails the attempt: it is retried"},
+        },
+    )
     def invitation_created(body: InvitationCreated) -> None:
         """A colleague is invited to a thread. Signed per Standard Webhooks (`webhook-id`,
         `webhook-timestamp`, `webhook-signature`); the same `webhook-id` on every retry. Any 2xx

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -11,26 +10,13 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from services.ingest.app import create_app
-from services.ingest.publisher import BrokerUnavailable
 from services.ingest.settings import IngestSettings
 from shared.events import PostDeleted, PostUpserted
+from tests.fakes import FakePublisher
 
 pytestmark = pytest.mark.unit
 
 ACME = {"Authorization": "Bearer acme-key"}
-
-
-class FakePublisher:
-    """Records what would have gone to the posts topic; can play a broker that is down."""
-
-    def __init__(self) -> None:
-        self.events: list = []
-        self.down = False
-
-    async def publish(self, events: Sequence) -> None:
-        if self.down:
-            raise BrokerUnavailable("the broker did not acknowledge: KafkaConnectionError")
-        self.events.extend(events)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.clock import utcnow
@@ -18,14 +18,32 @@ from shared.errors import error_responses
 from shared.fields import Instant, Text, text_field
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=error_responses(401))
-FOUND = error_responses(404)
+FOUND = error_responses(404, 422)
+
+
+SubscriptionId = Annotated[Text, Path(description="The subscription's id, as its creation answered it.")]
 
 
 class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Where to send the tenant's invitations."""
 
-    url: text_field(strip=True, max_length=2048)
-    description: text_field(max_length=500) | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"url": "https://intranet.example/hooks/expertmatch", "description": "invitations to threads"}
+        ]},
+    )
+
+    url: text_field(strip=True, max_length=2048) = Field(
+        description="An absolute `http://` or `https://` URL, up to 2,048 characters, whose host resolves to a "
+        "public address (a private, loopback or link-local one is refused unless `NOTIFIER_ALLOWED_HOSTS` admits "
+        "it); checked again at every delivery.",
+        examples=["https://intranet.example/hooks/expertmatch"],
+    )
+    description: text_field(max_length=500) | None = Field(
+        default=None, description="What the subscription is for, up to 500 characters; for people to read.",
+        examples=["invitations to threads"],
+    )
 
     @field_validator("url")
     @classmethod
@@ -35,14 +53,26 @@ class SubscriptionIn(BaseModel):
 
 
 class SubscriptionOut(BaseModel):
-    id: str
-    url: str
-    description: str | None
-    created_at: datetime
-    state: Literal["active", "disabled"]
-    disabled_at: datetime | None = None
-    disabled_reason: str | None = None
-    failing_since: datetime | None = None
+    """A URL of the intranet that receives the tenant's invitations."""
+
+    id: str = Field(description="The subscription's id.", examples=["sub_3f9c0d6e1b2a4c5d8e7f60718293a4b5"])
+    url: str = Field(description="Where the webhooks go.", examples=["https://intranet.example/hooks/expertmatch"])
+    description: str | None = Field(description="What it is for, as given at creation.",
+                                    examples=["invitations to threads"])
+    created_at: datetime = Field(description="When it was created (UTC).", examples=["2025-05-01T08:00:00Z"])
+    state: Literal["active", "disabled"] = Field(
+        description="`active` while it receives webhooks; `disabled` once it answered 410 or kept failing "
+        "(`NOTIFIER_DISABLE_AFTER`, 5 days by default), until enabled again.",
+        examples=["active"],
+    )
+    disabled_at: datetime | None = Field(default=None, description="When it stopped receiving; `null` while active.",
+                                         examples=[None])
+    disabled_reason: str | None = Field(default=None, description="Why it stopped receiving; `null` while active.",
+                                        examples=[None])
+    failing_since: datetime | None = Field(
+        default=None, description="Its first failed attempt since its last success; `null` while it succeeds.",
+        examples=[None],
+    )
 
     @classmethod
     def of(cls, subscription: Subscription) -> SubscriptionOut:
@@ -59,25 +89,40 @@ class SubscriptionOut(BaseModel):
 
 
 class CreatedSubscription(SubscriptionOut):
-    secret: str = Field(description="Verifies the webhooks' signatures; shown only in this answer.")
+    """A new subscription, with the secret that signs its webhooks."""
+
+    secret: str = Field(
+        description="Verifies the webhooks' signatures (Standard Webhooks, `whsec_...`); shown only in this answer: "
+        "keep it on the receiving side.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
 
 
 class RotatedSecret(BaseModel):
-    id: str
-    secret: str = Field(description="The new secret; shown only in this answer.")
-    previous_secret_valid_until: datetime = Field(description="Until then webhooks carry both signatures.")
+    """A subscription's new secret; the old one keeps signing beside it for a while."""
+
+    id: str = Field(description="The subscription's id.", examples=["sub_3f9c0d6e1b2a4c5d8e7f60718293a4b5"])
+    secret: str = Field(description="The new secret; shown only in this answer.",
+                        examples=["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"])
+    previous_secret_valid_until: datetime = Field(
+        description="Until then webhooks carry both signatures (`NOTIFIER_SECRET_OVERLAP`, a day by default).",
+        examples=["2025-05-03T09:30:00Z"],
+    )
 
 
 class Replayed(BaseModel):
-    id: str
-    since: datetime
-    replayed: int = Field(description="Deliveries queued again, each with its original webhook-id.")
+    """How many deliveries were queued again."""
+
+    id: str = Field(description="The subscription's id.", examples=["sub_3f9c0d6e1b2a4c5d8e7f60718293a4b5"])
+    since: datetime = Field(description="The `since` asked for, in UTC.", examples=["2025-05-01T00:00:00Z"])
+    replayed: int = Field(description="Deliveries queued again, each with its original webhook-id.", examples=[7])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(422), summary="Subscribe a URL")
 async def create_subscription(
     body: SubscriptionIn, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep
 ) -> CreatedSubscription:
+    """Send the tenant's invitations to a URL; the answer holds the signing secret, shown only here."""
     try:
         await check_destination(body.url, allow=notifier.allow_list, resolve=notifier.resolver)
     except ForbiddenDestination as exc:
@@ -86,10 +131,11 @@ async def create_subscription(
     return CreatedSubscription(**SubscriptionOut.of(created).model_dump(), secret=created.secret)
 
 
-@router.post("/{subscription_id}/rotate-secret", responses=FOUND)
+@router.post("/{subscription_id}/rotate-secret", responses=FOUND, summary="Rotate a subscription's secret")
 async def rotate_secret(
-    subscription_id: Text, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep, now: NowDep
+    subscription_id: SubscriptionId, notifier: NotifierDep, tenant: TenantDep, db: DatabaseDep, now: NowDep
 ) -> RotatedSecret:
+    """A new signing secret; until `previous_secret_valid_until` webhooks are signed with both."""
     rotated = await subscriptions.rotate_secret(
         db, tenant=tenant, subscription_id=subscription_id, overlap=notifier.secret_overlap, now=now
     )
@@ -100,23 +146,27 @@ async def rotate_secret(
     )
 
 
-@router.post("/{subscription_id}/enable", responses=FOUND)
-async def enable_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+@router.post("/{subscription_id}/enable", responses=FOUND, summary="Enable a disabled subscription")
+async def enable_subscription(subscription_id: SubscriptionId, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+    """Receive webhooks again; what failed meanwhile is sent only on a replay."""
     enabled = await subscriptions.enable(db, tenant=tenant, subscription_id=subscription_id)
     if enabled is None:
         raise not_found(f"subscription {subscription_id}")
     return SubscriptionOut.of(enabled)
 
 
-@router.post("/{subscription_id}/replay", responses=error_responses(404, 409))
+@router.post("/{subscription_id}/replay", responses=error_responses(404, 409, 422),
+             summary="Resend what failed since a time")
 async def replay(
-    subscription_id: Text,
+    subscription_id: SubscriptionId,
     since: Annotated[Instant, Query(description="Resend what failed from this time on.")],
     notifier: NotifierDep,
     tenant: TenantDep,
     db: DatabaseDep,
     now: NowDep,
 ) -> Replayed:
+    """Queue again the deliveries that failed (or were missed while disabled) from `since` on, each with its
+    original `webhook-id`; the retry schedule starts afresh. A disabled subscription answers 409."""
     found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
     if found is None:
         raise not_found(f"subscription {subscription_id}")
@@ -130,21 +180,25 @@ async def replay(
     return Replayed(id=subscription_id, since=since, replayed=count)
 
 
-@router.get("")
+@router.get("", summary="List the tenant's subscriptions")
 async def list_subscriptions(tenant: TenantDep, db: DatabaseDep) -> list[SubscriptionOut]:
+    """Oldest first, disabled ones included."""
     return [SubscriptionOut.of(s) for s in await subscriptions.list_for(db, tenant=tenant)]
 
 
-@router.get("/{subscription_id}", responses=FOUND)
-async def get_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+@router.get("/{subscription_id}", responses=FOUND, summary="Get a subscription")
+async def get_subscription(subscription_id: SubscriptionId, tenant: TenantDep, db: DatabaseDep) -> SubscriptionOut:
+    """One subscription of the tenant's; a deleted one, or another tenant's, answers 404."""
     found = await subscriptions.get(db, tenant=tenant, subscription_id=subscription_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
     return SubscriptionOut.of(found)
 
 
-@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses=FOUND)
-async def delete_subscription(subscription_id: Text, tenant: TenantDep, db: DatabaseDep) -> Response:
+@router.delete("/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, responses=FOUND,
+               summary="Stop sending to a subscription")
+async def delete_subscription(subscription_id: SubscriptionId, tenant: TenantDep, db: DatabaseDep) -> Response:
+    """Delete it; its pending deliveries are given up, its history of deliveries stays."""
     if not await subscriptions.delete(db, tenant=tenant, subscription_id=subscription_id, now=utcnow()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
