@@ -76,24 +76,22 @@ def remember(event_id: UUID) -> None:
         _keep(event_id, otel_context.get_current())
 
 
-def context_of(event_id: UUID) -> Context | None:
-    return _CONTEXTS.get(event_id)
-
-
 def headers(event_id: UUID | None) -> list[tuple[str, bytes]]:
     """The trace headers to send with this event (none outside any trace)."""
-    carrier: dict[str, str] = {}
-    context = _CONTEXTS.get(event_id) if event_id is not None else None
-    propagate.inject(carrier, context=context or otel_context.get_current())
-    return [(name, value.encode("latin-1")) for name, value in carrier.items()]
+    return [(name, value.encode("latin-1")) for name, value in _carrier(event_id).items()]
 
 
 def traceparent(event_id: UUID | None = None) -> str | None:
     """The `traceparent` of this event's context, or of the current one: stored to continue later."""
+    return _carrier(event_id).get("traceparent")
+
+
+def _carrier(event_id: UUID | None) -> dict[str, str]:
+    """The W3C headers of the event's context, else of the current one."""
     carrier: dict[str, str] = {}
     context = _CONTEXTS.get(event_id) if event_id is not None else None
     propagate.inject(carrier, context=context or otel_context.get_current())
-    return carrier.get("traceparent")
+    return carrier
 
 
 @contextmanager
