@@ -315,9 +315,10 @@ class InMemoryIndex:
             participants=frozenset(c.author_id for c in posts),
         )
 
-    async def count(self, tenant: str) -> int:
+    async def count(self, tenant: str, post_ids: Sequence[str] | None = None) -> int:
         self._check()
-        return sum(1 for c in self.points.values() if c.tenant == tenant)
+        wanted = None if post_ids is None else set(post_ids)
+        return sum(1 for c in self.points.values() if c.tenant == tenant and (wanted is None or c.post_id in wanted))
 
     async def ready(self) -> bool:
         return self.available

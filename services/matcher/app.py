@@ -14,13 +14,13 @@ from services.matcher.bootstrap import Matcher, bootstrap
 from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
+from shared import metrics
 from shared.auth import BearerDep, authenticate
 from shared.docs import install_docs
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
 from shared.fields import text_field
 from shared.health import Check, health_router
-from shared.metrics import instrument
 from shared.tasks import start_task
 
 
@@ -124,7 +124,15 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    instrument(app)
+    async def read_index_size() -> list[metrics.Metric]:
+        matcher = getattr(app.state, "matcher", None)
+        if matcher is None:  # not started yet: nothing to read
+            return []
+        tenants = sorted(set(matcher.tenants_by_key.values()))  # configured, so the label stays bounded
+        sizes = {(tenant,): await matcher.index.count(tenant) for tenant in tenants}
+        return [metrics.INDEX_CONTRIBUTIONS.of(sizes)]
+
+    metrics.instrument(app, metrics.MATCHER, read=read_index_size)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router(_readiness))
@@ -148,9 +156,7 @@ def create_app(
                 exclude=body.exclude or (),
             )
         except IndexUnavailable as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}", headers={"Retry-After": "5"}
-            ) from exc
+            raise _unavailable(exc) from exc
         return SearchResponse(experts=experts)
 
     @app.get(
@@ -168,6 +174,13 @@ def create_app(
                 learned_from=matcher.service.trainer.scorer(tenant).examples,
             )
         except IndexUnavailable as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}") from exc
+            raise _unavailable(exc) from exc
 
     return app
+
+
+def _unavailable(exc: IndexUnavailable) -> HTTPException:
+    """503 with the Retry-After the documented answer promises: the index is usually back within seconds."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"index unavailable: {exc}", headers={"Retry-After": "5"}
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -13,11 +14,15 @@ from services.notifier.clock import Clock, utcnow
 from services.notifier.egress import Resolver, system_resolver
 from services.notifier.routes import deliveries, invitations, people, readiness, subscriptions, threads
 from services.notifier.settings import NotifierSettings
+from services.notifier.store import deliveries as delivery_store
+from shared import metrics
 from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import health_router
-from shared.metrics import instrument
+
+# A due delivery not sent within this is overdue: the workers are behind or stuck.
+OVERDUE_AFTER = timedelta(minutes=1)
 
 
 def create_app(
@@ -46,7 +51,21 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    instrument(app)
+    async def read_backlog() -> list[metrics.Metric]:
+        notifier = getattr(app.state, "notifier", None)
+        if notifier is None:  # not started yet: nothing to read
+            return []
+        found = await delivery_store.backlog(notifier.db, now=notifier.clock(), overdue_after=OVERDUE_AFTER)
+        return [
+            metrics.DELIVERIES_PENDING.of(found.pending),
+            metrics.DELIVERIES_DUE.of(found.due),
+            metrics.DELIVERIES_OVERDUE.of(found.overdue),
+            metrics.OLDEST_DUE.of(found.oldest_due_seconds),
+            metrics.ENDPOINTS_DISABLED.of(found.endpoints_disabled),
+            metrics.ENDPOINTS_FAILING.of(found.endpoints_failing),
+        ]
+
+    metrics.instrument(app, metrics.NOTIFIER, read=read_backlog)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router(readiness))

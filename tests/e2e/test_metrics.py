@@ -75,9 +75,12 @@ async def _a_question_invited(system, http: httpx.AsyncClient, receiver: Receive
 
     async def scraped():
         scrapes = {name: await _scrape(http, system.url(name)) for name in ("ingest", "matcher", "notifier")}
-        # Lag is measured every few seconds, deliveries counted once recorded: wait for both.
+        # Lag is measured every few seconds, deliveries counted once recorded: wait for both, and for
+        # every invitation's webhook to be out (the question may invite more people than the one awaited).
+        notifier = scrapes["notifier"]
         ready = (scrapes["matcher"].samples.get("expertmatch_consumer_lag")
-                 and scrapes["notifier"].total("expertmatch_webhook_deliveries_total", state="delivered") >= 1)
+                 and notifier.total("expertmatch_webhook_deliveries_total", state="delivered") >= 1
+                 and notifier.samples.get("expertmatch_webhook_deliveries_pending") == [({}, 0.0)])
         return scrapes if ready else None
 
     return await until(scraped, timeout=60, what="the consumer lag and a delivery in the scrapes")
@@ -105,9 +108,24 @@ def _check(scrapes: dict[str, Scrape]) -> None:
     assert notifier.total("expertmatch_webhook_attempt_count") >= 1
     assert notifier.total("expertmatch_consumer_records_total", consumer="notifier", outcome="handled") >= 1
 
-    # Bounded labels: no tenant, person, thread or post ever names a series.
-    for scrape in scrapes.values():
-        for samples in scrape.samples.values():
+    # Read from the store at scrape time: every webhook went out, no endpoint is disabled.
+    assert notifier.total("expertmatch_webhook_deliveries_pending") == 0
+    assert notifier.total("expertmatch_webhook_deliveries_overdue") == 0
+    assert notifier.total("expertmatch_webhook_oldest_due_seconds") == 0
+    assert notifier.total("expertmatch_webhook_endpoints_disabled") == 0
+    assert matcher.samples["expertmatch_index_contributions"] == [({"tenant": "acme"}, len(HISTORY) + 1)]
+
+    # Each service shows its own families (and the process's), not another's at 0.
+    assert "expertmatch_embed_seconds_count" not in ingest.samples | notifier.samples
+    assert "expertmatch_invitations_total" not in ingest.samples | matcher.samples
+    assert "expertmatch_consumer_records_total" not in ingest.samples
+    assert all(scrape.total("process_resident_memory_bytes") > 0 for scrape in scrapes.values())
+
+    # Bounded labels: no person, thread or post ever names a series, and a tenant only the index size,
+    # whose tenants are the configured ones.
+    for name, scrape in scrapes.items():
+        for metric, samples in scrape.samples.items():
             for labels, _ in samples:
+                assert metric == "expertmatch_index_contributions" or "tenant" not in labels, (name, metric)
                 for value in labels.values():
-                    assert not any(word in value for word in ("acme", "dana", "q-metrics", "inv_")), labels
+                    assert not any(word in value for word in ("dana", "q-metrics", "inv_")), labels

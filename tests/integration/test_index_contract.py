@@ -111,6 +111,10 @@ async def test_tenants_never_see_each_others_contributions(index):
     assert [(h.post_id, h.author_id) for h in globex] == [("p1", "gus")]
     assert {h.author_id for h in await index.search("acme", vec((0, 1.0)), limit=10)} == {"alice", "ann"}
     assert (await index.count("acme"), await index.count("globex"), await index.count("initech")) == (2, 1, 0)
+    # Of given posts only: how an import learns which of the posts it sent are in.
+    assert await index.count("acme", ["p1", "p2", "p9"]) == 2
+    assert await index.count("globex", ["p1", "p2"]) == 1
+    assert await index.count("acme", []) == 0
 
 
 async def test_audience_filter_keeps_only_visible_contributions(index):

@@ -184,3 +184,28 @@ async def test_a_burst_never_sends_a_retry_that_fell_due_while_it_ran(db, receiv
     assert (found.state, found.attempts, found.last_status) == ("pending", 1, 500)
     assert await worker.deliver_due() == 1
     assert (await deliveries.get(db, pending.id)).state == "delivered"
+
+
+async def test_the_backlog_counts_what_waits_to_be_sent_and_the_endpoints_that_fail(db, receiver, client):
+    subscription = await subscriptions.create(db, tenant="acme", url=receiver.url, description=None, now=utcnow())
+    now = utcnow()
+    await invitations.record_match(db, event=matched("ann", thread="old"), now=now - timedelta(minutes=3))
+    await invitations.record_match(db, event=matched("bob", thread="new"), now=now - timedelta(seconds=10))
+
+    found = await deliveries.backlog(db, now=now, overdue_after=timedelta(minutes=1))
+    assert (found.pending, found.due, found.overdue) == (2, 2, 1)
+    assert found.oldest_due_seconds == pytest.approx(180, abs=1)
+    assert (found.endpoints_disabled, found.endpoints_failing) == (0, 0)
+
+    receiver.answer(500, 500)  # both attempts fail: retried later, the endpoint failing meanwhile
+    assert await worker_for(db, client, schedule=(3600,)).deliver_due() == 2
+    found = await deliveries.backlog(db, now=utcnow(), overdue_after=timedelta(minutes=1))
+    assert (found.pending, found.due, found.overdue, found.oldest_due_seconds) == (2, 0, 0, 0.0)
+    assert (found.endpoints_disabled, found.endpoints_failing) == (0, 1)
+
+    receiver.answer(410)  # the next, a new invitation's, is told Gone: the endpoint is disabled
+    await invitations.record_match(db, event=matched("cy", thread="third"), now=utcnow())
+    assert await worker_for(db, client).deliver_due() == 1
+    found = await deliveries.backlog(db, now=utcnow(), overdue_after=timedelta(minutes=1))
+    assert (found.pending, found.endpoints_disabled, found.endpoints_failing) == (0, 1, 0)
+    assert (await subscriptions.get(db, tenant="acme", subscription_id=subscription.id)).disabled_at is not None

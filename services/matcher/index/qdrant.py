@@ -262,9 +262,14 @@ class QdrantIndex:
             participants=frozenset(p["author_id"] for p in payloads if p.get("author_id")),
         )
 
-    async def count(self, tenant: str) -> int:
-        """How many contributions a tenant has indexed."""
-        return await self.engine.count(matching(tenant))
+    async def count(self, tenant: str, post_ids: Sequence[str] | None = None) -> int:
+        """How many contributions a tenant has indexed; of `post_ids` only, when given."""
+        where = matching(tenant)
+        if post_ids is not None:
+            if not post_ids:
+                return 0
+            where = where.also(any_of("post_id", post_ids))
+        return await self.engine.count(where)
 
     async def ready(self) -> bool:
         """True when the engine is open and answers."""

@@ -228,3 +228,43 @@ async def replay(db: Database, *, subscription: Subscription, since: datetime, n
             .values(state=DeliveryState.PENDING, next_attempt_at=now, attempts=0)
         )
     return result.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits to be sent as of `now`: the figures behind the notifier's delivery gauges."""
+
+    pending: int
+    due: int
+    overdue: int
+    oldest_due_seconds: float
+    endpoints_disabled: int
+    endpoints_failing: int
+
+
+async def backlog(db: Database, *, now: datetime, overdue_after: timedelta) -> Backlog:
+    """Pending deliveries (due now, and due for longer than `overdue_after`), and endpoints disabled or failing.
+
+    Deliveries of a disabled endpoint count until a worker claims them and marks them failed.
+    """
+    pending = Delivery.state == DeliveryState.PENDING
+    due = sa.and_(pending, Delivery.next_attempt_at <= now)
+    deliveries = sa.select(
+        sa.func.count().filter(pending),
+        sa.func.count().filter(due),
+        sa.func.count().filter(sa.and_(due, Delivery.next_attempt_at <= now - overdue_after)),
+        sa.func.min(Delivery.next_attempt_at).filter(due),
+    ).where(pending)
+    live = Subscription.deleted_at.is_(None)
+    endpoints = sa.select(
+        sa.func.count().filter(Subscription.disabled_at.is_not(None)),
+        sa.func.count().filter(sa.and_(Subscription.disabled_at.is_(None), Subscription.failing_since.is_not(None))),
+    ).where(live)
+    async with db.sessions() as session:
+        total, due_now, overdue, oldest = (await session.execute(deliveries)).one()
+        disabled, failing = (await session.execute(endpoints)).one()
+    return Backlog(
+        pending=total, due=due_now, overdue=overdue,
+        oldest_due_seconds=(now - oldest).total_seconds() if oldest is not None else 0.0,
+        endpoints_disabled=disabled, endpoints_failing=failing,
+    )
