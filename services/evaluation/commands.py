@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backfill.add_argument("--api", required=True, help="the ingest service's base URL, e.g. http://127.0.0.1:8001")
     backfill.add_argument("--key", required=True, help="an API key of the tenant to import into")
     backfill.add_argument("--batch", type=int, default=500, help="posts per request (default 500)")
+    backfill.add_argument("--wait", action="store_true",
+                          help="then show the matcher's indexing progress until it holds every post sent")
+    backfill.add_argument("--matcher", default="http://127.0.0.1:8002",
+                          help="the matcher's base URL, for --wait (default http://127.0.0.1:8002)")
+    backfill.add_argument("--stall", type=float, default=300.0,
+                          help="with --wait, give up after this many seconds with no post more indexed (default 300)")
     backfill.set_defaults(handler=run_import)
 
 
@@ -111,10 +117,31 @@ def run_import(args: argparse.Namespace) -> int:
     if args.batch < 1:
         print("expertmatch import: --batch must be at least 1", file=sys.stderr)
         return 2
+    if args.stall <= 0:
+        print("expertmatch import: --stall must be more than 0 seconds", file=sys.stderr)
+        return 2
     try:
         summary = asyncio.run(import_dump(args.dump, api=args.api, key=args.key, batch=args.batch))
     except (ImportFailed, FileNotFoundError) as exc:
         print(f"expertmatch import: {exc}", file=sys.stderr)
         return 1
     print(summary.describe())
+    if not args.wait:
+        return 0
+    try:
+        indexed = asyncio.run(_wait(args, summary.post_ids))
+    except ImportFailed as exc:
+        print(f"expertmatch import: {exc}", file=sys.stderr)
+        return 1
+    print(f"the matcher holds all {indexed} posts")
     return 0
+
+
+async def _wait(args: argparse.Namespace, post_ids: list[str]) -> int:
+    import httpx
+
+    from services.evaluation.importer import wait_indexed
+
+    headers = {"Authorization": f"Bearer {args.key}"}
+    async with httpx.AsyncClient(base_url=args.matcher, headers=headers, timeout=30.0) as matcher:
+        return await wait_indexed(matcher, post_ids, stall=args.stall)

@@ -8,6 +8,7 @@ thread's title as its body, so who answered what still counts as expertise, as `
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,14 @@ from tqdm import tqdm
 from services.ingest.settings import IngestSettings
 from shared.stackexchange import DumpPost, read_dump
 from shared.text import to_plain_text
+from shared.topics import BACKFILL
 
 BATCH_PATH = "/v1/posts/batch"
+# The matcher's answer to "how many of these posts are indexed", asked of this many posts at a time.
+COUNT_PATH = "/v1/index/posts/count"
+COUNT_CHUNK = 1000
+# Chunks asked about per round: the matcher indexes roughly in the order posts were sent.
+LOOKAHEAD = 10
 # Waits between attempts of a batch the ingest answered 503 (its broker is away).
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
 MAX_BODY_BYTES = IngestSettings.model_fields["max_body_bytes"].default
@@ -34,6 +41,8 @@ class ImportFailed(Exception):
 @dataclass
 class ImportSummary:
     sent: int = 0
+    # Every distinct post id sent, in the order sent: what `wait_indexed` follows.
+    post_ids: list[str] = field(default_factory=list)
     titled: int = 0  # posts with no text, sent with their thread's title as the body
     skipped: Counter = field(default_factory=Counter)
 
@@ -147,7 +156,66 @@ async def import_dump(
                 await send_batch(http, posts)
                 summary.sent += len(posts)
                 bar.update(len(posts))
+        summary.post_ids = list(dict.fromkeys(p["id"] for p in payloads))
     finally:
         if own_client:
             await http.aclose()
     return summary
+
+
+async def wait_indexed(
+    client: httpx.AsyncClient,
+    post_ids: Sequence[str],
+    *,
+    stall: float,
+    poll: float = 2.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    show_progress: bool = True,
+) -> int:
+    """Follow the matcher at `client` until it holds every one of `post_ids`; returns how many it holds.
+
+    Raises ImportFailed when `stall` seconds pass with no post more indexed: the matcher is down,
+    or it set the rest aside as dead letters.
+    """
+    chunks = [list(post_ids[start : start + COUNT_CHUNK]) for start in range(0, len(post_ids), COUNT_CHUNK)]
+    found = [0] * len(chunks)
+    first = 0  # the first chunk not wholly indexed yet
+    shown = 0  # a disabled bar keeps no count of its own
+    progressed = clock()
+    with tqdm(total=len(post_ids), desc="indexed", unit="post", disable=not show_progress) as bar:
+        while True:
+            for n in range(first, min(first + LOOKAHEAD, len(chunks))):
+                counted = await _count(client, chunks[n])
+                if counted is not None:  # unavailable: asked again next round
+                    found[n] = counted
+            while first < len(chunks) and found[first] == len(chunks[first]):
+                first += 1
+            indexed = sum(found)
+            if indexed > shown:
+                bar.update(indexed - shown)
+                shown, progressed = indexed, clock()
+            if first == len(chunks):
+                return indexed
+            if clock() - progressed > stall:
+                raise ImportFailed(
+                    f"the matcher has indexed {indexed} of the {len(post_ids)} posts sent, and no more for "
+                    f"{stall:g} s: see `expertmatch lag`, and `expertmatch dlq list {BACKFILL}` for posts it set "
+                    "aside; the posts are safe to import again"
+                )
+            await sleep(poll)
+
+
+async def _count(client: httpx.AsyncClient, post_ids: list[str]) -> int | None:
+    """How many of `post_ids` the matcher holds; None while it cannot say (down, or its index away)."""
+    try:
+        response = await client.post(COUNT_PATH, json={"post_ids": post_ids})
+    except httpx.TransportError:
+        return None
+    if response.status_code == 200:
+        return response.json()["indexed"]
+    if response.status_code == 503:
+        return None
+    if response.status_code == 401:
+        raise ImportFailed("the matcher refused the API key (401): check --key and --matcher")
+    raise ImportFailed(f"the matcher answered {response.status_code}: {response.text[:2000]}")

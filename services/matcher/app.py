@@ -67,6 +67,24 @@ class SearchResponse(BaseModel):
     )
 
 
+class PostsCountRequest(BaseModel):
+    """Posts of the caller's tenant to look for in the index."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"post_ids": ["p-1", "p-2"]}]})
+
+    post_ids: list[text_field(min_length=1, max_length=200)] = Field(
+        min_length=1, max_length=1000, description="1-1,000 post ids, as the ingest was given them.",
+        examples=[["p-1", "p-2"]],
+    )
+
+
+class PostsCount(BaseModel):
+    """How many of the posts asked about are in the index."""
+
+    indexed: int = Field(description="How many of the distinct posts asked about the index holds.", examples=[2])
+    of: int = Field(description="How many distinct posts were asked about.", examples=[2])
+
+
 class IndexStats(BaseModel):
     """What the index holds of the caller's tenant."""
 
@@ -173,6 +191,23 @@ def create_app(
                 contributions=await matcher.index.count(tenant),
                 learned_from=matcher.service.trainer.scorer(tenant).examples,
             )
+        except IndexUnavailable as exc:
+            raise _unavailable(exc) from exc
+
+    @app.post(
+        "/v1/index/posts/count",
+        response_model=PostsCount,
+        responses=error_responses(401, 422, 503),
+        summary="Count which of some posts are indexed",
+        tags=["index"],
+    )
+    async def count_posts(body: PostsCountRequest, tenant: TenantDep, matcher: MatcherDep) -> PostsCount:
+        """How many of the given posts of the caller's tenant the index holds: what `expertmatch import --wait`
+        asks to follow an import until the matcher has every post of it. A post counts once indexed, in any
+        version; a deleted one does not."""
+        post_ids = list(dict.fromkeys(body.post_ids))
+        try:
+            return PostsCount(indexed=await matcher.index.count(tenant, post_ids), of=len(post_ids))
         except IndexUnavailable as exc:
             raise _unavailable(exc) from exc
 

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 from pydantic import BaseModel
 
 from services.ingest.schemas import PostBatchIn, PostIn
-from services.matcher.app import SearchRequest
+from services.matcher.app import PostsCountRequest, SearchRequest
 from services.notifier.routes.invitations import ResponseIn
 from services.notifier.routes.people import PreferencesIn
 from services.notifier.routes.subscriptions import SubscriptionIn
@@ -27,7 +27,10 @@ NOT_PROBLEMS = {("/readyz", "get", "503")}
 # Every request body of the three documents (and the webhook's), by its schema's name.
 BODIES: dict[str, type[BaseModel]] = {
     model.__name__: model
-    for model in (PostIn, PostBatchIn, SearchRequest, SubscriptionIn, ResponseIn, PreferencesIn, InvitationCreated)
+    for model in (
+        PostIn, PostBatchIn, SearchRequest, PostsCountRequest, SubscriptionIn, ResponseIn, PreferencesIn,
+        InvitationCreated,
+    )
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
