@@ -1,15 +1,16 @@
 """API keys: `Authorization: Bearer <key>`; the key names the tenant, the body never does.
 
-Each service builds its `TenantDep` from `authenticate` and the keys its composition root holds,
-as an `async def` dependency: it then runs in the request's task, so the tenant it binds to the log
-lines reaches the route's (a sync one would bind it in a worker thread's copy of the context).
+Each service builds its `TenantDep` with `tenant_dependency(root)`, over the keys its composition
+root holds. The dependency is an `async def`: it then runs in the request's task, so the tenant it
+binds to the log lines reaches the route's (a sync one would bind it in a worker thread's copy of
+the context).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -41,4 +42,13 @@ def authenticate(tenants_by_key: Mapping[str, str], credentials: HTTPAuthorizati
             headers={"WWW-Authenticate": "Bearer"},
         )
     bind(tenant=tenant)
+    return tenant
+
+
+def tenant_dependency(root: Callable[..., Any]) -> Callable[..., Awaitable[str]]:
+    """A dependency giving the caller's tenant from the `tenants_by_key` of what the dependency `root` gives."""
+
+    async def tenant(credentials: BearerDep, running: Any = Depends(root)) -> str:  # noqa: B008 (FastAPI's way)
+        return authenticate(running.tenants_by_key, credentials)
+
     return tenant

@@ -12,7 +12,7 @@ from services.ingest.bootstrap import Ingest
 from services.ingest.publisher import BrokerUnavailable, Publisher
 from services.ingest.schemas import Accepted, BatchAccepted, PersonErasureAccepted, PostBatchIn, PostIn
 from services.ingest.settings import IngestSettings
-from shared.auth import BearerDep, authenticate
+from shared.auth import tenant_dependency
 from shared.errors import error_responses, field_error
 from shared.events import PersonErased, PersonRef, PostDeleted, PostRef, PostUpserted
 from shared.fields import text_field
@@ -34,11 +34,7 @@ def _ingest(request: Request) -> Ingest:
 IngestDep = Annotated[Ingest, Depends(_ingest)]
 
 
-async def _tenant(ingest: IngestDep, credentials: BearerDep) -> str:
-    return authenticate(ingest.tenants_by_key, credentials)
-
-
-TenantDep = Annotated[str, Depends(_tenant)]
+TenantDep = Annotated[str, Depends(tenant_dependency(_ingest))]
 
 
 def readiness(ingest: IngestDep) -> Mapping[str, Check]:

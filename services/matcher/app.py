@@ -15,7 +15,7 @@ from services.matcher.embedder import Embedder
 from services.matcher.index.base import ExpertIndex, IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared import metrics
-from shared.auth import BearerDep, authenticate
+from shared.auth import tenant_dependency
 from shared.docs import install_docs
 from shared.errors import error_responses, install_error_handlers
 from shared.events import Candidate
@@ -103,11 +103,7 @@ def _matcher(request: Request) -> Matcher:
 MatcherDep = Annotated[Matcher, Depends(_matcher)]
 
 
-async def _tenant(matcher: MatcherDep, credentials: BearerDep) -> str:
-    return authenticate(matcher.tenants_by_key, credentials)
-
-
-TenantDep = Annotated[str, Depends(_tenant)]
+TenantDep = Annotated[str, Depends(tenant_dependency(_matcher))]
 
 
 def _readiness(matcher: MatcherDep) -> Mapping[str, Check]:

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from services.notifier.bootstrap import Notifier
 from services.notifier.store.database import Database
-from shared.auth import BearerDep, authenticate
+from shared.auth import tenant_dependency
 from shared.errors import field_error
 from shared.health import Check
 
@@ -22,11 +22,7 @@ def get_notifier(request: Request) -> Notifier:
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
 
 
-async def get_tenant(notifier: NotifierDep, credentials: BearerDep) -> str:
-    return authenticate(notifier.tenants_by_key, credentials)
-
-
-TenantDep = Annotated[str, Depends(get_tenant)]
+TenantDep = Annotated[str, Depends(tenant_dependency(get_notifier))]
 
 
 def readiness(notifier: NotifierDep) -> Mapping[str, Check]:
