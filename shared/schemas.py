@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.events import INVITATION_CREATED, InvitationCreated
+from shared.webhooks import INVITATION_CREATED, InvitationCreated
 
 DEFAULT_FOLDER = Path("docs/schemas")
 # File name -> the model whose serialized form the file describes.

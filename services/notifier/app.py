@@ -18,8 +18,8 @@ from services.notifier.store import deliveries as delivery_store
 from shared import metrics
 from shared.docs import install_docs
 from shared.errors import install_error_handlers
-from shared.events import INVITATION_CREATED, InvitationCreated
 from shared.health import health_router
+from shared.webhooks import INVITATION_CREATED, InvitationCreated
 
 # A due delivery not sent within this is overdue: the workers are behind or stuck.
 OVERDUE_AFTER = timedelta(minutes=1)

@@ -7,19 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from services.notifier.models import Invitation
-from shared.events import (
-    INVITATION_CREATED,
-    Candidate,
-    Evidence,
-    InvitationCreated,
-    InvitationData,
-    PostKind,
-    Question,
-    ScorePart,
-    TrackRecord,
-    WebhookEvidence,
-    WebhookQuestion,
-)
+from shared.events import Candidate, Evidence, PostKind, Question, ScorePart, TrackRecord
+from shared.webhooks import INVITATION_CREATED, InvitationCreated, InvitationData, WebhookEvidence, WebhookQuestion
 
 __all__ = ["INVITATION_CREATED", "invitation_payload", "stored_why", "why_you"]
 

@@ -8,7 +8,8 @@ import pytest
 from services.notifier.app import create_app
 from services.notifier.payload import invitation_payload, why_you
 from services.notifier.settings import NotifierSettings
-from shared.events import Candidate, Evidence, InvitationCreated, PostKind, Question, TagRecord, TrackRecord
+from shared.events import Candidate, Evidence, PostKind, Question, TagRecord, TrackRecord
+from shared.webhooks import InvitationCreated
 
 pytestmark = pytest.mark.unit
 

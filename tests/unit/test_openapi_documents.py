@@ -14,7 +14,7 @@ from services.matcher.app import PostsCountRequest, SearchRequest
 from services.notifier.routes.invitations import ResponseIn
 from services.notifier.routes.people import PreferencesIn
 from services.notifier.routes.subscriptions import SubscriptionIn
-from shared.events import InvitationCreated
+from shared.webhooks import InvitationCreated
 from tests.support.apps import service_app
 from tests.support.services import SERVICES
 
