@@ -67,8 +67,8 @@ class Evidence(_Frozen):
     snippet: str = Field(description="The start of the post's plain text, cut at a word after at most 280 "
                          "characters (then ending in …).",
                          examples=["Check wal_receiver_status and the network between them."])
-    url: str | None = Field(default=None, description="A link back to the post, when the matcher has one (its "
-                            "index keeps none yet: today `null`).", examples=[None])
+    url: str | None = Field(default=None, description="The link back to the post that ingest was given (`url`), "
+                            "`null` when it was given none.", examples=["https://intranet.example/t/9#p-88"])
     similarity: float = Field(
         description="Cosine similarity of the post to the question, -1 to 1 (higher: closer in meaning); 0 for a "
         "post found by its words alone; an answer found in the thread of a similar question has that question's.",

@@ -40,8 +40,9 @@ class WebhookEvidence(_Frozen):
                               examples=["Vault token renewal in pipelines"])
     snippet: str = Field(description="The start of the post's plain text, cut at a word after at most 280 "
                          "characters.", examples=["We renew it from the pipeline with a periodic token."])
-    url: str | None = Field(description="A link back to the post, when the matcher has one (its index keeps "
-                            "none yet: today `null`).", examples=[None])
+    url: str | None = Field(description="The link back to the post that ingest was given (`url`), `null` when it "
+                            "was given none, or the post was indexed before links were kept.",
+                            examples=["https://intranet.example/t/9#p-88"])
     similarity: float = Field(description="Cosine similarity of the post to the question, -1 to 1; 0 for a post "
                               "found by its words alone.", examples=[0.71])
     kind: PostKind = Field(description="Whether the post is a question, an answer or a comment.", examples=["answer"])
@@ -72,8 +73,8 @@ class InvitationData(_Frozen):
                                              "than the field.")
 
 
-# Its evidence has a link, which the matcher sends none of yet: FastAPI drops the null members of a
-# document's examples, and the example would lack a required field.
+# Written out, not built from the fields' examples: FastAPI drops the null members of a document's
+# examples, and an example with a null link would lack a required field.
 _INVITATION_EXAMPLE = {
     "type": INVITATION_CREATED,
     "timestamp": "2025-05-02T09:30:04.123456+00:00",

@@ -352,4 +352,5 @@ def _hit(c: Contribution, similarity: float) -> Hit:
         tags=c.tags,
         accepted=c.accepted,
         score=c.score,
+        url=c.url,
     )

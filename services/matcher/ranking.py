@@ -99,6 +99,7 @@ def evidence_of(hit: Hit) -> Evidence:
         accepted=hit.accepted,
         score=hit.score,
         created_at=hit.created_at,
+        url=hit.url,
     )
 
 

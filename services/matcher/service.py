@@ -401,6 +401,7 @@ def _contribution(
         audience=post.audience,
         accepted=post.accepted,
         score=post.score,
+        url=post.url,
     )
 
 

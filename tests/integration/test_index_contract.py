@@ -117,6 +117,18 @@ async def test_tenants_never_see_each_others_contributions(index):
     assert await index.count("acme", []) == 0
 
 
+async def test_a_contributions_link_comes_back_with_it(index):
+    link = "https://intranet.example/t/9#p-88"
+    await index.upsert([
+        contribution("p1", vec((0, 1.0)), author_id="alice", url=link),
+        contribution("p2", vec((0, 0.9), (1, 0.1)), author_id="ann"),
+    ])
+
+    hits = await index.search("acme", vec((0, 1.0)), limit=10)
+
+    assert [(h.post_id, h.url) for h in hits] == [("p1", link), ("p2", None)]
+
+
 async def test_audience_filter_keeps_only_visible_contributions(index):
     await index.upsert(
         [

@@ -36,7 +36,8 @@ _ids = itertools.count()
 
 
 def post(author: str, kind: PostKind, body: str, *, thread: str, title: str | None = None, tenant: str = "acme",
-         backfill: bool = False, audience: tuple[str, ...] = ("public",), post_id: str | None = None) -> PostUpserted:
+         backfill: bool = False, audience: tuple[str, ...] = ("public",), post_id: str | None = None,
+         url: str | None = None) -> PostUpserted:
     data = Post(
         id=post_id or f"p{next(_ids)}",
         tenant=tenant,
@@ -48,6 +49,7 @@ def post(author: str, kind: PostKind, body: str, *, thread: str, title: str | No
         audience=audience,
         created_at=NOW - timedelta(days=30),
         backfill=backfill,
+        url=url,
     )
     return PostUpserted(tenant=tenant, data=data)
 
@@ -118,6 +120,21 @@ async def test_a_new_question_is_matched_with_the_expert_first(service, publishe
     assert match.data.candidates[0].person_id == "kim"
     assert match.data.candidates[0].evidence[0].thread_id in {"k1", "k2"}
     assert len(match.data.candidates[0].evidence) == 2
+
+
+async def test_evidence_links_back_to_the_post_when_ingest_was_given_a_link(service, published):
+    link = "https://intranet.example/t/k1#answer"
+    await service.handle(batch(
+        question("dana", "Pods crash", "kubernetes pods crash on deploy", thread="k1", backfill=True),
+        answer("kim", "kubernetes pods crash when the liveness probe fails", thread="k1", url=link, backfill=True),
+        answer("lee", "kubernetes pods restart when memory runs out", thread="k1", backfill=True),
+    ))
+    await service.handle(batch(question("erin", "Kubernetes pods", "my kubernetes pods crash", thread="k3")))
+
+    [match] = published
+    by_person = {c.person_id: c for c in match.data.candidates}
+    assert [e.url for e in by_person["kim"].evidence] == [link]
+    assert [e.url for e in by_person["lee"].evidence] == [None]  # none given, none made up
 
 
 async def test_the_asker_and_thread_participants_are_never_candidates(service, published):

@@ -47,6 +47,7 @@ class Contribution:
     score: int = 0
     # Sparse lexical vector (token id -> weight); None: the index computes it from title and text.
     sparse: dict[int, float] | None = None
+    url: str | None = None  # the intranet's link to the post, when ingest was given one
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class Hit:
     tags: tuple[str, ...] = ()
     accepted: bool = False
     score: int = 0
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,7 @@ def to_payload(contribution: Contribution) -> dict[str, Any]:
         "accepted": contribution.accepted,
         ACCEPTED_FLAG: int(contribution.accepted),
         "score": contribution.score,
+        "url": contribution.url,
     }
 
 
@@ -101,6 +102,7 @@ def to_hit(payload: Mapping[str, Any], similarity: float) -> Hit:
         tags=tuple(payload.get("tags") or ()),
         accepted=bool(payload.get("accepted", False)),
         score=int(payload.get("score", 0)),
+        url=payload.get("url"),  # absent from points written before links were kept
     )
 
 
