@@ -129,9 +129,8 @@ def print_table(runs: list[Run], reference: Run, posts: int, how: str) -> None:
     print("|---|---|---|---|")
     rate = {run.label: posts / run.seconds for run in runs}
     for run in runs:
-        distance = max_cosine_distance(run.vectors, reference.vectors)
-        print(f"| {run.label} | {rate[run.label]:.1f} | {rate[run.label] / rate[reference.label]:.2f} "
-              f"| {distance:.1e} |")
+        distance = "-" if run is reference else f"{max_cosine_distance(run.vectors, reference.vectors):.1e}"
+        print(f"| {run.label} | {rate[run.label]:.1f} | {rate[run.label] / rate[reference.label]:.2f} | {distance} |")
     sys.stdout.flush()
 
 
