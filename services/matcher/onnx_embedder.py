@@ -42,6 +42,7 @@ class OnnxEmbedder(ThreadedEmbedder):
         self._sort_by_length = sort_by_length
         self._threads = threads or len(os.sched_getaffinity(0))
         self._session = None
+        self._session_path: Path | None = None
         self._tokenizer = None
         # Set by _load: whether this start exported the file (False: it read a kept one).
         self.exported = False
