@@ -35,6 +35,7 @@ fuzz: venv
 	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 bench: venv
+	$(BIN)/python -m tests.bench.encoders
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.outbox
 

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from services.matcher.embedder import BACKENDS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `eval` and `import` to the CLI; each sets `handler`, which returns an exit code."""
@@ -21,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--plot", type=Path, help="draw Hit@k for k = 1..20 to this PNG")
     evaluation.add_argument("--cache", type=Path, help="embedding cache file "
                             "(default: $EXPERTMATCH_DATA_DIR/cache, else ~/.cache/expertmatch)")
+    evaluation.add_argument("--embedder", choices=BACKENDS,
+                            help="the model's runtime (default: $MATCHER_EMBEDDER, else torch); "
+                            "each keeps its own vectors in the cache")
     evaluation.add_argument("--feedback", action="store_true",
                             help="also score expertmatch+feedback: its top --invited of each test question "
                             "respond (answered, if they answered the thread) and the matcher hears it")
@@ -63,7 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from services.evaluation.replay import SimulatedInvitations
     from services.evaluation.report import plot, table, write_json
     from services.matcher.bootstrap import _policy
-    from services.matcher.embedder import SentenceEmbedder
+    from services.matcher.embedder import build_embedder
     from services.matcher.settings import MatcherSettings
     from shared.env import from_environment
     from shared.events import ResponseKind
@@ -78,7 +83,12 @@ def run_eval(args: argparse.Namespace) -> int:
     settings = from_environment(MatcherSettings)
     cache_path = args.cache or default_cache_path(_data_dir_from_env())
     cache = EmbeddingCache(cache_path)
-    model = SentenceEmbedder(batch_size=settings.embed_batch_size)
+    backend = args.embedder or settings.embedder
+    model = build_embedder(
+        backend, batch_size=settings.embed_batch_size, max_seq_length=settings.embed_max_seq_length,
+        # Exported ONNX files beside the vectors, unless MATCHER_MODEL_DIR says where.
+        model_dir=settings.model_dir or cache_path.parent / "models",
+    )
     try:
         # The matcher's own ranking policy, from the same MATCHER_* settings it runs with.
         evaluation = asyncio.run(
@@ -96,7 +106,7 @@ def run_eval(args: argparse.Namespace) -> int:
         model.close()
         cache.close()
     print(table(evaluation))
-    print(f"embedded {evaluation.notes['embedded']} new texts (cache: {cache_path}); "
+    print(f"embedded {evaluation.notes['embedded']} new texts with {model.name} (cache: {cache_path}); "
           f"bm25 indexed and scored in {evaluation.notes['bm25_s']:.1f} s")
     if args.json:
         write_json(evaluation, args.json)

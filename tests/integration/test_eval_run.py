@@ -92,3 +92,25 @@ def test_eval_with_feedback_scores_a_fourth_system_beside_the_same_three(beer_sl
     assert {name: listened["systems"][name] for name in SYSTEMS} == plain["systems"]
     assert any(line.split()[:2] == ["expertmatch+feedback", "acc"] for line in table.splitlines())
     assert run(*common, "--feedback", "--invited", "0") == 2
+
+
+def test_each_backend_embeds_for_itself_and_reads_only_its_own_cached_vectors(beer_slice, tmp_path, capsys):
+    cache = tmp_path / "cache.sqlite"
+    common = ("eval", str(beer_slice), "--cache", str(cache), "--test-fraction", "0.3")
+
+    assert run(*common, "--embedder", "torch") == 0
+    torch_embedded = _embedded(capsys.readouterr().out)
+    assert run(*common, "--embedder", "onnx-int8") == 0
+    int8 = capsys.readouterr().out
+    assert run(*common, "--embedder", "onnx-int8") == 0
+    again = capsys.readouterr().out
+
+    assert torch_embedded > 0 and _embedded(int8) == torch_embedded, "torch's vectors are not int8's"
+    assert "with all-MiniLM-L6-v2+onnx-int8" in int8
+    assert _embedded(again) == 0
+    assert list((tmp_path / "models").glob("*int8*.onnx")), "the export lies beside the cache"
+
+
+def _embedded(output: str) -> int:
+    [line] = [line for line in output.splitlines() if line.startswith("embedded ")]
+    return int(line.split()[1])

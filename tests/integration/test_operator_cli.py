@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
         ("ingest", {"INGEST_PORT": "abc"}, "expertmatch: INGEST_PORT='abc': Input should be a valid integer"),
         ("matcher", {"MATCHER_BATCH_SIZE": "0"},
          "expertmatch: MATCHER_BATCH_SIZE='0': Input should be greater than or equal to 1"),
+        ("matcher", {"MATCHER_EMBEDDER": "tensorflow"},
+         "expertmatch: MATCHER_EMBEDDER='tensorflow': Input should be 'torch', 'onnx' or 'onnx-int8'"),
         ("notifier", {"NOTIFIER_RETRY_SCHEDULE": "soon"},
          "expertmatch: NOTIFIER_RETRY_SCHEDULE='soon': 'soon' is not a number of seconds"),
         ("topics", {"KAFKA_SESSION_TIMEOUT_MS": "5"},
