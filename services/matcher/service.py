@@ -108,7 +108,8 @@ class MatcherService:
         titles = await self._thread_titles([e.data for e in upserts])
         tags = self._thread_tags([e.data for e in upserts])
         texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
-        vectors = await self._embedder.embed(texts)
+        with tracing.batch_span("embed", [e.id for e in upserts]):
+            vectors = await self._embedder.embed(texts)
         contributions = {
             id(event): _contribution(
                 event.data,
@@ -118,7 +119,8 @@ class MatcherService:
             )
             for event, vector in zip(upserts, vectors, strict=True)
         }
-        questions = await self._apply(events, contributions)
+        with tracing.batch_span("index", [e.id for e in events]):
+            questions = await self._apply(events, contributions)
         self._remember(upserts, contributions)
         # Tenants still ranked by the fusion learn their first model once the posts have stopped
         # coming (see caught_up), not from examples read off an index still filling.
@@ -128,7 +130,8 @@ class MatcherService:
                 await self._record_response(event)
         matches = [await self._traced_match(event, contributions[id(event)]) for event in questions]
         if matches:
-            await self._publish(matches)
+            with tracing.batch_span("publish matches", [e.id for e in questions]):
+                await self._publish(matches)
             metrics.QUESTIONS_MATCHED.inc(len(matches))
 
     async def caught_up(self) -> None:
