@@ -18,7 +18,7 @@ from services.matcher.index.base import IndexUnavailable
 from services.matcher.settings import MatcherSettings
 from shared.consumer import ConsumerLoop, Handler
 from shared.events import AnyEvent
-from shared.kafka import make_consumer
+from shared.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from shared.topics import BACKFILL, POSTS, RESPONSES
 
 GROUP = "matcher"
@@ -99,7 +99,10 @@ async def posts_consumers(
     lanes = Lanes(handler, on_caught_up)
     async with AsyncExitStack() as stack:
         live = make_consumer(settings, settings.topic(POSTS), settings.topic(RESPONSES), group_id=settings.topic(GROUP))
-        backfill = make_consumer(settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP))
+        backfill = make_consumer(
+            settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP),
+            fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
+        )
         common = dict(producer=producer, epoch_file=settings.kafka_epoch_file, transient=index_unavailable)
         # Loops first: each subscribes its consumer with its listener before the consumer starts.
         loops = MatcherLoops(
