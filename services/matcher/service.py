@@ -42,6 +42,8 @@ from shared.text import snippet, to_plain_text
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
+# Awaited between two embedding calls of one batch: where the batch may let another one go first.
+Pause = Callable[[], Awaitable[None]]
 
 _MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
 # Ranked beyond the limit, in case some of the best have no post the asker may see.
@@ -86,9 +88,11 @@ class MatcherService:
         publish: Publish,
         policy: RankingPolicy = RankingPolicy(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        embed_batch: int = 32,
     ) -> None:
         self._index = index
         self._embedder = embedder
+        self._embed_batch = embed_batch
         self._publish = publish
         self._policy = policy
         self._clock = clock
@@ -99,8 +103,13 @@ class MatcherService:
             index=index, history=self._history, pool=policy.pool, policy=policy.training, daily=self._daily
         )
 
-    async def handle(self, events: Sequence[AnyEvent]) -> None:
-        """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
+    async def handle(self, events: Sequence[AnyEvent], *, pause: Pause | None = None) -> None:
+        """Embed the batch's posts, apply the batch in order, then match its questions.
+
+        Without `pause` the posts are embedded in one call. With it, in calls of `embed_batch`
+        texts of similar length, awaiting `pause` between two calls (the matcher's import lane
+        lets a live batch in there).
+        """
         upserts = [e for e in events if isinstance(e, PostUpserted)]
         for event in upserts:
             if event.data.tenant != event.tenant:
@@ -109,7 +118,7 @@ class MatcherService:
         tags = self._thread_tags([e.data for e in upserts])
         texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
         with tracing.batch_span("embed", [e.id for e in upserts]):
-            vectors = await self._embedder.embed(texts)
+            vectors = await self._embed(texts, pause)
         contributions = {
             id(event): _contribution(
                 event.data,
@@ -133,6 +142,21 @@ class MatcherService:
             with tracing.batch_span("publish matches", [e.id for e in questions]):
                 await self._publish(matches)
             metrics.QUESTIONS_MATCHED.inc(len(matches))
+
+    async def _embed(self, texts: list[str], pause: Pause | None) -> list[list[float]]:
+        if pause is None:
+            return await self._embedder.embed(texts)
+        # By length, as the model orders the texts of one call: each call then pads its texts to
+        # about their own length, as one call over the whole batch would.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self._embed_batch):
+            if start:
+                await pause()
+            chunk = order[start:start + self._embed_batch]
+            for i, vector in zip(chunk, await self._embedder.embed([texts[i] for i in chunk]), strict=True):
+                vectors[i] = vector
+        return vectors
 
     async def caught_up(self) -> None:
         """The consumer has caught up with the posts: start the first fit of tenants that got posts and have no model.
