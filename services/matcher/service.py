@@ -114,7 +114,7 @@ class MatcherService:
         for event in upserts:
             if event.data.tenant != event.tenant:
                 raise ValueError(f"post {event.data.id}: tenant {event.data.tenant!r} != envelope {event.tenant!r}")
-        titles = await self._thread_titles([e.data for e in upserts])
+        titles = await self._thread_titles([e.data for e in upserts], pause)
         tags = self._thread_tags([e.data for e in upserts])
         texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
         with tracing.batch_span("embed", [e.id for e in upserts]):
@@ -218,13 +218,20 @@ class MatcherService:
         candidates, _ = await self._rank(query, limit=limit)
         return candidates
 
-    async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
-        """Each reply's thread title: from a root in the batch, else from the index."""
+    async def _thread_titles(
+        self, posts: Sequence[Post], pause: Pause | None = None
+    ) -> dict[tuple[str, str], str | None]:
+        """Each reply's thread title: from a root in the batch, else from the index (with `pause`
+        awaited between every `embed_batch` look-ups, as between embedding calls)."""
         titles = {(p.tenant, p.thread_id): p.title for p in posts if p.kind is PostKind.QUESTION}
+        looked_up = 0
         for post in posts:
             key = (post.tenant, post.thread_id)
             if key not in titles:
+                if pause is not None and looked_up and looked_up % self._embed_batch == 0:
+                    await pause()
                 titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
+                looked_up += 1
         return titles
 
     def _thread_tags(self, posts: Sequence[Post]) -> dict[tuple[str, str], tuple[str, ...]]:

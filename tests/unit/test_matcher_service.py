@@ -127,6 +127,19 @@ async def test_with_a_pause_a_batch_is_embedded_in_calls_of_similar_length_each_
         assert await index.vector("acme", event.data.id) == embedder.vector(text), "each post keeps its own vector"
 
 
+async def test_with_a_pause_looking_up_thread_titles_pauses_too(index, embedder, published):
+    service = MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW, embed_batch=2)
+    paused = []
+
+    async def pause() -> None:
+        paused.append(1)
+
+    replies = [answer("kim", f"reply {n}", thread=f"elsewhere{n}", backfill=True) for n in range(5)]
+    await service.handle(replies, pause=pause)
+    # Five look-ups of titles in runs of two, then five texts in calls of two: two pauses each.
+    assert len(paused) == 4 and await index.count("acme") == 5
+
+
 async def test_a_new_question_is_matched_with_the_expert_first(service, published):
     await service.handle(batch(*HISTORY))
     await service.handle(
