@@ -37,6 +37,7 @@ fuzz: venv
 bench: venv
 	$(BIN)/python -m tests.bench.encoders
 	$(BIN)/python -m tests.bench.pipeline
+	$(BIN)/python -m tests.bench.ingest
 	$(BIN)/python -m tests.bench.outbox
 
 # Scores the ranking on every Stack Exchange dump in ../shared/data (JSON and plots in .expertmatch/eval).

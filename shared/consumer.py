@@ -241,8 +241,10 @@ class ConsumerLoop:
             deliveries.append(_Received(event, record))
         if not deliveries:
             return
+        events = [delivery.event for delivery in deliveries]
         try:
-            await self._handler([delivery.event for delivery in deliveries])
+            with tracing.batch_span(f"handle {self._name}", [event.id for event in events]):
+                await self._handler(events)
         except Exception as exc:
             if self._is_transient(exc):
                 raise

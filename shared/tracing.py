@@ -8,6 +8,9 @@ in the notifier's database beside each delivery, so the spans of one question fo
     notifier  record match                     (parent: the match's record)
     notifier  deliver invitation.created       (parent: the match, read back with the delivery)
 
+Work done for a whole batch at once (a consumer's handling, the matcher's embedding, index write
+and publish) is one span per batch, linked to the trace of each event in it (`batch_span`).
+
 Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard
 OTEL_* variables configure the exporter); when it is not, no provider is installed and every
 call here costs next to nothing.
@@ -105,6 +108,31 @@ def span(name: str, *, event_id: UUID | None = None, parent: str | None = None,
         context = propagate.extract({"traceparent": parent})
     with tracer().start_as_current_span(name, context=context, kind=kind, attributes=attributes) as current:
         yield current
+
+
+# The SDK keeps at most 128 links per span by default; a batch names no more than that.
+_MAX_LINKS = 128
+
+
+@contextmanager
+def batch_span(name: str, event_ids: Sequence[UUID], **attributes: str | int | float) -> Iterator[Span]:
+    """A span for work on a batch of events, linked to each event's trace; it is not made current.
+
+    Not current, so that what the batch's handling sends continues each event's own trace, never
+    this span's.
+    """
+    links = [
+        trace.Link(trace.get_current_span(context).get_span_context())
+        for context in (_CONTEXTS.get(event_id) for event_id in event_ids[:_MAX_LINKS])
+        if context is not None
+    ]
+    current = tracer().start_span(
+        name, context=Context(), links=links, attributes={"expertmatch.batch": len(event_ids), **attributes}
+    )
+    try:
+        yield current
+    finally:
+        current.end()
 
 
 class ServerSpans:

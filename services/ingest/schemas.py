@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from shared.events import Post, PostKind
 from shared.fields import INT32_MAX, text_field
-from shared.text import to_plain_line, to_plain_text
+from shared.text import has_text, to_plain_line, to_plain_text
 
 MAX_TAGS = 20
 MAX_TAG_CHARS = 64
@@ -105,7 +105,7 @@ class PostIn(BaseModel):
     @field_validator("body")
     @classmethod
     def _has_text(cls, value: str) -> str:
-        if not to_plain_text(value):
+        if not has_text(value):
             raise ValueError("body has no text (empty once HTML is stripped)")
         return value
 

@@ -71,6 +71,7 @@ async def bootstrap(
             embedder=embedder,
             publish=_publisher(events, settings.topic(MATCHES)),
             policy=_policy(settings),
+            embed_batch=settings.embed_batch_size,
         )
         stack.push_async_callback(service.trainer.close)
         loops = None

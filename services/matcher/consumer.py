@@ -2,7 +2,9 @@
 
 Two lanes, each its own consumer group: live posts (and responses) on `posts`, imports on
 `posts.backfill`. The backfill lane polls only while the live lane is idle, and one batch at a
-time is handled, so a live question waits for at most the backfill batch already in hand.
+time is handled. A backfill batch lets a live batch that is waiting go first between two of its
+embedding calls, so a live question waits for at most one such call (`MATCHER_EMBED_BATCH_SIZE`
+texts), however large the backfill batch.
 """
 
 from __future__ import annotations
@@ -11,44 +13,67 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from services.matcher.index.base import IndexUnavailable
+from services.matcher.service import Pause
 from services.matcher.settings import MatcherSettings
-from shared.consumer import ConsumerLoop, Handler
+from shared.consumer import ConsumerLoop
 from shared.events import AnyEvent
-from shared.kafka import make_consumer
+from shared.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from shared.topics import BACKFILL, POSTS, RESPONSES
 
 GROUP = "matcher"
 BACKFILL_GROUP = "matcher-backfill"
 
 
+class LaneHandler(Protocol):
+    """The matcher's handler: `pause` is awaited between two embedding calls of a batch."""
+
+    async def __call__(self, events: Sequence[AnyEvent], *, pause: Pause | None = None) -> None: ...
+
+
 class Lanes:
     """Live before backfill: the turn to handle a batch, and whether each lane has caught up."""
 
     def __init__(
-        self, handler: Handler, on_caught_up: Callable[[], Awaitable[None]] | None, *, max_wait: float = 10.0
+        self, handler: LaneHandler, on_caught_up: Callable[[], Awaitable[None]] | None, *, max_wait: float = 10.0
     ) -> None:
         self._handler = handler
         self._on_caught_up = on_caught_up
         self._live_idle = asyncio.Event()
         self._backfill_idle = False
         self._turn = asyncio.Lock()
+        self._live_waiting = 0
         # A backfill batch waits at most this for the live lane, so that a steady live stream
         # slows an import without stopping it (nor getting its consumer dropped from the group).
         self._max_wait = max_wait
 
     async def live(self, events: Sequence[AnyEvent]) -> None:
         self._live_idle.clear()
-        async with self._turn:
+        self._live_waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._live_waiting -= 1
+        try:
             await self._handler(events)
+        finally:
+            self._turn.release()
 
     async def backfill(self, events: Sequence[AnyEvent]) -> None:
         self._backfill_idle = False
         async with self._turn:
-            await self._handler(events)
+            await self._handler(events, pause=self._let_live_in)
+
+    async def _let_live_in(self) -> None:
+        """Between two embedding calls of a backfill batch: a live batch waiting for the turn takes it first."""
+        if self._live_waiting:
+            # asyncio's lock is fair: acquiring again queues behind the live batch just woken.
+            self._turn.release()
+            await self._turn.acquire()
 
     async def backfill_gate(self) -> None:
         with suppress(TimeoutError):
@@ -88,7 +113,7 @@ async def posts_consumers(
     settings: MatcherSettings,
     *,
     producer: AIOKafkaProducer,
-    handler: Handler,
+    handler: LaneHandler,
     on_caught_up: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[MatcherLoops]:
     """Started consumers for both lanes, as loops; closed on exit.
@@ -99,7 +124,10 @@ async def posts_consumers(
     lanes = Lanes(handler, on_caught_up)
     async with AsyncExitStack() as stack:
         live = make_consumer(settings, settings.topic(POSTS), settings.topic(RESPONSES), group_id=settings.topic(GROUP))
-        backfill = make_consumer(settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP))
+        backfill = make_consumer(
+            settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP),
+            fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
+        )
         common = dict(producer=producer, epoch_file=settings.kafka_epoch_file, transient=index_unavailable)
         # Loops first: each subscribes its consumer with its listener before the consumer starts.
         loops = MatcherLoops(

@@ -42,6 +42,8 @@ from shared.text import snippet, to_plain_text
 log = logging.getLogger(__name__)
 
 Publish = Callable[[Sequence[ExpertsMatched]], Awaitable[None]]
+# Awaited between two embedding calls of one batch: where the batch may let another one go first.
+Pause = Callable[[], Awaitable[None]]
 
 _MATCH_NAMESPACE = uuid.UUID("b0b5c1d2-6a37-4c8e-9f11-5e2f7d9a0c44")
 # Ranked beyond the limit, in case some of the best have no post the asker may see.
@@ -86,9 +88,11 @@ class MatcherService:
         publish: Publish,
         policy: RankingPolicy = RankingPolicy(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        embed_batch: int = 32,
     ) -> None:
         self._index = index
         self._embedder = embedder
+        self._embed_batch = embed_batch
         self._publish = publish
         self._policy = policy
         self._clock = clock
@@ -99,16 +103,22 @@ class MatcherService:
             index=index, history=self._history, pool=policy.pool, policy=policy.training, daily=self._daily
         )
 
-    async def handle(self, events: Sequence[AnyEvent]) -> None:
-        """Embed the batch's posts in one call, apply the batch in order, then match its questions."""
+    async def handle(self, events: Sequence[AnyEvent], *, pause: Pause | None = None) -> None:
+        """Embed the batch's posts, apply the batch in order, then match its questions.
+
+        Without `pause` the posts are embedded in one call. With it, in calls of `embed_batch`
+        texts of similar length, awaiting `pause` between two calls (the matcher's import lane
+        lets a live batch in there).
+        """
         upserts = [e for e in events if isinstance(e, PostUpserted)]
         for event in upserts:
             if event.data.tenant != event.tenant:
                 raise ValueError(f"post {event.data.id}: tenant {event.data.tenant!r} != envelope {event.tenant!r}")
-        titles = await self._thread_titles([e.data for e in upserts])
+        titles = await self._thread_titles([e.data for e in upserts], pause)
         tags = self._thread_tags([e.data for e in upserts])
         texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
-        vectors = await self._embedder.embed(texts)
+        with tracing.batch_span("embed", [e.id for e in upserts]):
+            vectors = await self._embed(texts, pause)
         contributions = {
             id(event): _contribution(
                 event.data,
@@ -118,7 +128,8 @@ class MatcherService:
             )
             for event, vector in zip(upserts, vectors, strict=True)
         }
-        questions = await self._apply(events, contributions)
+        with tracing.batch_span("index", [e.id for e in events]):
+            questions = await self._apply(events, contributions)
         self._remember(upserts, contributions)
         # Tenants still ranked by the fusion learn their first model once the posts have stopped
         # coming (see caught_up), not from examples read off an index still filling.
@@ -128,8 +139,24 @@ class MatcherService:
                 await self._record_response(event)
         matches = [await self._traced_match(event, contributions[id(event)]) for event in questions]
         if matches:
-            await self._publish(matches)
+            with tracing.batch_span("publish matches", [e.id for e in questions]):
+                await self._publish(matches)
             metrics.QUESTIONS_MATCHED.inc(len(matches))
+
+    async def _embed(self, texts: list[str], pause: Pause | None) -> list[list[float]]:
+        if pause is None:
+            return await self._embedder.embed(texts)
+        # By length, as the model orders the texts of one call: each call then pads its texts to
+        # about their own length, as one call over the whole batch would.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self._embed_batch):
+            if start:
+                await pause()
+            chunk = order[start:start + self._embed_batch]
+            for i, vector in zip(chunk, await self._embedder.embed([texts[i] for i in chunk]), strict=True):
+                vectors[i] = vector
+        return vectors
 
     async def caught_up(self) -> None:
         """The consumer has caught up with the posts: start the first fit of tenants that got posts and have no model.
@@ -191,13 +218,20 @@ class MatcherService:
         candidates, _ = await self._rank(query, limit=limit)
         return candidates
 
-    async def _thread_titles(self, posts: Sequence[Post]) -> dict[tuple[str, str], str | None]:
-        """Each reply's thread title: from a root in the batch, else from the index."""
+    async def _thread_titles(
+        self, posts: Sequence[Post], pause: Pause | None = None
+    ) -> dict[tuple[str, str], str | None]:
+        """Each reply's thread title: from a root in the batch, else from the index (with `pause`
+        awaited between every `embed_batch` look-ups, as between embedding calls)."""
         titles = {(p.tenant, p.thread_id): p.title for p in posts if p.kind is PostKind.QUESTION}
+        looked_up = 0
         for post in posts:
             key = (post.tenant, post.thread_id)
             if key not in titles:
+                if pause is not None and looked_up and looked_up % self._embed_batch == 0:
+                    await pause()
                 titles[key] = (await self._index.thread(post.tenant, post.thread_id)).title
+                looked_up += 1
         return titles
 
     def _thread_tags(self, posts: Sequence[Post]) -> dict[tuple[str, str], tuple[str, ...]]:

@@ -20,8 +20,9 @@ class MatcherSettings(CommonSettings):
     qdrant_url: str | None = Field(default=None, validation_alias=AliasChoices("QDRANT_URL"))
     collection: str = "contributions"
     batch_size: int = Field(default=64, ge=1, le=10_000)
-    # Smaller: a live question waits for at most the backfill batch already being embedded.
-    backfill_batch_size: int = Field(default=32, ge=1, le=10_000)
+    # Large, so that its texts are embedded in calls of similar length (little padding); a live
+    # question waits only for the embedding call in hand (consumer.py), not for the batch.
+    backfill_batch_size: int = Field(default=256, ge=1, le=10_000)
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     # The runtime of the embedding model: "torch", "onnx" (float32) or "onnx-int8".
     embedder: Backend = "torch"

@@ -18,7 +18,7 @@ from services.notifier.store.database import Database
 from shared import metrics, tracing
 from shared.consumer import Handler, TransientError
 from shared.events import AnyEvent, ExpertsMatched, PersonErased, Post, PostUpserted
-from shared.kafka import make_consumer
+from shared.kafka import BACKGROUND_FETCH_MAX_WAIT_MS, make_consumer
 from shared.logs import log_context
 from shared.topics import MATCHES, POSTS
 
@@ -120,4 +120,7 @@ def matches_consumer(settings: NotifierSettings) -> AIOKafkaConsumer:
 
 def posts_consumer(settings: NotifierSettings) -> AIOKafkaConsumer:
     """A consumer of the posts topic in the notifier's own group for replies (manual commits)."""
-    return make_consumer(settings, settings.topic(POSTS), group_id=settings.topic("notifier-posts"))
+    return make_consumer(
+        settings, settings.topic(POSTS), group_id=settings.topic("notifier-posts"),
+        fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
+    )

@@ -25,6 +25,11 @@ class Poller:
     async def burst(self) -> int:
         raise NotImplementedError
 
+    @property
+    def busy(self) -> bool:
+        """True while a burst runs."""
+        return self._busy.locked()
+
     def wake(self) -> None:
         """New work is waiting: look now rather than at the next poll."""
         self._wake.set()

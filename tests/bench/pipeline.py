@@ -1,5 +1,6 @@
-"""`make bench`: the model's bare encode rate, the matcher's rate through Kafka, post-to-webhook latency,
-and that latency again while a large import is being indexed.
+"""`make bench`: the model's bare encode rate, the matcher's rate through Kafka, post-to-webhook latency
+(one at a time and at a sustained rate, each with where its time went), that latency again while a
+large import is being indexed, and the services' memory.
 
 All on the same real posts from ../shared/data, in one run, so the figures compare as ratios.
 """
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
+import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -28,6 +31,7 @@ from shared.settings import CommonSettings
 from shared.stackexchange import DumpPost, read_dump
 from shared.text import to_plain_text
 from shared.topics import BACKFILL
+from tests.bench.spans import SpanCollector, breakdown, pct, stages
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -85,34 +89,125 @@ async def subscribe(system: ServiceProcesses, receiver: Receiver) -> None:
         created.raise_for_status()
 
 
-async def webhook_latency(
-    system: ServiceProcesses, receiver: Receiver, questions: list[DumpPost], tag: str, gap: float = 0.0
-) -> list[float]:
-    """Seconds from POST /v1/posts of a question to its first webhook at a real receiver, `gap` s apart."""
-    latencies = []
+@dataclass
+class Timed:
+    """The questions of one phase: each one's POST -> first webhook, and where its time went."""
+
+    latencies: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+    untraced: int = 0  # questions whose spans did not all arrive
+
+    def row(self, q: float) -> float:
+        return pct(self.latencies, q) * 1000
+
+
+class Arrivals:
+    """The first webhook of each thread at the receiver, read as they come."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._read = 0
+        self.first: dict[str, float] = {}
+
+    def update(self) -> None:
+        received = self._receiver.received()
+        for request in received[self._read:]:
+            self.first.setdefault(_thread(request), request.at)
+        self._read = len(received)
+
+    async def wait(self, thread_ids: Sequence[str], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.update()
+            missing = [t for t in thread_ids if t not in self.first]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no webhook for {len(missing)} questions (e.g. {missing[0]}) in {timeout:.0f} s")
+            # The receiver stamps each arrival itself: looking less often costs the figures nothing.
+            await asyncio.sleep(0.01)
+
+
+async def _post_question(
+    http: httpx.AsyncClient, ingest: str, question: DumpPost, thread_id: str
+) -> tuple[float, bytes]:
+    """POST one question under a trace of its own; returns when it was sent and its trace id."""
+    body = _event(question, backfill=False).data.model_dump(mode="json", exclude={"tenant"})
+    body["id"] = body["thread_id"] = thread_id
+    trace_id = os.urandom(16)
+    traceparent = f"00-{trace_id.hex()}-{os.urandom(8).hex()}-01"
+    started = time.time()
+    answer = await http.post(f"{ingest}/v1/posts", json=body, headers={"traceparent": traceparent})
+    answer.raise_for_status()
+    return started, trace_id
+
+
+async def _collect(
+    timed: Timed, collector: SpanCollector, arrivals: Arrivals, sent: dict[str, tuple[float, bytes]]
+) -> Timed:
+    """Latencies from the arrivals; stages once every question's spans are in (the services export twice a second)."""
+    for thread_id, (started, _) in sent.items():
+        timed.latencies.append(arrivals.first[thread_id] - started)
+    deadline = time.monotonic() + 10
+    pending = dict(sent)
+    while pending and time.monotonic() < deadline:
+        for thread_id, (started, trace_id) in list(pending.items()):
+            found = stages(collector.spans_of(trace_id), arrivals.first[thread_id])
+            if found is not None:
+                found_total = arrivals.first[thread_id] - started
+                timed.stages.append({**found, "total": found_total})
+                del pending[thread_id]
+        await asyncio.sleep(0.2)
+    timed.untraced = len(pending)
+    return timed
+
+
+async def one_at_a_time(
+    system: ServiceProcesses, arrivals: Arrivals, collector: SpanCollector, questions: list[DumpPost], tag: str,
+    gap: float = 0.0,
+) -> Timed:
+    """Each question posted once the one before has its webhook (and `gap` s more)."""
+    sent: dict[str, tuple[float, bytes]] = {}
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
         for question in questions:
             await asyncio.sleep(gap)
-            body = _event(question, backfill=False).data.model_dump(mode="json", exclude={"tenant"})
-            body["id"] = body["thread_id"] = f"{tag}-{question.id}"
-            seen = len(receiver.received())
-            started = time.time()
-            answer = await http.post(f"{system.url('ingest')}/v1/posts", json=body)
-            answer.raise_for_status()
-            deadline = time.monotonic() + 60
-            while not _arrived(receiver, seen, body["thread_id"]):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no webhook for {body['thread_id']} in 60 s")
-                await asyncio.sleep(0.002)
-            arrived = min(r.at for r in receiver.received()[seen:] if _thread(r) == body["thread_id"])
-            latencies.append(arrived - started)
-    return latencies
+            thread_id = f"{tag}-{question.id}"
+            sent[thread_id] = await _post_question(http, system.url("ingest"), question, thread_id)
+            await arrivals.wait([thread_id])
+    return await _collect(Timed(), collector, arrivals, sent)
+
+
+async def sustained(
+    system: ServiceProcesses, arrivals: Arrivals, collector: SpanCollector, questions: list[DumpPost],
+    rate: float, seconds: float,
+) -> Timed:
+    """Questions posted at `rate` per second for `seconds`, on a fixed schedule whatever the answers take."""
+    count = int(rate * seconds)
+    sent: dict[str, tuple[float, bytes]] = {}
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        async def post(n: int, question: DumpPost) -> None:
+            thread_id = f"load{n}-{question.id}"
+            sent[thread_id] = await _post_question(http, system.url("ingest"), question, thread_id)
+
+        begun = time.monotonic()
+        posting = []
+        for n in range(count):
+            await asyncio.sleep(max(0.0, begun + n / rate - time.monotonic()))
+            posting.append(asyncio.create_task(post(n, questions[n % len(questions)])))
+        await asyncio.gather(*posting)
+    await arrivals.wait(list(sent))
+    return await _collect(Timed(), collector, arrivals, sent)
+
+
+def breakdown_rows(timed: Timed) -> list[tuple[str, float, float]]:
+    return breakdown([{k: v for k, v in q.items() if k != "total"} for q in timed.stages],
+                     [q["total"] for q in timed.stages])
 
 
 async def latency_during_backfill(
-    settings: CommonSettings, system: ServiceProcesses, receiver: Receiver, backfill: list[DumpPost],
-    questions: list[DumpPost], gap: float,
-) -> tuple[list[float], int]:
+    settings: CommonSettings, system: ServiceProcesses, arrivals: Arrivals, collector: SpanCollector,
+    backfill: list[DumpPost], questions: list[DumpPost], gap: float,
+) -> tuple[Timed, int]:
     """Question latency while `backfill` waits in the import lane; returns it and how many were indexed meanwhile."""
     async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
         async def indexed() -> int:
@@ -125,8 +220,8 @@ async def latency_during_backfill(
         await producer.stop()
         # Apart, as questions come: in each gap the import lane takes its turn, so a question
         # arrives while a backfill batch is being embedded.
-        latencies = await webhook_latency(system, receiver, questions, "live", gap)
-        return latencies, await indexed() - before
+        timed = await one_at_a_time(system, arrivals, collector, questions, "live", gap)
+        return timed, await indexed() - before
 
 
 def _import_posts(dumps: list[list[DumpPost]], count: int) -> list[DumpPost]:
@@ -141,20 +236,24 @@ def _thread(request) -> str:
     return json.loads(request.body)["data"]["thread_id"]
 
 
-def _arrived(receiver: Receiver, seen: int, thread_id: str) -> bool:
-    return any(_thread(r) == thread_id for r in receiver.received()[seen:])
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=False).stdout
+    return done.stdout.strip() + ("+changes" if dirty.strip() else "")
 
 
-def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+def _load() -> str:
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="se-quantumcomputing")
     parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
-    parser.add_argument("--questions", type=int, default=60, help="questions timed end to end")
+    parser.add_argument("--questions", type=int, default=60, help="questions timed end to end, one at a time")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=5.0, help="questions per second in the sustained phase")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase (0: skip it)")
     parser.add_argument(
         "--import-posts", type=int, default=20_000, help="backfill waiting while live questions are timed"
     )
@@ -166,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         print(f"skipped: {path} is absent (the Stack Exchange data lives in ../shared/data)")
         return 0
+    load_before = _load()
     dump = read_dump(path).posts
     history = dump[: args.posts]
     questions = [p for p in dump[args.posts:] if p.kind == "question"]
     live_questions = questions[args.questions: args.questions + args.live_questions]
+    load_questions = questions[args.questions + args.live_questions:] or questions
     questions = questions[: args.questions]
     dumps = [read_dump(other).posts for other in sorted(DATA.glob("*/Posts.xml.gz"))]
     imported = _import_posts(dumps, args.import_posts)
@@ -178,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     encode = bare_encode_rate(_texts(history), args.batch_size)
     print(f"bare encode: {encode:.1f} posts/s", flush=True)
 
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+    rss: dict[str, int] = {}
+    loaded = None
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, SpanCollector() as collector:
         prefix = f"bench{uuid.uuid4().hex[:6]}-"
         settings = CommonSettings(kafka_bootstrap_servers=broker.bootstrap_servers, kafka_topic_prefix=prefix)
         asyncio.run(ensure_topics(settings))
@@ -193,32 +296,51 @@ def main(argv: list[str] | None = None) -> int:
                 "NOTIFIER_MAX_INVITES_PER_DAY": "100000",
                 "NOTIFIER_MAX_INVITES_PER_WEEK": "100000",
                 "NOTIFIER_MIN_SIMILARITY": "-1",
+                # Each service's spans come here: the stages of every question are read off them.
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             },
         )
         with system, Receiver() as receiver:
+            arrivals = Arrivals(receiver)
             asyncio.run(subscribe(system, receiver))
             through_kafka = asyncio.run(matcher_rate(settings, system.url("matcher"), history))
             print(f"matcher through Kafka: {through_kafka:.1f} posts/s", flush=True)
-            latencies = asyncio.run(webhook_latency(system, receiver, questions, "bench"))
-            print(f"POST -> webhook p50 {_pct(latencies, 50) * 1000:.0f} ms", flush=True)
+            single = asyncio.run(one_at_a_time(system, arrivals, collector, questions, "bench"))
+            print(f"POST -> webhook, one at a time: p50 {single.row(50):.0f} ms", flush=True)
+            if args.seconds > 0:
+                loaded = asyncio.run(sustained(system, arrivals, collector, load_questions, args.rate, args.seconds))
+                print(f"POST -> webhook at {args.rate:g}/s: p50 {loaded.row(50):.0f} ms", flush=True)
             during, indexed = asyncio.run(latency_during_backfill(
-                settings, system, receiver, imported, live_questions, args.live_gap
+                settings, system, arrivals, collector, imported, live_questions, args.live_gap
             ))
+            rss = {name: system.rss_bytes(name) for name in ("ingest", "matcher", "notifier")}
 
     print()
     print(f"| measure ({args.dataset}, {len(history)} posts, {len(questions)} questions) | value |")
     print("|---|---|")
+    print(f"| machine | {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, {_load()} after |")
+    print(f"| commit | {_commit()} |")
     print(f"| bare batched encode (batch {args.batch_size}) | {encode:.1f} posts/s |")
     print(f"| matcher through Kafka (publish -> indexed) | {through_kafka:.1f} posts/s |")
     print(f"| ratio matcher / bare encode | {through_kafka / encode:.2f} |")
-    print(f"| POST question -> webhook p50 | {_pct(latencies, 50) * 1000:.0f} ms |")
-    print(f"| POST question -> webhook p95 | {_pct(latencies, 95) * 1000:.0f} ms |")
-    print(f"| POST question -> webhook max | {max(latencies) * 1000:.0f} ms |")
-    print(f"| same, {len(during)} questions {args.live_gap:g} s apart while {len(imported)} imported posts "
-          f"are indexed, p50 | {_pct(during, 50) * 1000:.0f} ms |")
-    print(f"| same, while importing, p95 | {_pct(during, 95) * 1000:.0f} ms |")
+    _latency_rows("one at a time", single)
+    if loaded is not None:
+        _latency_rows(f"{args.rate:g} questions/s for {args.seconds:g} s", loaded)
+    print(f"| POST -> webhook, {len(during.latencies)} questions {args.live_gap:g} s apart while {len(imported)} "
+          f"imported posts are indexed, p50 / p95 | {during.row(50):.0f} / {during.row(95):.0f} ms |")
     print(f"| imported posts indexed meanwhile (of {len(imported)}) | {indexed} |")
+    for name, value in rss.items():
+        print(f"| RSS of {name} after these phases | {value / 2**20:.0f} MB |")
     return 0
+
+
+def _latency_rows(phase: str, timed: Timed) -> None:
+    print(f"| POST -> webhook, {phase} ({len(timed.latencies)} questions), p50 / p95 / max "
+          f"| {timed.row(50):.0f} / {timed.row(95):.0f} / {max(timed.latencies) * 1000:.0f} ms |")
+    for stage, p50, p95 in breakdown_rows(timed):
+        print(f"| &nbsp; {stage}, p50 / p95 | {p50:.1f} / {p95:.1f} ms |")
+    if timed.untraced:
+        print(f"| &nbsp; questions without every span (left out of the stages) | {timed.untraced} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The notifier as its users see it: the HTTP API, and matches from the broker becoming webhooks."""
 
+import json
 
 import httpx
 import pytest
@@ -129,6 +130,38 @@ async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(commo
         "consumer": True,
         "posts_consumer": True,
     }
+
+
+async def test_a_committed_invitation_is_sent_at_once_not_at_the_next_poll(common_settings):
+    # Polls ten minutes apart: a webhook within the deadline below was sent because its
+    # invitation was committed, not because a poll came round.
+    settings = notifier_settings(common_settings, delivery_poll_interval=600, escalation_poll_interval=600)
+    with Receiver() as receiver:
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
+            ) as api:
+                await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)
+                producer = make_producer(settings)
+                await producer.start()
+                try:
+                    # The first is sent by whichever comes first, the worker's first round or the
+                    # wake; once it is in, the worker waits for the next poll or a wake.
+                    await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
+                    await receiver.wait_for(1, timeout=30)
+                    await until(lambda: _idle(app), what="the delivery worker to finish its round")
+                    await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2")])
+                    await receiver.wait_for(2, timeout=30)
+                finally:
+                    await producer.stop()
+
+    threads = [json.loads(r.body)["data"]["thread_id"] for r in receiver.received()]
+    assert threads == ["t1", "t2"]
+
+
+async def _idle(app) -> bool:
+    return not app.state.notifier.worker.busy
 
 
 async def _handled(app, count: int) -> bool:

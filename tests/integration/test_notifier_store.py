@@ -282,3 +282,15 @@ async def test_an_unreachable_database_is_a_transient_error():
     with pytest.raises(TransientError, match="database unavailable"):
         await handle([matched("ann")])
     await db.close()
+
+
+async def test_a_sqlite_file_keeps_a_write_ahead_log_synced_on_every_commit(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}")
+    try:
+        await db.migrate()
+        async with db.engine.connect() as connection:
+            mode = (await connection.execute(sa.text("PRAGMA journal_mode"))).scalar()
+            synchronous = (await connection.execute(sa.text("PRAGMA synchronous"))).scalar()
+    finally:
+        await db.close()
+    assert (mode, synchronous) == ("wal", 2), "WAL, and FULL: a commit is on disk when it returns"

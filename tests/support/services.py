@@ -34,6 +34,12 @@ class ServiceProcesses:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    def rss_bytes(self, name: str) -> int:
+        """The resident memory of a running service's process, as Linux counts it (VmRSS)."""
+        status = Path(f"/proc/{self._processes[name].pid}/status").read_text()
+        kilobytes = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+        return int(kilobytes) * 1024
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(

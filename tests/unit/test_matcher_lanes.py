@@ -13,10 +13,27 @@ class _Handler:
         self.hold = asyncio.Event()
         self.hold.set()
 
-    async def __call__(self, deliveries) -> None:
+    async def __call__(self, deliveries, *, pause=None) -> None:
         self.calls.append(f"start {deliveries[0]}")
         await self.hold.wait()
         self.calls.append(f"end {deliveries[0]}")
+
+
+class _EmbeddingInCalls:
+    """Embeds each batch in two calls, awaiting `pause` between them, as the matcher's service does."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.first_call_done = asyncio.Event()
+        self.hold = asyncio.Event()
+
+    async def __call__(self, deliveries, *, pause=None) -> None:
+        self.calls.append(f"embed {deliveries[0]} 1/2")
+        if pause is not None:
+            self.first_call_done.set()
+            await self.hold.wait()
+            await pause()
+        self.calls.append(f"embed {deliveries[0]} 2/2")
 
 
 async def test_a_live_batch_waits_only_for_the_backfill_batch_in_hand_and_backfill_then_waits_for_live():
@@ -39,6 +56,29 @@ async def test_a_live_batch_waits_only_for_the_backfill_batch_in_hand_and_backfi
 
     await lanes.live_caught_up()
     await asyncio.wait_for(gate, 5)
+
+
+async def test_a_live_batch_goes_between_two_embedding_calls_of_a_backfill_batch():
+    handler = _EmbeddingInCalls()
+    lanes = Lanes(handler, None)
+    backfill = asyncio.create_task(lanes.backfill(["import-1"]))
+    await asyncio.wait_for(handler.first_call_done.wait(), 5)
+    live = asyncio.create_task(lanes.live(["question"]))
+    await asyncio.sleep(0)
+    assert handler.calls == ["embed import-1 1/2"], "the live batch waits for the call in hand"
+
+    handler.hold.set()
+    await asyncio.wait_for(asyncio.gather(backfill, live), 5)
+    assert handler.calls == ["embed import-1 1/2", "embed question 1/2", "embed question 2/2", "embed import-1 2/2"]
+
+
+async def test_a_backfill_batch_keeps_the_turn_when_no_live_batch_waits():
+    handler = _EmbeddingInCalls()
+    handler.hold.set()
+    lanes = Lanes(handler, None)
+    await asyncio.wait_for(lanes.backfill(["import-1"]), 5)
+    await asyncio.wait_for(lanes.live(["question"]), 5)
+    assert handler.calls == ["embed import-1 1/2", "embed import-1 2/2", "embed question 1/2", "embed question 2/2"]
 
 
 async def test_backfill_is_slowed_by_a_steady_live_stream_not_stopped():

@@ -109,6 +109,39 @@ async def test_backfill_is_indexed_in_one_embed_call_and_starts_no_match(service
     assert published == []
 
 
+async def test_with_a_pause_a_batch_is_embedded_in_calls_of_similar_length_each_post_keeping_its_vector(
+    index, embedder, published
+):
+    service = MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW, embed_batch=2)
+    paused = []
+
+    async def pause() -> None:
+        paused.append(len(embedder.calls))
+
+    await service.handle(batch(*HISTORY), pause=pause)
+    sizes = [len(call) for call in embedder.calls]
+    assert sizes == [2, 2, 1] and paused == [1, 2], "a pause between two calls, none before the first"
+    lengths = [len(text) for call in embedder.calls for text in call]
+    assert lengths == sorted(lengths)
+    titles = {e.data.thread_id: e.data.title for e in HISTORY if e.data.title}
+    for event in HISTORY:
+        text = contribution_text(titles.get(event.data.thread_id), event.data.body)
+        assert await index.vector("acme", event.data.id) == embedder.vector(text), "each post keeps its own vector"
+
+
+async def test_with_a_pause_looking_up_thread_titles_pauses_too(index, embedder, published):
+    service = MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW, embed_batch=2)
+    paused = []
+
+    async def pause() -> None:
+        paused.append(1)
+
+    replies = [answer("kim", f"reply {n}", thread=f"elsewhere{n}", backfill=True) for n in range(5)]
+    await service.handle(replies, pause=pause)
+    # Five look-ups of titles in runs of two, then five texts in calls of two: two pauses each.
+    assert len(paused) == 4 and await index.count("acme") == 5
+
+
 async def test_a_new_question_is_matched_with_the_expert_first(service, published):
     await service.handle(batch(*HISTORY))
     await service.handle(

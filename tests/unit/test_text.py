@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.text import snippet, to_plain_line, to_plain_text
+from shared.text import has_text, snippet, to_plain_line, to_plain_text
 
 pytestmark = pytest.mark.unit
 
@@ -15,6 +15,15 @@ def test_html_becomes_text_with_blocks_on_their_own_lines_and_no_scripts():
 def test_plain_text_is_kept_and_tidied():
     assert to_plain_text("  a  b \n\n\n c ") == "a b\n\nc"
     assert to_plain_text("if x < 3 and y > 2") == "if x < 3 and y > 2"
+
+
+def test_tabs_and_runs_of_spaces_become_one_space_and_blank_lines_one():
+    assert to_plain_text("a\t\tb \r c\f\vd   e\n \n\t\n\nf\n\ng") == "a b c d e\n\nf\n\ng"
+
+
+@pytest.mark.parametrize("body", ["", " \n\t", "<p> </p>", "<script>x</script>", "&nbsp;", "<br>", "x", "<p>x</p>"])
+def test_has_text_says_whether_the_plain_text_is_empty(body):
+    assert has_text(body) == bool(to_plain_text(body))
 
 
 def test_a_title_becomes_one_line_without_markup():
