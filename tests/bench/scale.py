@@ -178,11 +178,26 @@ def disk_bytes(path: Path) -> int:
 
 def run_size(args, posts: list[BasePost], vectors: np.ndarray, size: int) -> dict:
     folder = args.work / f"scale-{size}"
-    if folder.exists():
-        shutil.rmtree(folder)
-    print(f"size {size:,}: writing {folder / 'index'}", flush=True)
-    seconds = asyncio.run(build(folder / "index", posts, vectors, size))
-    print(f"size {size:,}: built in {seconds:.0f} s ({size / seconds:,.0f} points/s)", flush=True)
+    built = folder / "build.json"
+    if args.reuse and built.exists():
+        seconds = json.loads(built.read_text())["seconds"]
+        print(f"size {size:,}: reusing {folder / 'index'} (built in {seconds:.0f} s)", flush=True)
+    else:
+        if folder.exists():
+            shutil.rmtree(folder)
+        print(f"size {size:,}: writing {folder / 'index'}", flush=True)
+        seconds = asyncio.run(build(folder / "index", posts, vectors, size))
+        built.write_text(json.dumps({"seconds": seconds}))
+        print(f"size {size:,}: built in {seconds:.0f} s ({size / seconds:,.0f} points/s)", flush=True)
+    compacted = None
+    if args.compact:
+        from services.matcher.index.edge_shard import compact
+        from services.matcher.index.payload import DIMENSIONS
+
+        started = time.perf_counter()
+        compact(folder / "index", DIMENSIONS)
+        compacted = time.perf_counter() - started
+        print(f"size {size:,}: compacted in {compacted:.0f} s", flush=True)
     asked = folder / "questions.json"
     asked.write_text(json.dumps(questions(posts, vectors, size, args.questions)))
     on_disk = disk_bytes(folder / "index")
@@ -194,11 +209,16 @@ def run_size(args, posts: list[BasePost], vectors: np.ndarray, size: int) -> dic
     result = json.loads(served.stdout.strip().splitlines()[-1])
     if not args.keep:
         shutil.rmtree(folder)
-    return {"size": size, "seconds": seconds, "disk": on_disk, **result}
+    return {"size": size, "seconds": seconds, "compacted": compacted, "disk": on_disk, **result}
 
 
 def _ms(values: dict, name: str) -> str:
     return " / ".join(f"{values[name][p]:.0f}" for p in ("p50", "p95", "p99"))
+
+
+def _build(r: dict) -> str:
+    built = f"{r['seconds']:.0f} s, {r['size'] / r['seconds']:,.0f}/s"
+    return built if r["compacted"] is None else f"{built}; compacted in {r['compacted']:.0f} s"
 
 
 def _rank(tenant: dict) -> str:
@@ -221,7 +241,7 @@ def table(results: list[dict]) -> str:
         large, small = r["tenants"][LARGE], r["tenants"][SMALL]
         lines.append(
             f"| {r['size']:,} ({large['points']:,} in {LARGE}, {small['points']:,} in {SMALL}) "
-            f"| {r['seconds']:.0f} s, {r['size'] / r['seconds']:,.0f}/s "
+            f"| {_build(r)} "
             f"| {_rank(large)} | {_rank(small)} "
             f"| {_api(large)} | {_api(small)} | {min(large['recall'], small['recall']):.3f} "
             f"| {r['rss'] / 2**30:.2f} GiB ({r['hwm'] / 2**30:.2f}) | {r['disk'] / 2**30:.2f} GiB "
@@ -237,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=WORK, help="where the indexes and the vector cache go")
     parser.add_argument("--keep", action="store_true", help="keep each index after it is measured")
+    parser.add_argument("--reuse", action="store_true", help="measure the index an earlier --keep run left, if any")
+    parser.add_argument("--compact", action="store_true",
+                        help="compact each index (int8 copies, vectors on disk) before serving it, as "
+                        "`expertmatch compact-index` does")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     posts, vectors = load_corpus(args.data, args.work / "embeddings.sqlite")

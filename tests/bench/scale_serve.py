@@ -83,21 +83,16 @@ async def embed_times(embedder, asked: list[dict]) -> list[float]:
     return seconds
 
 
-async def recall(engine, asked: list[dict]) -> float:
+async def recall(index, asked: list[dict]) -> float:
     """Share of the exact top DEPTH (tenant filter) that the index's own dense search returns."""
     found = []
     for q in asked:
-        where = edge_filter(matching(q["tenant"]))
-
-        def top(exact: bool, vector=q["vector"], where=where) -> set:
-            request = QueryRequest(
-                query=Query.Nearest(vector, using=DENSE), filter=where, limit=DEPTH, with_payload=False,
-                params=SearchParams(exact=exact),
-            )
-            return lambda shard: {p.id for p in shard.query(request)}
-
-        exact = await engine.run(top(True))
-        served = await engine.run(top(False))
+        request = QueryRequest(
+            query=Query.Nearest(q["vector"], using=DENSE), filter=edge_filter(matching(q["tenant"])), limit=DEPTH,
+            with_payload=["post_id"], params=SearchParams(exact=True),
+        )
+        exact = {p.payload["post_id"] for p in await index.engine.run(lambda shard, r=request: shard.query(r))}
+        served = {hit.post_id for hit in await index.search(q["tenant"], q["vector"], limit=DEPTH)}
         found.append(len(exact & served) / max(1, len(exact)))
     return float(np.mean(found))
 
@@ -130,7 +125,7 @@ async def serve(folder: Path, asked: list[dict]) -> dict:
                         "points": await matcher.index.count(tenant),
                         "rank_first": first * 1000, "rank": _percentiles(rank), "api": _percentiles(api),
                         "embed": _percentiles(embed),
-                        "recall": await recall(matcher.index.engine, mine),
+                        "recall": await recall(matcher.index, mine),
                     }
             figures.update(_memory(), load=os.getloadavg()[0])
     return figures
