@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench eval docs schemas venv clean
+.PHONY: run test lint fuzz bench bench-scale eval docs schemas venv clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ bench: venv
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.ingest
 	$(BIN)/python -m tests.bench.outbox
+
+# The index at 10k / 100k / 1M real contributions on Qdrant Edge: long (the 1M build and its serving
+# process take a quarter of an hour or more here); smaller with SCALE_ARGS='--sizes 10000,100000'.
+bench-scale: venv
+	$(BIN)/python -m tests.bench.scale $(SCALE_ARGS)
 
 # Scores the ranking on every Stack Exchange dump in ../shared/data (JSON and plots in .expertmatch/eval).
 DATA ?= ../shared/data

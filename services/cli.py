@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the settings each service runs with, secrets masked")
     config.add_argument("service", nargs="?", choices=SERVICES, help="only the common settings and this service's")
     _add_dlq(commands)
+    compact = commands.add_parser(
+        "compact-index",
+        help="rewrite the matcher's Qdrant Edge index as int8 copies and on-disk vectors (offline: matcher stopped)",
+    )
+    compact.add_argument("--data-dir", type=Path, help="the matcher's data folder "
+                         "(default: $EXPERTMATCH_DATA_DIR or ./.expertmatch)")
     lag = commands.add_parser("lag", help="how far each consumer group of deploy/topics.json is behind its topics")
     _waits_for_the_broker(lag, "lag")
     evaluation_commands.register(commands)
@@ -87,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         _topics()
     elif args.command == "config":
         _config(args.service)
+    elif args.command == "compact-index":
+        sys.exit(_compact_index(args.data_dir))
     elif args.command in ("dlq", "lag"):  # the ones that read the broker
         sys.exit(_operate(args))
     else:  # eval, import
@@ -112,6 +120,31 @@ def _topics() -> None:
     settings = from_environment(CommonSettings)
     created = asyncio.run(ensure_topics(settings))
     print(f"{settings.kafka_bootstrap_servers}: created {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+def _compact_index(data_dir: Path | None) -> int:
+    """The Edge shard compacted in this process, which must be the only one holding it."""
+    import time
+
+    from services.matcher.index.base import IndexUnavailable
+    from services.matcher.index.edge_shard import compact
+    from services.matcher.index.payload import DIMENSIONS
+    from services.matcher.settings import MatcherSettings
+    from shared.env import from_environment
+
+    settings = from_environment(MatcherSettings)
+    path = (data_dir or settings.data_dir) / "index"
+    if not path.exists():
+        print(f"no index at {path}", file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    try:
+        changed = compact(path, DIMENSIONS)
+    except IndexUnavailable as exc:
+        print(f"{exc}: stop the matcher first", file=sys.stderr)
+        return 1
+    print(f"{path}: {'compacted' if changed else 'already compact'} in {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 def _config(service: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import uuid
@@ -10,7 +11,16 @@ from functools import partial
 
 import pytest
 from qdrant_client import AsyncQdrantClient
-from qdrant_edge import EdgeShard, KeywordIndexParams, UpdateOperation
+from qdrant_edge import (
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeSparseVectorParams,
+    EdgeVectorParams,
+    KeywordIndexParams,
+    Modifier,
+    UpdateOperation,
+)
 
 from services.matcher.index import (
     Contribution,
@@ -21,7 +31,7 @@ from services.matcher.index import (
     ShardLocked,
     open_index,
 )
-from services.matcher.index.edge_shard import shard_config
+from services.matcher.index.edge_shard import compact, shard_config
 from shared.events import PostKind, ResponseKind
 from tests.fakes import InMemoryIndex
 
@@ -570,6 +580,48 @@ async def test_opening_an_older_edge_shard_adds_the_missing_payload_indexes(tmp_
         assert await reopened.author_counts("acme", tags_any=["kafka"], accepted=True) == {"ann": 1}
     finally:
         await reopened.close()
+
+
+async def test_an_edge_shard_from_before_int8_copies_opens_and_compacts_with_the_same_answers(tmp_path):
+    path = tmp_path / "index"
+    # As earlier versions created it: plain vectors in RAM, no quantization, no memory placement.
+    older = EdgeConfig(
+        vectors={"dense": EdgeVectorParams(size=DIM, distance=Distance.Cosine)},
+        sparse_vectors={"sparse": EdgeSparseVectorParams(modifier=Modifier.Idf)},
+    )
+    EdgeShard.create(str(path), older).close()
+    rng = random.Random(7)
+    # Enough points (about 10 MB of vectors) for the optimizer to rewrite the segment at all.
+    written = [
+        contribution(f"p{i}", [rng.gauss(0.0, 1.0) for _ in range(DIM)], author_id=f"u{i % 40}") for i in range(7_000)
+    ]
+    query = list(written[5].vector)
+    index = await EdgeIndex.open(path)
+    await index.upsert(written)
+    before = [(h.post_id, round(h.similarity, 4)) for h in await index.search("acme", query, limit=5)]
+    await index.close()
+
+    assert compact(path, DIM) is True
+    reopened = await EdgeIndex.open(path)
+    try:
+        after = [(h.post_id, round(h.similarity, 4)) for h in await reopened.search("acme", query, limit=5)]
+        # Rescored with the original vectors: the same posts, in the same order, with exact similarities.
+        assert after == before
+        assert after[0] == ("p5", 1.0)
+        assert await reopened.count("acme") == 7_000
+        assert await reopened.engine.run(lambda s: s.info().indexed_vectors_count) >= 7_000
+    finally:
+        await reopened.close()
+
+
+async def test_compacting_a_shard_a_matcher_holds_fails_clearly(tmp_path):
+    held = await EdgeIndex.open(tmp_path / "index")
+    try:
+        with pytest.raises(ShardLocked, match="already open"):
+            compact(tmp_path / "index", DIM)
+        assert await held.ready() is True
+    finally:
+        await held.close()
 
 
 def response(question: str, person: str, kind: str, vector: list[float], *, tenant: str = "acme", at=WHEN) -> Feedback:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from importlib import metadata
 
 import pytest
 
+from services.matcher.index import Contribution, EdgeIndex
+from shared.events import PostKind
 from tests.support.cli import expertmatch
 
 pytestmark = pytest.mark.integration
@@ -95,3 +98,26 @@ def test_version_is_the_installed_packages(tmp_path):
 
     assert ran.returncode == 0
     assert ran.stdout.strip() == f"expertmatch {metadata.version('expertmatch')}"
+
+
+async def test_compact_index_rewrites_the_matchers_edge_index_and_keeps_its_points(tmp_path):
+    missing = expertmatch("compact-index", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert (missing.returncode, missing.stderr.strip()) == (1, f"no index at {tmp_path / 'index'}")
+
+    index = await EdgeIndex.open(tmp_path / "index")
+    await index.upsert([Contribution(
+        tenant="acme", post_id="p1", thread_id="t1", author_id="ann", kind=PostKind.ANSWER, title=None,
+        text="kept", created_at=datetime(2024, 5, 1, tzinfo=UTC), vector=[1.0] + [0.0] * 383,
+    )])
+    held = expertmatch("compact-index", "--data-dir", str(tmp_path), cwd=tmp_path)
+    await index.close()
+    ran = expertmatch("compact-index", "--data-dir", str(tmp_path), cwd=tmp_path)
+
+    assert held.returncode == 1 and "stop the matcher first" in held.stderr
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith(f"{tmp_path / 'index'}: ")
+    reopened = await EdgeIndex.open(tmp_path / "index")
+    try:
+        assert [h.post_id for h in await reopened.search("acme", [1.0] + [0.0] * 383, limit=5)] == ["p1"]
+    finally:
+        await reopened.close()

@@ -24,6 +24,7 @@ from qdrant_edge import (
     MatchValue,
     OrderBy,
     Point as EdgePoint,
+    QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
@@ -44,6 +45,10 @@ from services.matcher.index.where import AnyOf, Between, Condition, Is, Where
 T = TypeVar("T")
 
 _SCROLL_PAGE = 256
+# A dense search reads the int8 copies for twice the points asked, then rescores those with the
+# original vectors: recall@300 0.9996 against exact at 100k real contributions (bench-scale).
+# Segments without int8 copies (the appendable one, every segment until `compact`) are exact.
+_DENSE_PARAMS = SearchParams(quantization=QuantizationSearchParams(rescore=True, oversampling=2.0))
 
 
 def _condition(condition: Condition) -> FieldCondition:
@@ -83,7 +88,10 @@ def _point(point: Point) -> EdgePoint:
 
 
 def _request(nearest: Nearest) -> QueryRequest:
-    params = SearchParams(idf=IdfParams(corpus=edge_filter(nearest.idf_where))) if nearest.idf_where else None
+    if nearest.idf_where is not None:
+        params = SearchParams(idf=IdfParams(corpus=edge_filter(nearest.idf_where)))
+    else:
+        params = _DENSE_PARAMS if nearest.using == DENSE else None
     return QueryRequest(
         limit=nearest.limit,
         query=Query.Nearest(_vector(nearest.vector), using=nearest.using),
