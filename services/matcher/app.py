@@ -138,6 +138,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+
     async def read_index_size() -> list[metrics.Metric]:
         matcher = getattr(app.state, "matcher", None)
         if matcher is None:  # not started yet: nothing to read

@@ -51,6 +51,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+
     async def read_backlog() -> list[metrics.Metric]:
         notifier = getattr(app.state, "notifier", None)
         if notifier is None:  # not started yet: nothing to read
