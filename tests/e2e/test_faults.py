@@ -103,7 +103,8 @@ class Run:
             f"\n[{fault}] questions accepted {len(self.accepted)} (after {self.refused} retried 503s), "
             f"posts indexed {indexed} of {len(HISTORY) + len(self.accepted)}, "
             f"invited {len(set(self.accepted) & self.invited_threads())}/{len(self.accepted)}, "
-            f"invitations {len(invitations)}, webhook requests {len(self.receiver.received())}, "
+            f"invitations {len(invitations)}, webhook requests {len(self.receiver.received())} "
+            f"(and {self.receiver.cut_short} cut short by a kill), "
             f"acknowledged {len(acknowledged)}, acknowledged twice {repeated}, "
             f"all invited {recovered_in:.1f}s after {since}"
         )

@@ -44,6 +44,9 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     # Answer every other request (past the queued answers) with 500: an endpoint that fails half the time.
     flaky: bool = False
+    # Requests whose sender went away before the whole body arrived (a sender killed mid-request):
+    # a receiver cannot read them, so they are neither recorded nor answered.
+    cut_short: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -103,7 +106,13 @@ class Receiver:
 
         class _Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    with receiver._lock:
+                        receiver.cut_short += 1
+                    self.close_connection = True
+                    return
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 answer = receiver._next_answer(Received(self.path, headers, body, time.time()))
                 if answer.delay:
