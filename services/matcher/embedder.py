@@ -137,11 +137,14 @@ def variant_name(base: str, max_seq_length: int | None) -> str:
 def build_embedder(
     backend: Backend, *, batch_size: int, model_dir: Path, max_seq_length: int | None = None
 ) -> ThreadedEmbedder:
-    """The embedder a backend names; an ONNX one keeps its exported model under `model_dir`."""
+    """The embedder a backend names; an ONNX one reads the model built at install, or else exports it
+    once under `model_dir`."""
     if backend == "torch":
         return SentenceEmbedder(batch_size=batch_size, max_seq_length=max_seq_length)
     from services.matcher.onnx_embedder import OnnxEmbedder
+    from services.matcher.onnx_export import INSTALLED
 
     return OnnxEmbedder(
-        model_dir=model_dir, quantized=backend == "onnx-int8", batch_size=batch_size, max_seq_length=max_seq_length
+        model_dir=model_dir, built_in=(INSTALLED,), quantized=backend == "onnx-int8", batch_size=batch_size,
+        max_seq_length=max_seq_length,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class OnnxEmbedder(ThreadedEmbedder):
-    """The packaged model run by ONNX Runtime; its exported file is made on first start and kept in `model_dir`."""
+    """The packaged model run by ONNX Runtime, from a file built at install (`built_in`) or else exported
+    on first start and kept in `model_dir`."""
 
     def __init__(
         self,
         *,
         model_dir: Path,
+        built_in: Sequence[Path] = (),
         quantized: bool = False,
         batch_size: int = 32,
         max_seq_length: int | None = None,
@@ -36,6 +39,7 @@ class OnnxEmbedder(ThreadedEmbedder):
         self.precision: Precision = "int8" if quantized else "fp32"
         self.name = variant_name(f"{MODEL_NAME}+onnx-{self.precision}", max_seq_length)
         self.model_dir = model_dir
+        self._built_in = tuple(built_in)
         self._batch_size = batch_size
         self._max_seq_length = max_seq_length or MAX_SEQ_LENGTH
         # Texts of like length share a batch, so little of it is padding.
@@ -60,14 +64,17 @@ class OnnxEmbedder(ThreadedEmbedder):
         log.info("loaded %s from %s", self.name, self._session_path)
 
     def _open(self, package: Path):
-        path = model_file(self.model_dir, package, self.precision)
-        if path.exists():
+        for folder in (self.model_dir, *self._built_in):
+            path = model_file(folder, package, self.precision)
+            if not path.exists():
+                continue
             try:
                 return self._session_of(path)
             except Exception as exc:  # onnxruntime raises its own types for unreadable files
                 # Not made by a whole export of this key (a copy cut short, a disk fault): make it again.
                 log.warning("%s is unreadable (%s); exporting it again", path, exc)
-                path.unlink(missing_ok=True)
+                if folder == self.model_dir:
+                    path.unlink(missing_ok=True)
         path = export(package, self.model_dir, self.precision)
         self.exported = True
         return self._session_of(path)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -30,6 +31,9 @@ RECIPE = 1
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 HEADS = 12
+# Where `expertmatch build-model` writes at install (make venv, the image), beside the installed
+# packages: every matcher of this installation reads its model from there, none exports it again.
+INSTALLED = Path(sys.prefix) / "share" / "expertmatch" / "models"
 # A leftover temporary file this old is from an export that died, not one under way.
 STALE_PARTIAL_S = 3600
 

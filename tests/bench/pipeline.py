@@ -22,7 +22,8 @@ from pathlib import Path
 
 import httpx
 
-from services.matcher.embedder import SentenceEmbedder
+from services.matcher.embedder import build_embedder
+from services.matcher.settings import MatcherSettings
 from services.matcher.texts import contribution_text
 from shared.embedded_broker import EmbeddedBroker
 from shared.events import Post, PostKind, PostUpserted
@@ -61,7 +62,9 @@ def _event(post: DumpPost, *, backfill: bool) -> PostUpserted:
 
 
 def bare_encode_rate(texts: list[str], batch_size: int) -> float:
-    embedder = SentenceEmbedder(batch_size=batch_size)
+    # The backend the matcher runs (MATCHER_EMBEDDER, else its default), so the ratio compares like with like.
+    settings = MatcherSettings()
+    embedder = build_embedder(settings.embedder, batch_size=batch_size, model_dir=settings.model_path)
     embedder.load()
     asyncio.run(embedder.embed(texts[:64]))  # warm up
     started = time.perf_counter()
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     print(f"| machine | {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, {_load()} after |")
     print(f"| commit | {_commit()} |")
-    print(f"| bare batched encode (batch {args.batch_size}) | {encode:.1f} posts/s |")
+    print(f"| bare batched encode ({MatcherSettings().embedder}, batch {args.batch_size}) | {encode:.1f} posts/s |")
     print(f"| matcher through Kafka (publish -> indexed) | {through_kafka:.1f} posts/s |")
     print(f"| ratio matcher / bare encode | {through_kafka / encode:.2f} |")
     _latency_rows("one at a time", single)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from services.demo.corpus import DemoCorpus, DemoQuestion, load_corpus
-from services.matcher.embedder import SentenceEmbedder
+from services.matcher.embedder import ThreadedEmbedder, build_embedder
 from services.matcher.index import EdgeIndex
 from services.matcher.service import MatcherService, RankingPolicy
 from services.matcher.settings import MatcherSettings
@@ -88,7 +88,7 @@ def corpus() -> DemoCorpus:
     return load_corpus()
 
 
-async def demo_matcher(corpus: DemoCorpus, folder: Path, model: SentenceEmbedder) -> MatcherService:
+async def demo_matcher(corpus: DemoCorpus, folder: Path, model: ThreadedEmbedder) -> MatcherService:
     """A matcher that has indexed the demo corpus as backfill in the consumer's batches, and learned
     from it as `make run`'s does: its first model fit starts once the consumer has caught up."""
     index = await EdgeIndex.open(folder / "index")
@@ -107,7 +107,7 @@ async def _never(matches) -> None:
     raise AssertionError("the demo corpus is backfill: it never matches")
 
 
-async def invitees(service: MatcherService, model: SentenceEmbedder, question: DemoQuestion) -> list[Candidate]:
+async def invitees(service: MatcherService, model: ThreadedEmbedder, question: DemoQuestion) -> list[Candidate]:
     """Whom the notifier's default policy would invite first for `question`, asked now."""
     text = contribution_text(question.title, question.body)
     [vector] = await model.embed([text])
@@ -124,7 +124,9 @@ async def invitees(service: MatcherService, model: SentenceEmbedder, question: D
 
 async def test_every_demo_invitee_has_answered_the_topic_and_every_why_is_true(corpus, tmp_path):
     facts = CorpusFacts(corpus)
-    model = SentenceEmbedder(batch_size=32)
+    # The model make run's matcher runs: its default backend, as the installation built it.
+    settings = MatcherSettings(data_dir=tmp_path)
+    model = build_embedder(settings.embedder, batch_size=32, model_dir=settings.model_path)
     service = await demo_matcher(corpus, tmp_path, model)
     problems: list[str] = []
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -131,3 +133,33 @@ def test_each_precision_and_length_has_its_own_file(tmp_path):
     names = [path.name for path in tmp_path.glob("*.onnx")]
     # int8 is made from the float32 file, kept too; the length is cut by the tokenizer, not in the file.
     assert sorted("int8" in name for name in names) == [False, True]
+
+
+def test_the_model_built_at_install_is_read_and_never_exported_at_start(tmp_path):
+    built, data = tmp_path / "installed", tmp_path / "data-models"
+    # What make venv and the image run.
+    first = subprocess.run(
+        [sys.executable, "-m", "services.cli", "build-model", "--dir", str(built)], capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    assert [line.endswith(" s") and " built in " in line for line in first.stdout.splitlines()] == [True, True]
+
+    matcher = OnnxEmbedder(model_dir=data, built_in=(built,), quantized=True)
+    matcher.start()
+    try:
+        matcher.load()
+        assert matcher.exported is False
+        assert not data.exists(), "nothing exported into the data folder"
+        assert embed(matcher, ["hello"]).shape == (1, 384)
+    finally:
+        matcher.close()
+
+    [int8] = built.glob("*int8*.onnx")
+    int8.write_bytes(b"not a model")
+    again = subprocess.run(
+        [sys.executable, "-m", "services.cli", "build-model", "--dir", str(built)], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0].endswith(": already built")
+    assert "is unreadable" in again.stderr and " built in " in again.stdout.splitlines()[1]
+    assert int8.stat().st_size > 1_000_000

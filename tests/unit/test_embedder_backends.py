@@ -14,8 +14,8 @@ from shared.env import setting_errors
 pytestmark = pytest.mark.unit
 
 
-def test_torch_stays_the_default_and_each_backend_builds_its_embedder(tmp_path):
-    assert MatcherSettings().embedder == "torch"
+def test_onnx_int8_is_the_default_and_each_backend_builds_its_embedder(tmp_path):
+    assert MatcherSettings().embedder == "onnx-int8"
     built = {backend: build_embedder(backend, batch_size=8, model_dir=tmp_path) for backend in BACKENDS}
 
     assert isinstance(built["torch"], SentenceEmbedder)
