@@ -120,11 +120,8 @@ def _data(request) -> dict:
 
 @pytest.fixture
 async def run(supervised_broker, topic_prefix, tmp_path):
-    system = ServiceProcesses(
-        bootstrap_servers=supervised_broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        api_keys="acme-key:acme",
-        topic_prefix=topic_prefix,
+    system = ServiceProcesses.of_test(
+        supervised_broker, topic_prefix, tmp_path,
         extra_env={
             "KAFKA_EPOCH_FILE": str(supervised_broker.epoch_file),
             "NOTIFIER_RETRY_SCHEDULE": "0.5,1,2,2,2,2,2,2",

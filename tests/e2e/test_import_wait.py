@@ -16,11 +16,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def system(broker, topic_prefix, tmp_path):
-    services = ServiceProcesses(
-        bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        api_keys="acme-key:acme",
-        topic_prefix=topic_prefix,
+    services = ServiceProcesses.of_test(
+        broker, topic_prefix, tmp_path,
         services=("ingest", "matcher"),
     )
     with services:

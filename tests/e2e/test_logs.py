@@ -40,12 +40,7 @@ def json_lines(system: ServiceProcesses, name: str) -> list[dict]:
 async def test_a_question_is_followed_through_the_logs_by_its_tenant_thread_post_and_invitation(
     broker, topic_prefix, tmp_path
 ):
-    system = ServiceProcesses(
-        bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        api_keys="acme-key:acme",
-        topic_prefix=topic_prefix,
-    )
+    system = ServiceProcesses.of_test(broker, topic_prefix, tmp_path)
     with system, Receiver() as receiver:
         async with httpx.AsyncClient(timeout=30) as http:
             secret = (await subscribe_and_index_history(http, system, receiver, headers=ACME))["secret"]

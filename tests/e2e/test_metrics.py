@@ -25,11 +25,8 @@ QUESTION = {
 
 @pytest.fixture
 def system(broker, topic_prefix, tmp_path):
-    services = ServiceProcesses(
-        bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
-        api_keys="acme-key:acme",
-        topic_prefix=topic_prefix,
+    services = ServiceProcesses.of_test(
+        broker, topic_prefix, tmp_path,
         extra_env={"NOTIFIER_MIN_SIMILARITY": "-1"},
     )
     with services:

@@ -54,11 +54,9 @@ async def _notifier_caught_up(settings: CommonSettings) -> bool:
 
 @pytest.fixture
 def system(broker, topic_prefix, tmp_path):
-    services = ServiceProcesses(
-        bootstrap_servers=broker.bootstrap_servers,
-        data_dir=tmp_path / "data",
+    services = ServiceProcesses.of_test(
+        broker, topic_prefix, tmp_path,
         api_keys="acme-key:acme,globex-key:globex",
-        topic_prefix=topic_prefix,
         extra_env={"NOTIFIER_RETRY_SCHEDULE": "0.5,1,2"},
     )
     with services:

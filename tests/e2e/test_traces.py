@@ -43,11 +43,8 @@ def _spans(collector: Receiver) -> list[tuple[str, str, str, str]]:
 
 async def test_the_spans_of_one_question_form_one_trace_from_its_post_to_the_webhook(broker, topic_prefix, tmp_path):
     with Receiver() as collector, Receiver() as receiver:
-        system = ServiceProcesses(
-            bootstrap_servers=broker.bootstrap_servers,
-            data_dir=tmp_path / "data",
-            api_keys="acme-key:acme",
-            topic_prefix=topic_prefix,
+        system = ServiceProcesses.of_test(
+            broker, topic_prefix, tmp_path,
             extra_env={
                 "NOTIFIER_MIN_SIMILARITY": "-1",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url.removesuffix("/hooks"),

@@ -31,6 +31,14 @@ class ServiceProcesses:
     ports: dict[str, int] = field(default_factory=dict)
     _processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
+    @classmethod
+    def of_test(cls, broker, topic_prefix: str, tmp_path: Path, *, api_keys: str = "acme-key:acme", **options):
+        """The services of one test: on its broker and topics, their data under its tmp_path."""
+        return cls(
+            bootstrap_servers=broker.bootstrap_servers, data_dir=tmp_path / "data", api_keys=api_keys,
+            topic_prefix=topic_prefix, **options,
+        )
+
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
