@@ -26,9 +26,10 @@ import numpy as np
 
 from services.evaluation.cache import CachedEmbedder, EmbeddingCache
 from services.evaluation.replay import as_post
-from services.matcher.embedder import SentenceEmbedder
+from services.matcher.embedder import build_embedder
 from services.matcher.index.base import Contribution
 from services.matcher.index.lexical import document_terms
+from services.matcher.settings import MatcherSettings
 from services.matcher.texts import contribution_text
 from shared.events import PostKind
 from shared.stackexchange import read_dump
@@ -84,7 +85,11 @@ def load_corpus(data: Path, cache_path: Path) -> tuple[list[BasePost], np.ndarra
             ))
     cache = EmbeddingCache(cache_path)
     try:
-        cached = CachedEmbedder(SentenceEmbedder(), cache)
+        # The backend the serving matcher runs (MATCHER_EMBEDDER, else its default): its questions
+        # are embedded by that one too.
+        settings = MatcherSettings()
+        model = build_embedder(settings.embedder, batch_size=settings.embed_batch_size, model_dir=cache_path.parent)
+        cached = CachedEmbedder(model, cache)
         vectors = asyncio.run(cached.embed(texts))
         print(f"corpus: {len(posts)} posts from {data}, {cached.misses} embedded now, {cached.hits} cached", flush=True)
     finally:
