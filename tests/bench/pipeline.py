@@ -86,6 +86,22 @@ async def matcher_rate(settings: CommonSettings, matcher_url: str, posts: list[D
         return len(posts) / (time.perf_counter() - started)
 
 
+async def first_model(matcher_url: str, timeout: float = 600.0) -> tuple[int, float]:
+    """Wait for the tenant's first learned model, fit once the import is in; (examples, seconds waited).
+
+    Its fit reads every past question's candidates off the index: timed questions would otherwise
+    share the cores with that one-off, as they do not in a running system. (0, seconds): none came.
+    """
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {KEY}"}) as http:
+        while time.perf_counter() - started < timeout:
+            learned = (await http.get(f"{matcher_url}/v1/index/stats")).json()["learned_from"]
+            if learned:
+                return learned, time.perf_counter() - started
+            await asyncio.sleep(0.25)
+    return 0, time.perf_counter() - started
+
+
 async def subscribe(system: ServiceProcesses, receiver: Receiver) -> None:
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {KEY}"}) as http:
         created = await http.post(f"{system.url('notifier')}/v1/subscriptions", json={"url": receiver.url})
@@ -308,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(subscribe(system, receiver))
             through_kafka = asyncio.run(matcher_rate(settings, system.url("matcher"), history))
             print(f"matcher through Kafka: {through_kafka:.1f} posts/s", flush=True)
+            learned, fitting = asyncio.run(first_model(system.url("matcher")))
+            print(f"first model: {learned} examples, {fitting:.1f} s after the posts were indexed", flush=True)
             single = asyncio.run(one_at_a_time(system, arrivals, collector, questions, "bench"))
             print(f"POST -> webhook, one at a time: p50 {single.row(50):.0f} ms", flush=True)
             if args.seconds > 0:
@@ -326,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| bare batched encode ({MatcherSettings().embedder}, batch {args.batch_size}) | {encode:.1f} posts/s |")
     print(f"| matcher through Kafka (publish -> indexed) | {through_kafka:.1f} posts/s |")
     print(f"| ratio matcher / bare encode | {through_kafka / encode:.2f} |")
+    print(f"| the tenant's first ranking model: examples, fit done after the posts were indexed "
+          f"| {learned}, {fitting:.1f} s{'' if learned else ' (none: timed with the fusion)'} |")
     _latency_rows("one at a time", single)
     if loaded is not None:
         _latency_rows(f"{args.rate:g} questions/s for {args.seconds:g} s", loaded)
