@@ -14,6 +14,7 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import AllowList
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port
+from tests.support.commits import WriteCommits
 from tests.support.events import matched
 from tests.support.receiver import Receiver
 
@@ -209,3 +210,18 @@ async def test_the_backlog_counts_what_waits_to_be_sent_and_the_endpoints_that_f
     found = await deliveries.backlog(db, now=utcnow(), overdue_after=timedelta(minutes=1))
     assert (found.pending, found.endpoints_disabled, found.endpoints_failing) == (0, 1, 0)
     assert (await subscriptions.get(db, tenant="acme", subscription_id=subscription.id)).disabled_at is not None
+
+
+async def test_the_attempts_of_one_round_are_recorded_in_one_commit(db, receiver, client):
+    _, pending = await invite(db, receiver.url, "ann", "bob", "cy")
+    receiver.answer(200, 500)
+    writes = WriteCommits(db.engine)
+
+    assert await worker_for(db, client).deliver_due() == 3
+
+    writes.close()
+    assert writes.count == 2  # the claim, then every outcome: two syncs on SQLite, not one per webhook
+    found = [await deliveries.get(db, d.id) for d in pending]
+    assert sorted((d.state, d.attempts) for d in found) == [("delivered", 1), ("delivered", 1), ("pending", 1)]
+    assert len(receiver.received()) == 3
+
