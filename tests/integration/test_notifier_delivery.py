@@ -12,11 +12,13 @@ from standardwebhooks.webhooks import Webhook
 from services.notifier.clock import utcnow
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import AllowList
+from services.notifier.policy import InvitePolicy
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port
 from tests.support.commits import WriteCommits
 from tests.support.events import matched
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -224,4 +226,25 @@ async def test_the_attempts_of_one_round_are_recorded_in_one_commit(db, receiver
     found = [await deliveries.get(db, d.id) for d in pending]
     assert sorted((d.state, d.attempts) for d in found) == [("delivered", 1), ("delivered", 1), ("pending", 1)]
     assert len(receiver.received()) == 3
+
+
+async def test_handed_over_deliveries_are_sent_without_a_claim_or_a_round(db, receiver, client):
+    await subscriptions.create(db, tenant="acme", url=receiver.url, description=None, now=utcnow())
+    worker = worker_for(db, client)
+    async with invitations.recording(db, events=[], now=utcnow(), lease=worker.lease) as recorder:
+        await recorder.record(matched("ann", "bob", accepted=True), policy=InvitePolicy())
+    writes = WriteCommits(db.engine)
+
+    worker.send_now(recorder.leased)
+    await until(lambda: _settled(worker), what="the handed-over deliveries to be sent")
+
+    writes.close()
+    assert writes.count == 1  # their outcomes only: the claim was made with the invitations
+    assert sorted(json.loads(r.body)["data"]["person_id"] for r in receiver.received()) == ["ann", "bob"]
+    assert [(await deliveries.get(db, d.id)).state for d in recorder.leased] == ["delivered", "delivered"]
+    assert await worker.deliver_due() == 0
+
+
+async def _settled(worker: DeliveryWorker) -> bool:
+    return not worker.busy
 
