@@ -93,7 +93,7 @@ class DeliveryWorker(Poller):
             due = await deliveries.claim_due(self._db, now=now, limit=self._batch_size, lease=self._lease)
             if not due:
                 break
-            await self._send_all(due)
+            await asyncio.gather(*(self._send_all(group) for group in _by_endpoint(due)))
             sent += len(due)
         return sent
 
@@ -110,9 +110,10 @@ class DeliveryWorker(Poller):
     def send_now(self, due: Sequence[DueDelivery]) -> None:
         """Send deliveries their recorder has just claimed for `lease` (see `invitations.recording`), at once:
         no claim, and no waiting for the polling loop's round in hand."""
-        task = start_task(self._send_all(due), name="handed-over deliveries")
-        self._handed_over.add(task)
-        task.add_done_callback(self._handed_over.discard)
+        for group in _by_endpoint(due):
+            task = start_task(self._send_all(group), name="handed-over deliveries")
+            self._handed_over.add(task)
+            task.add_done_callback(self._handed_over.discard)
 
     async def run(self) -> None:
         try:
@@ -122,7 +123,7 @@ class DeliveryWorker(Poller):
             await asyncio.gather(*self._handed_over, return_exceptions=True)
 
     async def _send_all(self, due: Sequence[DueDelivery]) -> None:
-        """One attempt at each, concurrently; then every outcome recorded in one transaction."""
+        """One attempt at each (of one endpoint), concurrently; then every outcome recorded in one transaction."""
         attempted = await asyncio.gather(*(self._attempt(item) for item in due))
         await deliveries.record_attempts(self._db, attempted, disable_after=self._disable_after)
         for item in attempted:
@@ -186,6 +187,14 @@ def loggable_url(url: str) -> str:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def _by_endpoint(due: Sequence[DueDelivery]) -> list[list[DueDelivery]]:
+    """The deliveries per subscription, in their order: a slow endpoint holds up only its own outcomes."""
+    groups: dict[str, list[DueDelivery]] = {}
+    for item in due:
+        groups.setdefault(item.subscription_id, []).append(item)
+    return list(groups.values())
 
 
 def _note(item: Attempted) -> None:

@@ -248,3 +248,24 @@ async def test_handed_over_deliveries_are_sent_without_a_claim_or_a_round(db, re
 async def _settled(worker: DeliveryWorker) -> bool:
     return not worker.busy
 
+
+async def test_a_hung_endpoint_holds_up_the_outcomes_of_no_other(db, client):
+    with Receiver() as hung, Receiver() as quick:
+        hung.hang(30)
+        for receiver in (hung, quick):
+            await subscriptions.create(db, tenant="acme", url=receiver.url, description=None, now=utcnow())
+        await invitations.record_match(db, event=matched("ann"), now=utcnow())
+        worker = DeliveryWorker(db=db, client=client, schedule=(60,), total_timeout=10.0, allow=LOOPBACK)
+        (view,) = await invitations.list_for(db, tenant="acme")
+        by_url = {(await subscriptions.get(db, tenant="acme", subscription_id=d.subscription_id)).url: d.id
+                  for d in view.deliveries}
+
+        burst = asyncio.create_task(worker.deliver_due())
+
+        async def quick_delivered():
+            return (await deliveries.get(db, by_url[quick.url])).state == "delivered"
+
+        await until(quick_delivered, timeout=30, what="the quick endpoint's outcome to be recorded")
+        # Recorded while the other endpoint of the same round had not answered yet.
+        assert (await deliveries.get(db, by_url[hung.url])).attempts == 0
+        assert await burst == 2
