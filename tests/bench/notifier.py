@@ -32,6 +32,7 @@ from services.embedded.broker import BrokerSupervisor
 from services.notifier.app import create_app
 from services.notifier.models import Invitation
 from services.notifier.settings import NotifierSettings
+from shared import tracing
 from shared.kafka import make_producer, publish
 from shared.topics import MATCHES, load_topic_specs
 from tests.bench.spans import pct
@@ -116,14 +117,21 @@ class _Bench:
         self.people = [f"p{n}" for n in range(args.people)]
         self.serial = 0
 
-    async def send(self, phase: _Phase) -> None:
-        self.serial += 1
-        thread = f"{phase.name}-{self.serial}"
-        picked = [self.people[(self.serial * 7 + k) % len(self.people)] for k in range(self.args.candidates)]
-        with trace.get_tracer("bench").start_as_current_span("publish") as span:
-            phase.trace_of[thread] = span.get_span_context().trace_id
+    async def send(self, phase: _Phase, count: int = 1) -> None:
+        """`count` matches in one publish, as the matcher publishes a batch's; each is a trace of its own."""
+        events = []
+        for _ in range(count):
+            self.serial += 1
+            thread = f"{phase.name}-{self.serial}"
+            picked = [self.people[(self.serial * 7 + k) % len(self.people)] for k in range(self.args.candidates)]
+            event = matched(*picked, thread=thread)
+            with trace.get_tracer("bench").start_as_current_span("publish") as span:
+                phase.trace_of[thread] = span.get_span_context().trace_id
+                tracing.remember(event.id)
+            events.append((thread, event))
+        for thread, _ in events:
             phase.published_at[thread] = time.time()
-            await publish(self.producer, self.topic, [matched(*picked, thread=thread)])
+        await publish(self.producer, self.topic, [event for _, event in events])
 
     async def settle(self, phase: _Phase, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -137,11 +145,11 @@ class _Bench:
             await self.send(phase)
             await self.settle(phase)
 
-    async def sustained(self, phase: _Phase, rate: float, seconds: float) -> None:
+    async def sustained(self, phase: _Phase, rate: float, seconds: float, burst: int) -> None:
         begun = time.monotonic()
-        for n in range(int(rate * seconds)):
-            await asyncio.sleep(max(0.0, begun + n / rate - time.monotonic()))
-            await self.send(phase)
+        for n in range(int(rate * seconds / burst)):
+            await asyncio.sleep(max(0.0, begun + n * burst / rate - time.monotonic()))
+            await self.send(phase, burst)
 
     async def measure(self, phase: _Phase, work) -> _Phase:
         writes, batches = self.writes.count, self.notifier.matches_loop.stats.batches
@@ -168,6 +176,7 @@ async def _run(args: argparse.Namespace, folder: Path) -> None:
             api_keys="acme-key:acme", kafka_bootstrap_servers=broker.bootstrap_servers, kafka_topic_prefix=prefix,
             data_dir=folder / "data", allowed_hosts="127.0.0.0/8,::1", max_invites_per_day=100_000,
             max_invites_per_week=100_000, min_similarity=-1,
+            **({"matches_per_transaction": args.per_transaction} if args.per_transaction else {}),
             **({"database_url": args.database_url} if args.database_url else {}),
         )
         app = create_app(settings)
@@ -183,8 +192,8 @@ async def _run(args: argparse.Namespace, folder: Path) -> None:
                 await bench.measure(warm, bench.one_at_a_time(warm, 3))
                 one = _Phase("one at a time")
                 await bench.measure(one, bench.one_at_a_time(one, args.one))
-                loaded = _Phase(f"{args.rate:g}/s for {args.seconds:g} s")
-                await bench.measure(loaded, bench.sustained(loaded, args.rate, args.seconds))
+                loaded = _Phase(f"{args.rate:g}/s for {args.seconds:g} s, {args.burst} per publish")
+                await bench.measure(loaded, bench.sustained(loaded, args.rate, args.seconds, args.burst))
             finally:
                 await producer.stop()
             await asyncio.sleep(0.5)  # the last delivery spans end just after the receiver answered
@@ -221,9 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", type=int, default=30, help="matches published one at a time")
     parser.add_argument("--rate", type=float, default=5.0, help="matches per second in the sustained phase")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--burst", type=int, default=1,
+                        help="matches per publish in the sustained phase (the matcher publishes a batch's together)")
     parser.add_argument("--candidates", type=int, default=10, help="candidates per match (the matcher's default)")
     parser.add_argument("--people", type=int, default=200)
     parser.add_argument("--subscriptions", type=int, default=1)
+    parser.add_argument("--per-transaction", type=int, help="NOTIFIER_MATCHES_PER_TRANSACTION (default: its default)")
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-notifier-") as folder:
