@@ -38,22 +38,26 @@ def matches_handler(
     on_invited: Callable[[], None],
     send_now: Callable[[Sequence[DueDelivery]], None] | None = None,
     lease: timedelta | None = None,
+    per_transaction: int = 4,
     clock: Clock = utcnow,
 ) -> Handler:
-    """Record the invitations of a batch of matches in one transaction; then hand their webhooks to
-    `send_now` (claimed for `lease` in that transaction), or else call `on_invited` to have them sent."""
+    """Record the invitations of a batch of matches, up to `per_transaction` of them in each transaction;
+    after each commit hand its webhooks to `send_now` (claimed for `lease` in that transaction), or
+    else call `on_invited` to have them sent."""
 
     async def handle(batch: Sequence[AnyEvent]) -> None:
         matches = [event for event in batch if isinstance(event, ExpertsMatched)]
-        if not matches:
-            return
-        created, leased = await _record(db, matches, policies=policies, clock=clock,
-                                        lease=lease if send_now is not None else None)
-        metrics.INVITATIONS.labels("match").inc(created)
-        if leased and send_now is not None:
-            send_now(leased)
-        elif created:
-            on_invited()
+        # A commit per few matches: fewer syncs than one each, and the first of a large batch is not
+        # sent only once the last is decided.
+        for start in range(0, len(matches), per_transaction):
+            chunk = matches[start:start + per_transaction]
+            created, leased = await _record(db, chunk, policies=policies, clock=clock,
+                                            lease=lease if send_now is not None else None)
+            metrics.INVITATIONS.labels("match").inc(created)
+            if leased and send_now is not None:
+                send_now(leased)
+            elif created:
+                on_invited()
 
     return handle
 

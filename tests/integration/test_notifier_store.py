@@ -295,6 +295,30 @@ async def test_handed_over_deliveries_are_claimed_for_the_sender_until_their_lea
     assert sorted(d.id for d in again) == sorted(queued)
 
 
+async def test_a_large_batch_commits_and_hands_over_a_few_matches_at_a_time(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    handed: list[list[str]] = []
+    batch = [matched("ann", thread="t1"), matched("bob", thread="t2"), matched("cy", thread="t3")]
+
+    def send_now(due) -> None:
+        handed.append(sorted(json.loads(d.payload)["data"]["thread_id"] for d in due))
+
+    handle = matches_handler(
+        db, policies=DEFAULT_POLICIES, on_invited=lambda: None, send_now=send_now, lease=timedelta(minutes=1),
+        per_transaction=2, clock=lambda: NOW,
+    )
+    writes = WriteCommits(db.engine)
+
+    await handle(batch)
+
+    writes.close()
+    assert writes.count == 2
+    # The first two were handed over on their own commit, before the third was decided.
+    assert handed == [["t1", "t2"], ["t3"]]
+    views = await invitations.list_for(db, tenant="acme")
+    assert sorted(v.invitation.thread_id for v in views) == ["t1", "t2", "t3"]
+
+
 async def test_each_decision_of_a_match_is_one_log_line_naming_the_invited_and_the_passed_over(db, caplog):
     caplog.set_level(logging.INFO, logger="services.notifier.store.invitations")
     caplog.handler.setFormatter(JsonFormatter("notifier"))
