@@ -122,7 +122,11 @@ async def _start_broker_work(
     )
     _start(stack, "response publisher", publisher.run, publisher.stop)
     notifier.publisher = publisher
-    matches = matches_handler(db, policies=policies, on_invited=worker.wake, clock=clock)
+    # The webhooks of a batch go out as soon as it commits, claimed in its transaction.
+    matches = matches_handler(
+        db, policies=policies, on_invited=worker.wake, send_now=worker.send_now, lease=worker.lease,
+        per_transaction=settings.matches_per_transaction, clock=clock,
+    )
     notifier.matches_loop = await _start_loop(
         stack, settings, "notifier", matches_consumer(settings), producer, matches
     )

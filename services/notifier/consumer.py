@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import exc as sa_exc
 
 from services.notifier.clock import Clock, utcnow
-from services.notifier.policy import InvitePolicy, Policies
+from services.notifier.policy import Policies
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import erasure, invitations, threads
 from services.notifier.store.database import Database
+from services.notifier.store.deliveries import DueDelivery
 from shared import metrics, tracing
 from shared.consumer import Handler, TransientError
 from shared.events import AnyEvent, ExpertsMatched, PersonErased, Post, PostUpserted
@@ -31,22 +32,32 @@ _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.Disconnec
 
 
 def matches_handler(
-    db: Database, *, policies: Policies, on_invited: Callable[[], None], clock: Clock = utcnow
+    db: Database,
+    *,
+    policies: Policies,
+    on_invited: Callable[[], None],
+    send_now: Callable[[Sequence[DueDelivery]], None] | None = None,
+    lease: timedelta | None = None,
+    per_transaction: int = 4,
+    clock: Clock = utcnow,
 ) -> Handler:
-    """Record the invitations of each match; call `on_invited` when there are webhooks to send."""
+    """Record the invitations of a batch of matches, up to `per_transaction` of them in each transaction;
+    after each commit hand its webhooks to `send_now` (claimed for `lease` in that transaction), or
+    else call `on_invited` to have them sent."""
 
     async def handle(batch: Sequence[AnyEvent]) -> None:
-        created = 0
-        for event in batch:
-            if isinstance(event, ExpertsMatched):
-                policy = policies.for_tenant(event.tenant)
-                question = event.data.question
-                with log_context(tenant=event.tenant, thread_id=question.thread_id, post_id=question.post_id,
-                                 event_id=event.id), tracing.span("record match", event_id=event.id):
-                    created += len(await _record(db, event, policy=policy, now=clock()))
-        metrics.INVITATIONS.labels("match").inc(created)
-        if created:
-            on_invited()
+        matches = [event for event in batch if isinstance(event, ExpertsMatched)]
+        # A commit per few matches: fewer syncs than one each, and the first of a large batch is not
+        # sent only once the last is decided.
+        for start in range(0, len(matches), per_transaction):
+            chunk = matches[start:start + per_transaction]
+            created, leased = await _record(db, chunk, policies=policies, clock=clock,
+                                            lease=lease if send_now is not None else None)
+            metrics.INVITATIONS.labels("match").inc(created)
+            if leased and send_now is not None:
+                send_now(leased)
+            elif created:
+                on_invited()
 
     return handle
 
@@ -95,15 +106,18 @@ async def _store(work: Awaitable[T]) -> T:
         raise TransientError(f"recorded concurrently: {exc}") from exc
 
 
-async def _record(db: Database, event: ExpertsMatched, *, policy: InvitePolicy, now: datetime) -> list:
+async def _record(
+    db: Database, matches: Sequence[ExpertsMatched], *, policies: Policies, clock: Clock, lease: timedelta | None
+) -> tuple[int, list[DueDelivery]]:
+    """The batch's invitations, committed together: how many, and the deliveries leased to send now."""
     for attempt in (1, 2):
         try:
-            return await invitations.record_match(db, event=event, policy=policy, now=now)
+            return await _record_once(db, matches, policies=policies, now=clock(), lease=lease)
         except sa_exc.IntegrityError:
-            # Another replica invited someone to this thread meanwhile: choose again, seeing its rows.
+            # Another replica invited someone to one of these threads meanwhile: choose again, seeing its rows.
             if attempt == 2:
                 raise
-            log.info("invitation race on thread %s; choosing again", event.data.question.thread_id)
+            log.info("invitation race in a batch of %d matches; choosing again", len(matches))
         except _UNAVAILABLE as exc:
             raise TransientError(f"notifier database unavailable: {exc}") from exc
         except sa_exc.DBAPIError as exc:
@@ -111,6 +125,19 @@ async def _record(db: Database, event: ExpertsMatched, *, policy: InvitePolicy, 
                 raise TransientError(f"notifier database connection lost: {exc}") from exc
             raise
     raise AssertionError("unreachable")
+
+
+async def _record_once(
+    db: Database, matches: Sequence[ExpertsMatched], *, policies: Policies, now: datetime, lease: timedelta | None
+) -> tuple[int, list[DueDelivery]]:
+    created = 0
+    async with invitations.recording(db, events=matches, now=now, lease=lease) as recorder:
+        for event in matches:
+            question = event.data.question
+            with log_context(tenant=event.tenant, thread_id=question.thread_id, post_id=question.post_id,
+                             event_id=event.id), tracing.span("record match", event_id=event.id):
+                created += len(await recorder.record(event, policy=policies.for_tenant(event.tenant)))
+    return created, recorder.leased
 
 
 def matches_consumer(settings: NotifierSettings) -> AIOKafkaConsumer:

@@ -24,11 +24,13 @@ from services.notifier.retry import next_attempt_at
 from services.notifier.signing import webhook_headers
 from services.notifier.store import deliveries
 from services.notifier.store.database import Database
-from services.notifier.store.deliveries import DueDelivery, Outcome
+from services.notifier.store.deliveries import Attempted, DueDelivery, Outcome
 from shared import metrics, tracing
 from shared.logs import log_context
+from shared.tasks import start_task
 
 log = logging.getLogger(__name__)
+
 
 def decide(
     *, attempts: int, status: int | None, retry_after: str | None, now: datetime, schedule: Sequence[float]
@@ -69,6 +71,9 @@ class DeliveryWorker(Poller):
         self._clock = clock
         # A claim outlives the slowest attempt, so a crashed sender's delivery comes back later.
         self._lease = timedelta(seconds=total_timeout + 30)
+        # At most one claim's worth of attempts in flight, whether claimed here or handed over.
+        self._sending = asyncio.Semaphore(batch_size)
+        self._handed_over: set[asyncio.Task] = set()
 
     async def burst(self) -> int:
         return await self.deliver_due()
@@ -88,16 +93,50 @@ class DeliveryWorker(Poller):
             due = await deliveries.claim_due(self._db, now=now, limit=self._batch_size, lease=self._lease)
             if not due:
                 break
-            await asyncio.gather(*(self._attempt(item) for item in due))
+            await asyncio.gather(*(self._send_all(group) for group in _by_endpoint(due)))
             sent += len(due)
         return sent
 
-    async def _attempt(self, due: DueDelivery) -> None:
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim holds a delivery: longer than its slowest attempt."""
+        return self._lease
+
+    @property
+    def busy(self) -> bool:
+        """True while a burst runs or deliveries handed over by `send_now` are being sent."""
+        return super().busy or bool(self._handed_over)
+
+    def send_now(self, due: Sequence[DueDelivery]) -> None:
+        """Send deliveries their recorder has just claimed for `lease` (see `invitations.recording`), at once:
+        no claim, and no waiting for the polling loop's round in hand."""
+        for group in _by_endpoint(due):
+            task = start_task(self._send_all(group), name="handed-over deliveries")
+            self._handed_over.add(task)
+            task.add_done_callback(self._handed_over.discard)
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            # What was handed over is sent and recorded before the worker stops.
+            await asyncio.gather(*self._handed_over, return_exceptions=True)
+
+    async def _send_all(self, due: Sequence[DueDelivery]) -> None:
+        """One attempt at each (of one endpoint), concurrently; then every outcome recorded in one transaction."""
+        attempted = await asyncio.gather(*(self._attempt(item) for item in due))
+        await deliveries.record_attempts(self._db, attempted, disable_after=self._disable_after)
+        for item in attempted:
+            with log_context(tenant=item.due.tenant, invitation_id=item.due.invitation_id):
+                _note(item)
+
+    async def _attempt(self, due: DueDelivery) -> Attempted:
         """One attempt, its invitation's ids on every line logged meanwhile."""
         with log_context(tenant=due.tenant, invitation_id=due.invitation_id):
-            await self._send_and_record(due)
+            async with self._sending:
+                return await self._send_and_decide(due)
 
-    async def _send_and_record(self, due: DueDelivery) -> None:
+    async def _send_and_decide(self, due: DueDelivery) -> Attempted:
         attempted_at, started = self._clock(), time.perf_counter()
         with tracing.span(
             "deliver invitation.created", parent=due.traceparent, kind=SpanKind.CLIENT,
@@ -114,20 +153,7 @@ class DeliveryWorker(Poller):
             schedule=self._schedule,
         )
         attempt = DeliveryAttempt(attempted_at=attempted_at, status_code=status, duration_ms=duration_ms, error=error)
-        await deliveries.record_attempt(
-            self._db, due=due, attempt=attempt, outcome=outcome, disable_after=self._disable_after
-        )
-        metrics.DELIVERIES.labels(str(status) if status else "error", str(outcome.state)).inc()
-        metrics.DELIVERY_ATTEMPT.observe(due.attempts + 1)
-        metrics.DELIVERY_SECONDS.observe(duration_ms / 1000)
-        log.info(
-            "delivery %s to %s: %s -> %s", due.message_id, loggable_url(due.url), status or error, outcome.state,
-            extra={
-                "event": "delivery_attempt", "delivery_id": due.id, "message_id": due.message_id,
-                "subscription_id": due.subscription_id, "attempt": due.attempts + 1, "status": status, "error": error,
-                "state": outcome.state, "next_attempt_at": outcome.next_attempt_at, "duration_ms": duration_ms,
-            },
-        )
+        return Attempted(due, attempt, outcome)
 
     async def _send(self, due: DueDelivery) -> tuple[int | None, str | None, str | None]:
         """One POST to the checked address: (status, Retry-After, error)."""
@@ -161,3 +187,28 @@ def loggable_url(url: str) -> str:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port else ""
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def _by_endpoint(due: Sequence[DueDelivery]) -> list[list[DueDelivery]]:
+    """The deliveries per subscription, in their order: a slow endpoint holds up only its own outcomes."""
+    groups: dict[str, list[DueDelivery]] = {}
+    for item in due:
+        groups.setdefault(item.subscription_id, []).append(item)
+    return list(groups.values())
+
+
+def _note(item: Attempted) -> None:
+    """The metrics and the log line of one recorded attempt."""
+    due, attempt, outcome = item.due, item.attempt, item.outcome
+    status, error = attempt.status_code, attempt.error
+    metrics.DELIVERIES.labels(str(status) if status else "error", str(outcome.state)).inc()
+    metrics.DELIVERY_ATTEMPT.observe(due.attempts + 1)
+    metrics.DELIVERY_SECONDS.observe(attempt.duration_ms / 1000)
+    log.info(
+        "delivery %s to %s: %s -> %s", due.message_id, loggable_url(due.url), status or error, outcome.state,
+        extra={
+            "event": "delivery_attempt", "delivery_id": due.id, "message_id": due.message_id,
+            "subscription_id": due.subscription_id, "attempt": due.attempts + 1, "status": status, "error": error,
+            "state": outcome.state, "next_attempt_at": outcome.next_attempt_at, "duration_ms": attempt.duration_ms,
+        },
+    )

@@ -39,6 +39,8 @@ class NotifierSettings(CommonSettings):
     total_timeout: float = 15.0
     consume: bool = True
     delivery_poll_interval: float = 1.0
+    # Matches recorded in one transaction (one sync to disk on SQLite) before their webhooks go out.
+    matches_per_transaction: int = Field(default=4, ge=1)
     delivery_batch_size: int = 20
     # After a rotation the old secret signs too, for this long, so receivers can switch over.
     secret_overlap: float = 24 * 3600

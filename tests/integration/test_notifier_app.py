@@ -160,6 +160,33 @@ async def test_a_committed_invitation_is_sent_at_once_not_at_the_next_poll(commo
     assert threads == ["t1", "t2"]
 
 
+async def test_a_hung_endpoint_does_not_hold_up_the_next_match(common_settings):
+    # Each match's webhooks go out as its batch commits, beside any other still being sent: a
+    # round of the polling worker would wait for the hung one, up to the timeout, before the next.
+    settings = notifier_settings(common_settings, total_timeout=15, delivery_poll_interval=600)
+    with Receiver() as hung, Receiver() as quick:
+        hung.hang(60)
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://n") as api:
+                await api.post("/v1/subscriptions", json={"url": hung.url}, headers=ACME)
+                await api.post("/v1/subscriptions", json={"url": quick.url}, headers=GLOBEX)
+                producer = make_producer(settings)
+                await producer.start()
+                try:
+                    await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
+                    await hung.wait_for(1, timeout=30)
+                    await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2", tenant="globex")])
+                    await quick.wait_for(1, timeout=30)
+                    (first,) = (await api.get("/v1/invitations", headers=ACME)).json()
+                finally:
+                    await producer.stop()
+
+    assert json.loads(quick.received()[0].body)["data"]["person_id"] == "bob"
+    # ann's webhook was still unanswered (its attempt unrecorded) when bob's arrived.
+    assert first["deliveries"][0]["attempts"] == 0
+
+
 async def _idle(app) -> bool:
     return not app.state.notifier.worker.busy
 

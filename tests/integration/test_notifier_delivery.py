@@ -12,10 +12,13 @@ from standardwebhooks.webhooks import Webhook
 from services.notifier.clock import utcnow
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.egress import AllowList
+from services.notifier.policy import InvitePolicy
 from services.notifier.store import Database, deliveries, invitations, subscriptions
 from shared.embedded_broker import free_port
+from tests.support.commits import WriteCommits
 from tests.support.events import matched
 from tests.support.receiver import Receiver
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.integration
 
@@ -209,3 +212,60 @@ async def test_the_backlog_counts_what_waits_to_be_sent_and_the_endpoints_that_f
     found = await deliveries.backlog(db, now=utcnow(), overdue_after=timedelta(minutes=1))
     assert (found.pending, found.endpoints_disabled, found.endpoints_failing) == (0, 1, 0)
     assert (await subscriptions.get(db, tenant="acme", subscription_id=subscription.id)).disabled_at is not None
+
+
+async def test_the_attempts_of_one_round_are_recorded_in_one_commit(db, receiver, client):
+    _, pending = await invite(db, receiver.url, "ann", "bob", "cy")
+    receiver.answer(200, 500)
+    writes = WriteCommits(db.engine)
+
+    assert await worker_for(db, client).deliver_due() == 3
+
+    writes.close()
+    assert writes.count == 2  # the claim, then every outcome: two syncs on SQLite, not one per webhook
+    found = [await deliveries.get(db, d.id) for d in pending]
+    assert sorted((d.state, d.attempts) for d in found) == [("delivered", 1), ("delivered", 1), ("pending", 1)]
+    assert len(receiver.received()) == 3
+
+
+async def test_handed_over_deliveries_are_sent_without_a_claim_or_a_round(db, receiver, client):
+    await subscriptions.create(db, tenant="acme", url=receiver.url, description=None, now=utcnow())
+    worker = worker_for(db, client)
+    async with invitations.recording(db, events=[], now=utcnow(), lease=worker.lease) as recorder:
+        await recorder.record(matched("ann", "bob", accepted=True), policy=InvitePolicy())
+    writes = WriteCommits(db.engine)
+
+    worker.send_now(recorder.leased)
+    await until(lambda: _settled(worker), what="the handed-over deliveries to be sent")
+
+    writes.close()
+    assert writes.count == 1  # their outcomes only: the claim was made with the invitations
+    assert sorted(json.loads(r.body)["data"]["person_id"] for r in receiver.received()) == ["ann", "bob"]
+    assert [(await deliveries.get(db, d.id)).state for d in recorder.leased] == ["delivered", "delivered"]
+    assert await worker.deliver_due() == 0
+
+
+async def _settled(worker: DeliveryWorker) -> bool:
+    return not worker.busy
+
+
+async def test_a_hung_endpoint_holds_up_the_outcomes_of_no_other(db, client):
+    with Receiver() as hung, Receiver() as quick:
+        hung.hang(30)
+        for receiver in (hung, quick):
+            await subscriptions.create(db, tenant="acme", url=receiver.url, description=None, now=utcnow())
+        await invitations.record_match(db, event=matched("ann"), now=utcnow())
+        worker = DeliveryWorker(db=db, client=client, schedule=(60,), total_timeout=10.0, allow=LOOPBACK)
+        (view,) = await invitations.list_for(db, tenant="acme")
+        by_url = {(await subscriptions.get(db, tenant="acme", subscription_id=d.subscription_id)).url: d.id
+                  for d in view.deliveries}
+
+        burst = asyncio.create_task(worker.deliver_due())
+
+        async def quick_delivered():
+            return (await deliveries.get(db, by_url[quick.url])).state == "delivered"
+
+        await until(quick_delivered, timeout=30, what="the quick endpoint's outcome to be recorded")
+        # Recorded while the other endpoint of the same round had not answered yet.
+        assert (await deliveries.get(db, by_url[hung.url])).attempts == 0
+        assert await burst == 2

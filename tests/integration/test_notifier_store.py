@@ -21,6 +21,7 @@ from shared.consumer import TransientError
 from shared.embedded_broker import free_port
 from shared.events import Candidate, Evidence, ExpertsMatched, Match, PostKind, Question
 from shared.logs import JsonFormatter
+from tests.support.commits import WriteCommits
 from tests.support.events import matched
 
 pytestmark = pytest.mark.integration
@@ -254,6 +255,68 @@ async def test_the_handler_records_matches_idempotently_and_wakes_the_sender(db)
     views = await invitations.list_for(db, tenant="acme")
     assert sorted(v.invitation.person_id for v in views) == ["ann", "bob", "cy"]
     assert len(wakes) == 1
+
+
+async def test_a_batch_of_matches_is_recorded_in_one_commit(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    handle = matches_handler(db, policies=DEFAULT_POLICIES, on_invited=lambda: None, clock=lambda: NOW)
+    batch = [matched("ann", "bob", thread="t1"), matched("cy", thread="t2"), matched("ann", "dee", thread="t1")]
+    writes = WriteCommits(db.engine)
+
+    await handle(batch)
+
+    writes.close()
+    assert writes.count == 1  # on SQLite: one sync to disk for the whole batch, not one per match
+    views = await invitations.list_for(db, tenant="acme")
+    assert sorted((v.invitation.thread_id, v.invitation.person_id) for v in views) == [
+        ("t1", "ann"), ("t1", "bob"), ("t1", "dee"), ("t2", "cy")
+    ]
+    assert all(len(v.deliveries) == 1 for v in views)
+
+
+async def test_handed_over_deliveries_are_claimed_for_the_sender_until_their_lease_ends(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    handed: list = []
+    lease = timedelta(seconds=45)
+    handle = matches_handler(
+        db, policies=DEFAULT_POLICIES, on_invited=lambda: pytest.fail("no wake: the sender has them"),
+        send_now=handed.extend, lease=lease, clock=lambda: NOW,
+    )
+
+    await handle([matched("ann", "bob", thread="t1"), matched("cy", thread="t2")])
+
+    views = await invitations.list_for(db, tenant="acme")
+    queued = {d.id: d for v in views for d in v.deliveries}
+    assert sorted(d.id for d in handed) == sorted(queued) and len(handed) == 3
+    assert {json.loads(d.payload)["data"]["person_id"] for d in handed} == {"ann", "bob", "cy"}
+    # No worker claims them while the lease lasts; should their sender die, they are due after it.
+    assert await deliveries.claim_due(db, now=NOW + lease - timedelta(seconds=1), limit=10, lease=lease) == []
+    again = await deliveries.claim_due(db, now=NOW + lease, limit=10, lease=lease)
+    assert sorted(d.id for d in again) == sorted(queued)
+
+
+async def test_a_large_batch_commits_and_hands_over_a_few_matches_at_a_time(db):
+    await subscriptions.create(db, tenant="acme", url="http://a/hook", description=None, now=NOW)
+    handed: list[list[str]] = []
+    batch = [matched("ann", thread="t1"), matched("bob", thread="t2"), matched("cy", thread="t3")]
+
+    def send_now(due) -> None:
+        handed.append(sorted(json.loads(d.payload)["data"]["thread_id"] for d in due))
+
+    handle = matches_handler(
+        db, policies=DEFAULT_POLICIES, on_invited=lambda: None, send_now=send_now, lease=timedelta(minutes=1),
+        per_transaction=2, clock=lambda: NOW,
+    )
+    writes = WriteCommits(db.engine)
+
+    await handle(batch)
+
+    writes.close()
+    assert writes.count == 2
+    # The first two were handed over on their own commit, before the third was decided.
+    assert handed == [["t1", "t2"], ["t3"]]
+    views = await invitations.list_for(db, tenant="acme")
+    assert sorted(v.invitation.thread_id for v in views) == ["t1", "t2", "t3"]
 
 
 async def test_each_decision_of_a_match_is_one_log_line_naming_the_invited_and_the_passed_over(db, caplog):

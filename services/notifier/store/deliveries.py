@@ -6,14 +6,19 @@ while it is being sent; on PostgreSQL the claim also skips rows another replica 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.models import Delivery, DeliveryAttempt, DeliveryState, Subscription
 from services.notifier.store.database import Database
 from services.notifier.store.subscriptions import fail_pending
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +75,7 @@ async def claim_due(db: Database, *, now: datetime, limit: int, lease: timedelta
                 delivery.last_error = f"subscription disabled: {subscription.disabled_reason}"
                 continue
             delivery.next_attempt_at = now + lease
-            due.append(_due(delivery, subscription, now))
+            due.append(due_delivery(delivery, subscription, now))
     return due
 
 
@@ -81,7 +86,8 @@ def _signing_secrets(subscription: Subscription, now: datetime) -> tuple[str, ..
     return (subscription.secret,)
 
 
-def _due(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDelivery:
+def due_delivery(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDelivery:
+    """What sending a claimed delivery needs, signed with the secrets valid at `now`."""
     return DueDelivery(
         id=delivery.id,
         tenant=delivery.tenant,
@@ -96,6 +102,15 @@ def _due(delivery: Delivery, subscription: Subscription, now: datetime) -> DueDe
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """One attempt made at a claimed delivery, and what its answer decided."""
+
+    due: DueDelivery
+    attempt: DeliveryAttempt
+    outcome: Outcome
+
+
 async def record_attempt(
     db: Database,
     *,
@@ -104,27 +119,46 @@ async def record_attempt(
     outcome: Outcome,
     disable_after: timedelta | None = None,
 ) -> None:
-    """Store one attempt and move its delivery to the outcome; disable the endpoint on 410 or after
-    failing for `disable_after` without a success in between."""
+    """Store one attempt and move its delivery to the outcome (see `record_attempts`)."""
+    await record_attempts(db, [Attempted(due, attempt, outcome)], disable_after=disable_after)
+
+
+async def record_attempts(
+    db: Database, attempted: Sequence[Attempted], *, disable_after: timedelta | None = None
+) -> list[Attempted]:
+    """Store attempts and move each delivery to its outcome, in order, in one transaction (one sync
+    on SQLite however many); disable an endpoint on 410 or after failing for `disable_after`
+    without a success in between. Returns those recorded: a delivery erased meanwhile has none."""
+    recorded = []
     async with db.transaction() as session:
-        attempt.delivery_id = due.id
-        session.add(attempt)
-        delivery = await session.get(Delivery, due.id, with_for_update=True)
-        if delivery is None:
-            raise LookupError(f"delivery {due.id} vanished while it was being sent")
-        delivery.attempts += 1
-        delivery.last_status, delivery.last_error = attempt.status_code, attempt.error
-        if delivery.state != DeliveryState.PENDING:
-            return  # failed meanwhile (subscription deleted): the attempt is history only
-        delivery.state, delivery.next_attempt_at = outcome.state, outcome.next_attempt_at
-        if outcome.state == DeliveryState.DELIVERED:
-            delivery.delivered_at = attempt.attempted_at
-        reason = outcome.disable_reason or await _track_health(
-            session, due.subscription_id, attempt, delivered=outcome.state == DeliveryState.DELIVERED,
-            disable_after=disable_after,
-        )
-        if reason:
-            await _disable(session, due.subscription_id, reason, attempt.attempted_at)
+        for item in attempted:
+            if await _record(session, item, disable_after=disable_after):
+                recorded.append(item)
+    return recorded
+
+
+async def _record(session: AsyncSession, item: Attempted, *, disable_after: timedelta | None) -> bool:
+    due, attempt, outcome = item.due, item.attempt, item.outcome
+    delivery = await session.get(Delivery, due.id, with_for_update=True)
+    if delivery is None:
+        log.warning("delivery %s vanished while it was being sent (its person erased): not recorded", due.id)
+        return False
+    attempt.delivery_id = due.id
+    session.add(attempt)
+    delivery.attempts += 1
+    delivery.last_status, delivery.last_error = attempt.status_code, attempt.error
+    if delivery.state != DeliveryState.PENDING:
+        return True  # failed meanwhile (subscription deleted): the attempt is history only
+    delivery.state, delivery.next_attempt_at = outcome.state, outcome.next_attempt_at
+    if outcome.state == DeliveryState.DELIVERED:
+        delivery.delivered_at = attempt.attempted_at
+    reason = outcome.disable_reason or await _track_health(
+        session, due.subscription_id, attempt, delivered=outcome.state == DeliveryState.DELIVERED,
+        disable_after=disable_after,
+    )
+    if reason:
+        await _disable(session, due.subscription_id, reason, attempt.attempted_at)
+    return True
 
 
 async def _track_health(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import contextvars
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,12 +24,21 @@ from services.notifier.models import (
 from services.notifier.payload import INVITATION_CREATED, invitation_payload, why_you
 from services.notifier.policy import Closed, InvitePolicy, Skip, nobody_close_enough, plan_invitations
 from services.notifier.store.database import Database, new_id
+from services.notifier.store.deliveries import DueDelivery, due_delivery
 from services.notifier.store.erasure import erased_for
-from services.notifier.store.people import load_people
+from services.notifier.store.people import load_people, lock_people
 from shared import metrics, tracing
 from shared.events import Candidate, ExpertsMatched, Match, Question
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    """What `invite` stored: the invitations, and the delivery queued for each subscription of each."""
+
+    invitations: list[Invitation]
+    deliveries: list[tuple[Delivery, Subscription]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +52,63 @@ class InvitationView:
 async def record_match(
     db: Database, *, event: ExpertsMatched, policy: InvitePolicy = InvitePolicy(), now: datetime
 ) -> list[Invitation]:
-    """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread.
+    """Invite a match's first candidates and keep the rest for escalation, in a transaction of its own."""
+    async with recording(db, events=[event], now=now) as recorder:
+        return await recorder.record(event, policy=policy)
 
-    Whoever the match may no longer name (`erased_for`: erased since it was ranked, or found by
-    posts from before their erasure) is neither invited nor kept, nor skipped. A match whose asker
-    was erased since it was ranked is dropped whole.
+
+@asynccontextmanager
+async def recording(
+    db: Database, *, events: Sequence[ExpertsMatched], now: datetime, lease: timedelta | None = None
+) -> AsyncIterator[MatchRecorder]:
+    """One transaction for the decisions of a batch of matches (`events`, recorded in any subset or order):
+    one commit, and on SQLite one sync to disk, however many there are.
+
+    With `lease`, the batch's new deliveries are claimed for that long by whoever records them
+    (`MatchRecorder.leased`), to send them at once after the commit without claiming them again; if
+    that sender dies first, they fall due again when the lease runs out, as any claim does.
     """
-    match, tenant = event.data, event.tenant
-    thread_id = match.question.thread_id
     async with db.transaction() as session:
-        # On SQLite: an erasure cannot commit between the check below and the invitations.
+        # On SQLite: an erasure cannot commit between the checks below and the invitations.
         await db.write_lock(session)
+        if db.is_postgres:
+            await _lock_in_order(session, events)
+        yield MatchRecorder(session, now=now, lease=lease)
+
+
+async def _lock_in_order(session: AsyncSession, events: Sequence[ExpertsMatched]) -> None:
+    """Lock every thread of the batch, then every person, each in one sorted order.
+
+    One event at a time would lock its thread and people, then the next event's: two replicas'
+    batches (or a batch and an escalation, which locks its thread first) could then each hold what
+    the other waits for. In one order, whoever comes second waits with nothing held.
+    """
+    for tenant, thread_id in sorted({(e.tenant, e.data.question.thread_id) for e in events}):
+        await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
+    people: dict[str, set[str]] = collections.defaultdict(set)
+    for event in events:
+        people[event.tenant].update([*_others_of(event.data), *(c.person_id for c in event.data.candidates)])
+    for tenant in sorted(people):
+        await lock_people(session, tenant=tenant, person_ids=people[tenant])
+
+
+class MatchRecorder:
+    """Records matches in the transaction `recording` opened; `leased` are the deliveries to send after it."""
+
+    def __init__(self, session: AsyncSession, *, now: datetime, lease: timedelta | None) -> None:
+        self._session, self._now, self._lease = session, now, lease
+        self.leased: list[DueDelivery] = []
+
+    async def record(self, event: ExpertsMatched, *, policy: InvitePolicy) -> list[Invitation]:
+        """Invite a match's first candidates and keep the rest for escalation; idempotent per person and thread.
+
+        Whoever the match may no longer name (`erased_for`: erased since it was ranked, or found by
+        posts from before their erasure) is neither invited nor kept, nor skipped. A match whose asker
+        was erased since it was ranked is dropped whole.
+        """
+        session, now = self._session, self._now
+        match, tenant = event.data, event.tenant
+        thread_id = match.question.thread_id
         state = await session.get(ThreadState, (tenant, thread_id), with_for_update=True)
         erased = await erased_for(
             session, tenant=tenant, ranked_at=event.time, candidates=match.candidates, others=_others_of(match)
@@ -75,13 +132,25 @@ async def record_match(
         created = await invite(
             session, state=state, candidates=candidates, invited=invited, room=room, round_=1, policy=policy, now=now
         )
-        if not created and not invited and nobody_close_enough(candidates, invited, policy):
+        if not created.invitations and not invited and nobody_close_enough(candidates, invited, policy):
             # Nobody's answers come close to the question: escalating would find nobody either.
             state.close(Closed.NO_ONE_CLOSE_ENOUGH, now)
-        elif created and state.closed_reason == Closed.NO_ONE_CLOSE_ENOUGH:
+        elif created.invitations and state.closed_reason == Closed.NO_ONE_CLOSE_ENOUGH:
             # A later match (the question edited, more posts indexed) found someone after all.
             state.reopen(now + policy.escalation_delay, now)
-        return created
+        if self._lease is not None:
+            self.leased.extend(_lease(created.deliveries, now=now, lease=self._lease))
+        return created.invitations
+
+
+def _lease(queued: Sequence[tuple[Delivery, Subscription]], *, now: datetime, lease: timedelta) -> list[DueDelivery]:
+    """Claim new pending deliveries as `claim_due` would: not due for anyone else until `lease` is over."""
+    due = []
+    for delivery, subscription in queued:
+        if delivery.state == DeliveryState.PENDING:
+            delivery.next_attempt_at = now + lease
+            due.append(due_delivery(delivery, subscription, now))
+    return due
 
 
 def _others_of(match: Match) -> list[str]:
@@ -106,7 +175,7 @@ async def invite(
     round_: int,
     policy: InvitePolicy,
     now: datetime,
-) -> list[Invitation]:
+) -> Invited:
     """Apply the policy to a thread's candidates: store the invitations, their webhooks and the skips."""
     question = Question.model_validate(state.question)
     people = await load_people(session, tenant=state.tenant, person_ids=[c.person_id for c in candidates], now=now)
@@ -121,20 +190,21 @@ async def invite(
         already_invited=invited,
     )
     await _record_skips(session, state=state, skipped=plan.skipped, round_=round_, now=now)
-    subscriptions = (await session.scalars(_deliverable_subscriptions(state.tenant))).all()
-    created = []
-    for candidate in plan.invite:
-        invitation = _invitation(state, question, candidate, round_=round_, now=now)
-        body = invitation_payload(
-            invitation_id=invitation.id, question=question, candidate=candidate, created_at=now
-        ).decode()
-        session.add(invitation)
-        # Flushed before its deliveries so the foreign keys hold on PostgreSQL.
+    created = [_invitation(state, question, candidate, round_=round_, now=now) for candidate in plan.invite]
+    queued: list[tuple[Delivery, Subscription]] = []
+    if created:
+        subscriptions = (await session.scalars(_deliverable_subscriptions(state.tenant))).all()
+        session.add_all(created)
+        # Flushed, all in one statement, before their deliveries so the foreign keys hold on PostgreSQL.
         await session.flush()
-        session.add_all(_pending(invitation, subscription, body, now) for subscription in subscriptions)
-        created.append(invitation)
+        for invitation, candidate in zip(created, plan.invite, strict=True):
+            body = invitation_payload(
+                invitation_id=invitation.id, question=question, candidate=candidate, created_at=now
+            ).decode()
+            queued.extend((_pending(invitation, sub, body, now), sub) for sub in subscriptions)
+        session.add_all(delivery for delivery, _ in queued)
     _log_decision(session, state=state, question=question, invited=created, skipped=plan.skipped, round_=round_)
-    return created
+    return Invited(created, queued)
 
 
 def _invitation(
@@ -216,7 +286,12 @@ def _log_decision(
         state.thread_id, round_, ", ".join(i.person_id for i in invited) or "nobody",
         ", ".join(f"{s.candidate.person_id} ({s.reason.value})" for s in skipped) or "nobody",
     )
-    sa.event.listen(session.sync_session, "after_commit", lambda _: log.info(message, *args, extra=fields), once=True)
+    # Logged in the context of the decision (its event's ids), though the commit may come after others.
+    decided = contextvars.copy_context()
+    sa.event.listen(
+        session.sync_session, "after_commit",
+        lambda _: decided.run(log.info, message, *args, extra=fields), once=True,
+    )
 
 
 def _count_skips(skips: collections.Counter[str]) -> None:

@@ -82,10 +82,12 @@ async def escalate(
             state.close(reason, now)
             return []
         candidates = await _candidates(session, state)
-        created = await invite(
-            session, state=state, candidates=candidates, invited=invited, room=room,
-            round_=state.rounds + 1, policy=policy, now=now,
-        )
+        created = (
+            await invite(
+                session, state=state, candidates=candidates, invited=invited, room=room,
+                round_=state.rounds + 1, policy=policy, now=now,
+            )
+        ).invitations
         if not created:
             nobody = nobody_close_enough(candidates, invited, policy)
             state.close(Closed.NO_ONE_CLOSE_ENOUGH if nobody else Closed.NO_CANDIDATES, now)
