@@ -95,6 +95,15 @@ async def _erase(db: Database, *, tenant: str, person_id: str, erased_at: dateti
     log.info("erased a person of tenant %s: %s", tenant, erased)
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back to let
+# another through, and succeeds when run again.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _lost_or_rolled_back(exc: sa_exc.DBAPIError) -> bool:
+    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+
+
 async def _store(work: Awaitable[T]) -> T:
     """Await one store call, turning a database that is away or raced into a retry of the batch."""
     try:
@@ -104,6 +113,10 @@ async def _store(work: Awaitable[T]) -> T:
     except sa_exc.IntegrityError as exc:
         # Another replica wrote the same rows meanwhile: the batch is replayed and then finds them.
         raise TransientError(f"recorded concurrently: {exc}") from exc
+    except sa_exc.DBAPIError as exc:
+        if _lost_or_rolled_back(exc):
+            raise TransientError(f"notifier database rolled the batch back: {exc}") from exc
+        raise
 
 
 async def _record(
@@ -121,8 +134,9 @@ async def _record(
         except _UNAVAILABLE as exc:
             raise TransientError(f"notifier database unavailable: {exc}") from exc
         except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated:  # the connection dropped mid-transaction
-                raise TransientError(f"notifier database connection lost: {exc}") from exc
+            # The connection dropped mid-transaction, or PostgreSQL chose this one to end a deadlock.
+            if _lost_or_rolled_back(exc):
+                raise TransientError(f"notifier database connection lost or rolled back: {exc}") from exc
             raise
     raise AssertionError("unreachable")
 

@@ -357,3 +357,32 @@ async def test_a_sqlite_file_keeps_a_write_ahead_log_synced_on_every_commit(tmp_
     finally:
         await db.close()
     assert (mode, synchronous) == ("wal", 2), "WAL, and FULL: a commit is on disk when it returns"
+
+
+async def test_a_deadlock_postgresql_breaks_is_a_retry_of_the_batch_not_a_dead_letter(postgres_url):
+    from services.notifier.consumer import _store
+
+    database = Database(postgres_url)
+    try:
+        async with database.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE IF NOT EXISTS crossed (id int PRIMARY KEY, n int)"))
+            await session.execute(sa.text("INSERT INTO crossed VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING"))
+        both_hold_one = asyncio.Barrier(2)
+
+        async def cross(first: int, second: int) -> None:
+            async with database.transaction() as session:
+                await session.execute(sa.text("UPDATE crossed SET n = n + 1 WHERE id = :id"), {"id": first})
+                await both_hold_one.wait()
+                await session.execute(sa.text("UPDATE crossed SET n = n + 1 WHERE id = :id"), {"id": second})
+
+        outcomes = await asyncio.gather(_store(cross(1, 2)), _store(cross(2, 1)), return_exceptions=True)
+
+        [broken] = [o for o in outcomes if isinstance(o, BaseException)]
+        assert isinstance(broken, TransientError) and "deadlock" in str(broken), broken
+        async with database.transaction() as session:
+            total = (await session.execute(sa.text("SELECT sum(n) FROM crossed"))).scalar()
+        assert total == 2, "the other transaction went through"
+    finally:
+        async with database.transaction() as session:
+            await session.execute(sa.text("DROP TABLE IF EXISTS crossed"))
+        await database.close()
