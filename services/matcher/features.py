@@ -7,6 +7,7 @@ ranking and training examples for learning to rank come from one function.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -117,16 +118,18 @@ async def candidate_features(
     index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool, daily: DailyCounts | None = None
 ) -> FeatureTable:
     """The candidates for `query` and their features, everything as of `query.now`."""
-    dense, lexical = await _hits(index, query, pool)
+    daily = daily or DailyCounts(index)
+    # The counts do not depend on the hits: all asked at once, so the index never waits for the
+    # next request (and a Qdrant server answers them side by side).
+    (dense, lexical), counts, since_last = await asyncio.gather(
+        _hits(index, query, pool), answer_counts(daily, query), since_last_answer(index, daily, query)
+    )
     answers = await _thread_answers(index, query, dense, lexical)
     excluded = set(query.exclude_authors)
     found = dict.fromkeys(h.author_id for h in [*dense, *lexical, *answers])
     if not found:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
-    daily = daily or DailyCounts(index)
-    counts = await answer_counts(daily, query)
     scores_in_tags = tag_scores(counts)
-    since_last = await since_last_answer(index, daily, query)
     for person in _beyond_the_hits(scores_in_tags, since_last, pool):
         found.setdefault(person)
     people = [p for p in found if p not in excluded]
@@ -218,11 +221,11 @@ async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -
         "exclude_threads": query.exclude_threads,
         "before": query.before,
     }
-    dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
-    lexical = (
-        await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
-    )
-    return dense, lexical
+    dense = index.search(query.tenant, query.vector, limit=pool.dense, **scope)
+    if not query.text.strip():
+        return await dense, []
+    lexical = index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope)
+    return tuple(await asyncio.gather(dense, lexical))
 
 
 async def _thread_answers(index: ExpertIndex, query: QuestionQuery, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:
