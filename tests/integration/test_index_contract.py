@@ -6,6 +6,7 @@ import random
 import shutil
 import socket
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 
@@ -26,6 +27,7 @@ from services.matcher.index import (
     Contribution,
     EdgeIndex,
     Feedback,
+    Hit,
     IndexUnavailable,
     QdrantServerIndex,
     ShardLocked,
@@ -746,6 +748,32 @@ async def test_thread_answers_are_the_answers_of_those_threads_as_a_search_would
     assert first.created_at == WHEN and all(h.similarity == 0.0 for h in found)
     assert await any_index.thread_answers("acme", []) == []
     assert await any_index.thread_answers("initech", ["t1"]) == []
+
+
+async def test_every_search_gives_the_whole_hit(any_index):
+    """The searches ask the engine for a hit's fields only: each one still comes back whole."""
+    await any_index.upsert(
+        [
+            contribution("q1", vec((1, 1.0)), thread_id="t1", author_id="asker", kind=PostKind.QUESTION, title="TLS"),
+            contribution(
+                "a1", vec((0, 1.0)), thread_id="t1", author_id="ann", title="TLS", text="rotate the certificate",
+                tags=("tls", "ops"), audience=("public", "hr"), accepted=True, score=7, url="https://intranet/a1",
+            ),
+        ]
+    )
+    whole = Hit(
+        post_id="a1", thread_id="t1", author_id="ann", kind=PostKind.ANSWER, title="TLS",
+        text="rotate the certificate", created_at=WHEN, similarity=0.0, tags=("tls", "ops"), accepted=True,
+        score=7, url="https://intranet/a1",
+    )
+
+    dense = await any_index.search("acme", vec((0, 1.0)), limit=1)
+    lexical = await any_index.search_lexical("acme", "rotate certificate", limit=1)
+    answers = await any_index.thread_answers("acme", ["t1"])
+    nearest = await any_index.nearest_by_author("acme", vec((0, 1.0)), ["ann"], limit=1)
+
+    for found in (dense, lexical, answers, nearest["ann"]):
+        assert [replace(hit, similarity=0.0) for hit in found] == [whole]
 
 
 async def test_nearest_by_author_gives_each_persons_own_closest_visible_posts(any_index):

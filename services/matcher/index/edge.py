@@ -99,7 +99,7 @@ def _request(nearest: Nearest) -> QueryRequest:
         limit=nearest.limit,
         query=Query.Nearest(_vector(nearest.vector), using=nearest.using),
         filter=edge_filter(nearest.where),
-        with_payload=True,
+        with_payload=nearest.fields if isinstance(nearest.fields, bool) else list(nearest.fields),
         params=params,
     )
 

@@ -45,7 +45,8 @@ class Record:
 class Nearest:
     """The `limit` points matching `where` nearest to `vector` in the named vector `using`.
 
-    `idf_where`: for a sparse query, the points whose statistics weight its terms (IDF).
+    `idf_where`: for a sparse query, the points whose statistics weight its terms (IDF);
+    `fields`: the payload fields to return (True: all).
     """
 
     vector: list[float] | Sparse
@@ -53,6 +54,7 @@ class Nearest:
     where: Where
     limit: int
     idf_where: Where | None = None
+    fields: Sequence[str] | bool = True
 
 
 class Engine(Protocol):

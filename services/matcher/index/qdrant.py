@@ -23,6 +23,7 @@ from services.matcher.index.lexical import query_terms
 from services.matcher.index.payload import (
     DENSE,
     DIMENSIONS,
+    HIT_FIELDS,
     SPARSE,
     THREAD_FIELDS,
     accepted_answerers,
@@ -124,7 +125,7 @@ class QdrantIndex:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = checked_vector(vector, self.dimensions)
         where = Scope(audiences, exclude_authors, exclude_threads, before).where(tenant)
-        return _hits(await self.engine.query(Nearest(query, DENSE, where, _at_least_one(limit))))
+        return _hits(await self.engine.query(Nearest(query, DENSE, where, _at_least_one(limit), fields=HIT_FIELDS)))
 
     async def nearest_by_author(
         self,
@@ -147,7 +148,10 @@ class QdrantIndex:
         where = Scope(audiences, (), exclude_threads, before).where(tenant)
         if kinds is not None:
             where = where.also(kinds_of(kinds))
-        batch = [Nearest(query, DENSE, where.also(any_of("author_id", [author])), limit) for author in authors]
+        batch = [
+            Nearest(query, DENSE, where.also(any_of("author_id", [author])), limit, fields=HIT_FIELDS)
+            for author in authors
+        ]
         found = await self.engine.query_batch(batch)
         return {author: _hits(records) for author, records in zip(authors, found, strict=True) if records}
 
@@ -186,7 +190,7 @@ class QdrantIndex:
         query = self._sparse(sparse)
         # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
         corpus = Scope(before=scope.before).where(tenant)
-        nearest = Nearest(query, SPARSE, scope.where(tenant), _at_least_one(limit), corpus)
+        nearest = Nearest(query, SPARSE, scope.where(tenant), _at_least_one(limit), corpus, fields=HIT_FIELDS)
         return _hits(await self.engine.query(nearest))
 
     async def author_counts(
@@ -250,7 +254,7 @@ class QdrantIndex:
             return []
         where = Scope(audiences, exclude_authors, (), before).where(tenant)
         where = where.also(any_of("thread_id", thread_ids), kinds_of([PostKind.ANSWER]))
-        records = await self.engine.scroll(where, True)
+        records = await self.engine.scroll(where, HIT_FIELDS)
         return sorted((to_hit(r.payload, 0.0) for r in records), key=lambda h: (h.thread_id, h.post_id))
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:

@@ -60,6 +60,10 @@ def _params(nearest: Nearest) -> models.SearchParams | None:
     return models.SearchParams(idf=models.IdfCorpusParams(corpus=server_filter(nearest.idf_where)))
 
 
+def _fields(nearest: Nearest) -> bool | list[str]:
+    return nearest.fields if isinstance(nearest.fields, bool) else list(nearest.fields)
+
+
 def _record(point: Any, dense: bool = False) -> Record:
     vector = [float(x) for x in point.vector[DENSE]] if dense and isinstance(point.vector, dict) else None
     return Record(payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector)
@@ -166,7 +170,7 @@ class ServerEngine:
                 query_filter=server_filter(nearest.where),
                 search_params=_params(nearest),
                 limit=nearest.limit,
-                with_payload=True,
+                with_payload=_fields(nearest),
             )
         return [_record(p) for p in response.points]
 
@@ -174,7 +178,7 @@ class ServerEngine:
         requests = [
             models.QueryRequest(
                 query=_vector(q.vector), using=q.using, filter=server_filter(q.where),
-                params=_params(q), limit=q.limit, with_payload=True,
+                params=_params(q), limit=q.limit, with_payload=_fields(q),
             )
             for q in queries
         ]
