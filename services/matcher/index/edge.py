@@ -38,6 +38,7 @@ from qdrant_edge import (
 from services.matcher.index.base import IndexUnavailable
 from services.matcher.index.edge_shard import open_shard, translate
 from services.matcher.index.engine import Nearest, Point, Record, Sparse
+from services.matcher.index.hit_cache import HitCache
 from services.matcher.index.payload import ACCEPTED_FLAG, DENSE, DIMENSIONS, SPARSE
 from services.matcher.index.qdrant import QdrantIndex
 from services.matcher.index.where import AnyOf, Between, Condition, Is, Where
@@ -106,7 +107,9 @@ def _request(nearest: Nearest) -> QueryRequest:
 
 def _record(point: Any, dense: bool = False) -> Record:
     vector = [float(x) for x in point.vector[DENSE]] if dense and point.vector is not None else None
-    return Record(payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector)
+    return Record(
+        payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector, id=str(point.id)
+    )
 
 
 def _scroll_all(shard: EdgeShard, where: Filter, fields: Any, vectors: list[str] | None) -> list[Any]:
@@ -175,6 +178,10 @@ class EdgeEngine:
             return None
         return [float(x) for x in records[0].vector[DENSE]]
 
+    async def retrieve(self, point_ids: Sequence[str], fields: Sequence[str]) -> list[Record]:
+        ids, with_payload = list(point_ids), list(fields)
+        return [_record(r) for r in await self.run(lambda shard: shard.retrieve(ids, with_payload, None))]
+
     async def query(self, nearest: Nearest) -> list[Record]:
         request = _request(nearest)
         return [_record(p) for p in await self.run(lambda shard: shard.query(request))]
@@ -241,8 +248,11 @@ class EdgeIndex(QdrantIndex):
 
     @classmethod
     async def open(cls, path: Path, *, dimensions: int = DIMENSIONS) -> EdgeIndex:
-        """Open the shard at `path` (created if absent)."""
-        return cls(await EdgeEngine.open(Path(path), dimensions), dimensions=dimensions)
+        """Open the shard at `path` (created if absent).
+
+        Its hits are cached: the shard's lock makes this index the only one writing it.
+        """
+        return cls(await EdgeEngine.open(Path(path), dimensions), dimensions=dimensions, hit_cache=HitCache())
 
     @property
     def path(self) -> Path:

@@ -66,7 +66,9 @@ def _fields(nearest: Nearest) -> bool | list[str]:
 
 def _record(point: Any, dense: bool = False) -> Record:
     vector = [float(x) for x in point.vector[DENSE]] if dense and isinstance(point.vector, dict) else None
-    return Record(payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector)
+    return Record(
+        payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector, id=str(point.id)
+    )
 
 
 @contextmanager
@@ -160,6 +162,13 @@ class ServerEngine:
         if not records or not isinstance(records[0].vector, dict):
             return None
         return [float(x) for x in records[0].vector[DENSE]]
+
+    async def retrieve(self, point_ids: Sequence[str], fields: Sequence[str]) -> list[Record]:
+        with self._call() as client:
+            records = await client.retrieve(
+                self.collection, ids=list(point_ids), with_payload=list(fields), with_vectors=False
+            )
+        return [_record(r) for r in records]
 
     async def query(self, nearest: Nearest) -> list[Record]:
         with self._call() as client:
