@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -261,9 +261,7 @@ def _with_question_similarity(answers: list[Hit], dense: list[Hit]) -> list[Hit]
     """Each answer with its thread question's dense similarity (0 where only the words matched)."""
     similarity = {h.thread_id: h.similarity for h in dense if h.kind is PostKind.QUESTION}
     # Hundreds of answers a question: copied only where the similarity changes (the index gives 0).
-    return [
-        a if (s := similarity.get(a.thread_id, 0.0)) == a.similarity else replace(a, similarity=s) for a in answers
-    ]
+    return [a if (s := similarity.get(a.thread_id, 0.0)) == a.similarity else a.at(s) for a in answers]
 
 
 def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:

@@ -1,7 +1,8 @@
-"""The hit cache keeps nothing a write may have changed, and only so many hits."""
+"""The hit cache keeps nothing a write may have changed, and only so many hits; Hit.at keeps the rest."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 
 from services.matcher.index.base import Hit
@@ -44,3 +45,16 @@ def test_the_least_recently_used_go_first():
     cache.keep(cache.generation, {"p3": hit("p3")})
 
     assert [cache.get(p) is not None for p in ("p1", "p2", "p3")] == [True, False, True]
+
+
+def test_a_hit_at_another_similarity_is_the_same_hit_otherwise():
+    every_field = dict(
+        post_id="p", thread_id="t", author_id="ann", kind=PostKind.QUESTION, title="T", text="words",
+        created_at=datetime(2024, 1, 1, tzinfo=UTC), similarity=0.25, tags=("a",), accepted=True, score=3,
+        url="https://intranet/p",
+    )
+    found = Hit(**every_field)
+
+    # A field added to Hit must be set here, and carried by Hit.at.
+    assert set(every_field) == {f.name for f in fields(Hit)}
+    assert found.at(0.75) == replace(found, similarity=0.75)

@@ -7,7 +7,6 @@ a tenant's responses to invitations live in a partition of their own (payload.fe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from services.matcher.index.base import (
@@ -73,7 +72,7 @@ class QdrantIndex:
         if self._cache is None:
             return lambda r: to_hit(r.payload, r.score)
         found = await self._cached_hits(self._cache, list(dict.fromkeys(r.id for r in records)))
-        return lambda r: replace(found[r.id], similarity=float(r.score)) if r.id in found else None
+        return lambda r: found[r.id].at(float(r.score)) if r.id in found else None
 
     async def _cached_hits(self, cache: HitCache, point_ids: list[str]) -> dict[str, Hit]:
         """The hits of these points (similarity 0): from the cache, the rest read in one call and kept."""
