@@ -6,6 +6,7 @@ the day's own answers count only for who answered last.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict, defaultdict
@@ -104,16 +105,19 @@ class AnswerCounts:
 
 async def answer_counts(daily: DailyCounts, query: QuestionQuery) -> AnswerCounts:
     # Whole-tenant counts: restricting them to the candidates (a long MatchAny) costs as much or more.
-    day = query.day
-    answers = await daily.answers(query.tenant, day)
-    accepted = await daily.answers(query.tenant, day, accepted=True)
-    recent = {days: await daily.answers(query.tenant, day, days=days) for days in RECENT_DAYS}
-    tagged = {}
-    for tag in list(dict.fromkeys(query.tags))[:MAX_TAGS]:
-        tagged[tag] = (
-            await daily.answers(query.tenant, day, tags_any=(tag,)),
-            await daily.answers(query.tenant, day, tags_any=(tag,), accepted=True),
-        )
+    # All asked at once: on a new day or new tags, up to 11 facets queue for the index together.
+    day, tags = query.day, list(dict.fromkeys(query.tags))[:MAX_TAGS]
+    reads = [daily.answers(query.tenant, day), daily.answers(query.tenant, day, accepted=True)]
+    reads += [daily.answers(query.tenant, day, days=days) for days in RECENT_DAYS]
+    for tag in tags:
+        reads += [
+            daily.answers(query.tenant, day, tags_any=(tag,)),
+            daily.answers(query.tenant, day, tags_any=(tag,), accepted=True),
+        ]
+    answers, accepted, *found = await asyncio.gather(*reads)
+    recent = dict(zip(RECENT_DAYS, found[: len(RECENT_DAYS)], strict=True))
+    by_tag = found[len(RECENT_DAYS) :]
+    tagged = {tag: (by_tag[2 * n], by_tag[2 * n + 1]) for n, tag in enumerate(tags)}
     return AnswerCounts(answers, accepted, recent, tagged)
 
 
@@ -122,10 +126,11 @@ async def since_last_answer(index: ExpertIndex, daily: DailyCounts, query: Quest
 
     The answers of the question's own day so far are read each time (few); the earlier ones once a day.
     """
-    today = await index.recent_authors(
-        query.tenant, kinds=_ANSWER, after=query.day, before=query.before, limit=RECENT_ANSWERS
+    today, earlier = await asyncio.gather(
+        index.recent_authors(query.tenant, kinds=_ANSWER, after=query.day, before=query.before, limit=RECENT_ANSWERS),
+        daily.recent_authors(query.tenant, query.day),
     )
-    authors = [*today, *await daily.recent_authors(query.tenant, query.day)][:RECENT_ANSWERS]
+    authors = [*today, *earlier][:RECENT_ANSWERS]
     found: dict[str, float] = {}
     for position, author in enumerate(authors, start=1):
         found.setdefault(author, -math.log1p(position))

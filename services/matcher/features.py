@@ -7,9 +7,10 @@ ranking and training examples for learning to rank come from one function.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -117,51 +118,77 @@ async def candidate_features(
     index: ExpertIndex, query: QuestionQuery, *, pool: CandidatePool, daily: DailyCounts | None = None
 ) -> FeatureTable:
     """The candidates for `query` and their features, everything as of `query.now`."""
-    dense, lexical = await _hits(index, query, pool)
+    daily = daily or DailyCounts(index)
+    # The counts do not depend on the hits: all asked at once, so the index never waits for the
+    # next request (and a Qdrant server answers them side by side).
+    (dense, lexical), counts, since_last = await asyncio.gather(
+        _hits(index, query, pool), answer_counts(daily, query), since_last_answer(index, daily, query)
+    )
     answers = await _thread_answers(index, query, dense, lexical)
     excluded = set(query.exclude_authors)
     found = dict.fromkeys(h.author_id for h in [*dense, *lexical, *answers])
     if not found:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
-    daily = daily or DailyCounts(index)
-    counts = await answer_counts(daily, query)
     scores_in_tags = tag_scores(counts)
-    since_last = await since_last_answer(index, daily, query)
     for person in _beyond_the_hits(scores_in_tags, since_last, pool):
         found.setdefault(person)
     people = [p for p in found if p not in excluded]
     if not people:
         return FeatureTable(people=[], values=np.zeros((0, len(FEATURE_NAMES))))
-    dense_votes = _dense_votes(dense)
-    lexical_votes = _lexical_votes(lexical)
-    thread_votes = _thread_votes(dense, lexical, answers)
-    # Someone with no answer among the hits is at most as close as the farthest hit.
-    floor = min((h.similarity for h in dense), default=0.0)
-    rows = [
-        [
-            *dense_votes.get(person, (0.0, 0.0, floor)),
-            *lexical_votes.get(person, (0.0, 0.0)),
-            *(math.log1p(counts.recent[days].get(person, 0)) for days in RECENT_DAYS),
-            math.log1p(counts.answers.get(person, 0)),
-            math.log1p(counts.accepted.get(person, 0)),
-            counts.accepted.get(person, 0) / (counts.answers.get(person, 0) + 5.0),
-            scores_in_tags.get(person, 0.0),
-            *thread_votes.get(person, (0.0, 0.0)),
-            since_last.get(person, LONG_AGO),
-            counts.recent[90].get(person, 0) / (counts.answers.get(person, 0) + 1.0),
-        ]
-        for person in people
-    ]
+    columns = {
+        **_dense_columns(dense, people),
+        **_lexical_columns(lexical, people),
+        **_count_columns(counts, people),
+        "tags": [scores_in_tags.get(person, 0.0) for person in people],
+        **_thread_columns(dense, lexical, answers, people),
+        "since_last": [since_last.get(person, LONG_AGO) for person in people],
+    }
     thread_hits = _with_question_similarity(answers, dense)
     return FeatureTable(
         people=people,
-        values=np.asarray(rows, dtype=float),
+        # Column by column: a pool holds hundreds of people, and a name out of place fails here.
+        values=np.column_stack([np.asarray(columns[name], dtype=float) for name in FEATURE_NAMES]),
         dense_hits=_by_person(dense),
         lexical_hits=_by_person(lexical),
         thread_hits=_by_person(thread_hits),
         counts=counts,
         closeness=_closeness(dense, thread_hits),
     )
+
+
+def _dense_columns(dense: list[Hit], people: list[str]) -> dict[str, list[float]]:
+    votes = _dense_votes(dense)
+    # Someone with no answer among the hits is at most as close as the farthest hit.
+    floor = min((h.similarity for h in dense), default=0.0)
+    found = [votes.get(person, (0.0, 0.0, floor)) for person in people]
+    return dict(zip(("dense_answers", "dense_other", "dense_best"), map(list, zip(*found, strict=True)), strict=True))
+
+
+def _lexical_columns(lexical: list[Hit], people: list[str]) -> dict[str, list[float]]:
+    votes = _lexical_votes(lexical)
+    found = [votes.get(person, (0.0, 0.0)) for person in people]
+    return dict(zip(("lexical", "lexical_best"), map(list, zip(*found, strict=True)), strict=True))
+
+
+def _thread_columns(
+    dense: list[Hit], lexical: list[Hit], answers: list[Hit], people: list[str]
+) -> dict[str, list[float]]:
+    votes = _thread_votes(dense, lexical, answers)
+    found = [votes.get(person, (0.0, 0.0)) for person in people]
+    return dict(zip(("thread_dense", "thread_lexical"), map(list, zip(*found, strict=True)), strict=True))
+
+
+def _count_columns(counts: AnswerCounts, people: list[str]) -> dict[str, list[float]]:
+    answers = [counts.answers.get(person, 0) for person in people]
+    accepted = [counts.accepted.get(person, 0) for person in people]
+    recent = {days: [counts.recent[days].get(person, 0) for person in people] for days in RECENT_DAYS}
+    return {
+        **{f"recent_{days}": [math.log1p(n) for n in recent[days]] for days in RECENT_DAYS},
+        "answers": [math.log1p(n) for n in answers],
+        "accepted": [math.log1p(n) for n in accepted],
+        "acceptance": [a / (n + 5.0) for a, n in zip(accepted, answers, strict=True)],
+        "recent_share": [r / (n + 1.0) for r, n in zip(recent[90], answers, strict=True)],
+    }
 
 
 def _closeness(dense: list[Hit], thread_hits: list[Hit]) -> dict[str, float]:
@@ -194,11 +221,11 @@ async def _hits(index: ExpertIndex, query: QuestionQuery, pool: CandidatePool) -
         "exclude_threads": query.exclude_threads,
         "before": query.before,
     }
-    dense = await index.search(query.tenant, query.vector, limit=pool.dense, **scope)
-    lexical = (
-        await index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope) if query.text.strip() else []
-    )
-    return dense, lexical
+    dense = index.search(query.tenant, query.vector, limit=pool.dense, **scope)
+    if not query.text.strip():
+        return await dense, []
+    lexical = index.search_lexical(query.tenant, query.text, limit=pool.lexical, **scope)
+    return tuple(await asyncio.gather(dense, lexical))
 
 
 async def _thread_answers(index: ExpertIndex, query: QuestionQuery, dense: list[Hit], lexical: list[Hit]) -> list[Hit]:
@@ -233,7 +260,8 @@ def _thread_votes(dense: list[Hit], lexical: list[Hit], answers: list[Hit]) -> d
 def _with_question_similarity(answers: list[Hit], dense: list[Hit]) -> list[Hit]:
     """Each answer with its thread question's dense similarity (0 where only the words matched)."""
     similarity = {h.thread_id: h.similarity for h in dense if h.kind is PostKind.QUESTION}
-    return [replace(a, similarity=similarity.get(a.thread_id, 0.0)) for a in answers]
+    # Hundreds of answers a question: copied only where the similarity changes (the index gives 0).
+    return [a if (s := similarity.get(a.thread_id, 0.0)) == a.similarity else a.at(s) for a in answers]
 
 
 def _dense_votes(hits: list[Hit]) -> dict[str, tuple[float, float, float]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import socket
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 
@@ -26,6 +28,7 @@ from services.matcher.index import (
     Contribution,
     EdgeIndex,
     Feedback,
+    Hit,
     IndexUnavailable,
     QdrantServerIndex,
     ShardLocked,
@@ -746,6 +749,63 @@ async def test_thread_answers_are_the_answers_of_those_threads_as_a_search_would
     assert first.created_at == WHEN and all(h.similarity == 0.0 for h in found)
     assert await any_index.thread_answers("acme", []) == []
     assert await any_index.thread_answers("initech", ["t1"]) == []
+
+
+async def test_every_search_gives_the_whole_hit(any_index):
+    """The searches ask the engine for a hit's fields only: each one still comes back whole."""
+    await any_index.upsert(
+        [
+            contribution("q1", vec((1, 1.0)), thread_id="t1", author_id="asker", kind=PostKind.QUESTION, title="TLS"),
+            contribution(
+                "a1", vec((0, 1.0)), thread_id="t1", author_id="ann", title="TLS", text="rotate the certificate",
+                tags=("tls", "ops"), audience=("public", "hr"), accepted=True, score=7, url="https://intranet/a1",
+            ),
+        ]
+    )
+    whole = Hit(
+        post_id="a1", thread_id="t1", author_id="ann", kind=PostKind.ANSWER, title="TLS",
+        text="rotate the certificate", created_at=WHEN, similarity=0.0, tags=("tls", "ops"), accepted=True,
+        score=7, url="https://intranet/a1",
+    )
+
+    dense = await any_index.search("acme", vec((0, 1.0)), limit=1)
+    lexical = await any_index.search_lexical("acme", "rotate certificate", limit=1)
+    answers = await any_index.thread_answers("acme", ["t1"])
+    nearest = await any_index.nearest_by_author("acme", vec((0, 1.0)), ["ann"], limit=1)
+
+    for found in (dense, lexical, answers, nearest["ann"]):
+        assert [replace(hit, similarity=0.0) for hit in found] == [whole]
+
+
+async def test_a_post_found_then_written_again_deleted_or_erased_is_seen_as_it_is_now(any_index):
+    """Edge keeps the hits it read (hit_cache.py): a write must never leave a search a stale one."""
+    async def found() -> list[dict[str, tuple]]:
+        searches = await asyncio.gather(
+            any_index.search("acme", vec((0, 1.0)), limit=5),
+            any_index.search_lexical("acme", "words", limit=5),
+            any_index.thread_answers("acme", ["t1"]),
+            any_index.nearest_by_author("acme", vec((0, 1.0)), ["alice", "bob"], limit=5),
+        )
+        dense, lexical, answers, nearest = searches
+        by_author = [hit for hits in nearest.values() for hit in hits]
+        return [{h.post_id: (h.title, h.text) for h in hits} for hits in (dense, lexical, answers, by_author)]
+
+    def post(post_id: str, author: str, title: str) -> Contribution:
+        text = f"{title} words"
+        return contribution(post_id, vec((0, 1.0)), thread_id="t1", author_id=author, title=title, text=text)
+
+    await any_index.upsert([post("p1", "alice", "old"), post("p2", "bob", "bob's")])
+    assert await found() == [{"p1": ("old", "old words"), "p2": ("bob's", "bob's words")}] * 4
+
+    # Written again while searches read it, before and after them.
+    await asyncio.gather(found(), any_index.upsert([post("p1", "alice", "new")]), found())
+    assert await found() == [{"p1": ("new", "new words"), "p2": ("bob's", "bob's words")}] * 4
+
+    await asyncio.gather(found(), any_index.delete_post("acme", "p2"), found())
+    assert await found() == [{"p1": ("new", "new words")}] * 4
+
+    await asyncio.gather(found(), any_index.erase_person("acme", "alice"), found())
+    assert await found() == [{}] * 4
 
 
 async def test_nearest_by_author_gives_each_persons_own_closest_visible_posts(any_index):

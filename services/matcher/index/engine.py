@@ -34,18 +34,20 @@ class Point:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A point read back: its payload, its score (0 when not from a query), its dense vector if asked."""
+    """A point read back: its payload, its score (0 when not from a query), its dense vector if asked, its id."""
 
     payload: dict[str, Any] = field(default_factory=dict)
     score: float = 0.0
     dense: list[float] | None = None
+    id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Nearest:
     """The `limit` points matching `where` nearest to `vector` in the named vector `using`.
 
-    `idf_where`: for a sparse query, the points whose statistics weight its terms (IDF).
+    `idf_where`: for a sparse query, the points whose statistics weight its terms (IDF);
+    `fields`: the payload fields to return (True: all, False: none, the points' ids only).
     """
 
     vector: list[float] | Sparse
@@ -53,6 +55,7 @@ class Nearest:
     where: Where
     limit: int
     idf_where: Where | None = None
+    fields: Sequence[str] | bool = True
 
 
 class Engine(Protocol):
@@ -65,6 +68,10 @@ class Engine(Protocol):
         ...
 
     async def retrieve_dense(self, point_id: str) -> list[float] | None: ...
+
+    async def retrieve(self, point_ids: Sequence[str], fields: Sequence[str]) -> list[Record]:
+        """The points of these ids that exist, with these payload fields."""
+        ...
 
     async def query(self, nearest: Nearest) -> list[Record]: ...
 

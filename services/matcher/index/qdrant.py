@@ -6,7 +6,7 @@ a tenant's responses to invitations live in a partition of their own (payload.fe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from services.matcher.index.base import (
@@ -19,10 +19,12 @@ from services.matcher.index.base import (
     point_id,
 )
 from services.matcher.index.engine import Engine, Nearest, Point, Record, Sparse
+from services.matcher.index.hit_cache import HitCache
 from services.matcher.index.lexical import query_terms
 from services.matcher.index.payload import (
     DENSE,
     DIMENSIONS,
+    HIT_FIELDS,
     SPARSE,
     THREAD_FIELDS,
     accepted_answerers,
@@ -49,16 +51,44 @@ def _at_least_one(limit: int) -> int:
     return limit
 
 
-def _hits(records: Sequence[Record]) -> list[Hit]:
-    return [to_hit(r.payload, r.score) for r in records]
-
-
 class QdrantIndex:
     """The ExpertIndex over a Qdrant engine; `EdgeIndex.open` and `QdrantServerIndex.open` build one."""
 
-    def __init__(self, engine: Engine, *, dimensions: int = DIMENSIONS):
+    def __init__(self, engine: Engine, *, dimensions: int = DIMENSIONS, hit_cache: HitCache | None = None):
+        """`hit_cache` only where nothing but this index writes the engine's points."""
         self.engine = engine
         self.dimensions = dimensions
+        self._cache = hit_cache
+        # With a cache, searches return ids and scores, and `_hits` reads the payloads it lacks.
+        self._hit_fields: Sequence[str] | bool = False if hit_cache is not None else HIT_FIELDS
+
+    async def _hits(self, records: Sequence[Record]) -> list[Hit]:
+        """The hits of these records, in their order, each with its record's score as similarity."""
+        hit_of = await self._hit_reader(records)
+        return [hit for r in records if (hit := hit_of(r)) is not None]
+
+    async def _hit_reader(self, records: Sequence[Record]) -> Callable[[Record], Hit | None]:
+        """How each of these records becomes its hit: None for a point deleted since the search."""
+        if self._cache is None:
+            return lambda r: to_hit(r.payload, r.score)
+        found = await self._cached_hits(self._cache, list(dict.fromkeys(r.id for r in records)))
+        return lambda r: found[r.id].at(float(r.score)) if r.id in found else None
+
+    async def _cached_hits(self, cache: HitCache, point_ids: list[str]) -> dict[str, Hit]:
+        """The hits of these points (similarity 0): from the cache, the rest read in one call and kept."""
+        found = {i: hit for i in point_ids if (hit := cache.get(i)) is not None}
+        missing = [i for i in point_ids if i not in found]
+        if missing:
+            generation = cache.generation
+            read = {r.id: to_hit(r.payload, 0.0) for r in await self.engine.retrieve(missing, HIT_FIELDS)}
+            cache.keep(generation, read)
+            found.update(read)
+        return found
+
+    def _forget(self, point_ids: Sequence[str] | None) -> None:
+        """Before and after a write: its points' cached hits (all, for None) are no longer known."""
+        if self._cache is not None:
+            self._cache.clear() if point_ids is None else self._cache.forget(point_ids)
 
     def _sparse(self, terms: Mapping[int, float]) -> Sparse:
         return Sparse(*checked_sparse(terms))
@@ -75,18 +105,34 @@ class QdrantIndex:
     async def upsert(self, contributions: Sequence[Contribution]) -> None:
         """Index contributions; a post indexed again replaces its point."""
         if contributions:
-            await self.engine.upsert([self._point(c) for c in contributions])
+            points = [self._point(c) for c in contributions]
+            ids = [p.id for p in points]
+            self._forget(ids)
+            try:
+                await self.engine.upsert(points)
+            finally:
+                self._forget(ids)
 
     async def delete_post(self, tenant: str, post_id: str) -> None:
         """Remove a post's point and the responses to it (nothing happens if it is not there)."""
-        await self.engine.delete_ids([point_id(tenant, post_id)])
+        ids = [point_id(tenant, post_id)]
+        self._forget(ids)
+        try:
+            await self.engine.delete_ids(ids)
+        finally:
+            self._forget(ids)
         await self.engine.delete_where(matching(feedback_partition(tenant), post_id=post_id))
 
     async def erase_person(self, tenant: str, person_id: str) -> int:
         """Remove every contribution and response of a person; returns how many points went."""
         removed = 0
-        for partition in (tenant, feedback_partition(tenant)):
-            removed += await self.engine.delete_where(matching(partition, author_id=person_id))
+        # Their texts leave memory too, not only the engine.
+        self._forget(None)
+        try:
+            for partition in (tenant, feedback_partition(tenant)):
+                removed += await self.engine.delete_where(matching(partition, author_id=person_id))
+        finally:
+            self._forget(None)
         return removed
 
     async def vector(self, tenant: str, post_id: str) -> list[float] | None:
@@ -124,7 +170,8 @@ class QdrantIndex:
         """Nearest contributions of one tenant by cosine similarity, closest first."""
         query = checked_vector(vector, self.dimensions)
         where = Scope(audiences, exclude_authors, exclude_threads, before).where(tenant)
-        return _hits(await self.engine.query(Nearest(query, DENSE, where, _at_least_one(limit))))
+        nearest = Nearest(query, DENSE, where, _at_least_one(limit), fields=self._hit_fields)
+        return await self._hits(await self.engine.query(nearest))
 
     async def nearest_by_author(
         self,
@@ -147,9 +194,18 @@ class QdrantIndex:
         where = Scope(audiences, (), exclude_threads, before).where(tenant)
         if kinds is not None:
             where = where.also(kinds_of(kinds))
-        batch = [Nearest(query, DENSE, where.also(any_of("author_id", [author])), limit) for author in authors]
+        batch = [
+            Nearest(query, DENSE, where.also(any_of("author_id", [author])), limit, fields=self._hit_fields)
+            for author in authors
+        ]
         found = await self.engine.query_batch(batch)
-        return {author: _hits(records) for author, records in zip(authors, found, strict=True) if records}
+        # One read of the payloads for all the authors' records.
+        hit_of = await self._hit_reader([r for records in found for r in records])
+        by_author = {
+            author: [hit for r in records if (hit := hit_of(r)) is not None]
+            for author, records in zip(authors, found, strict=True)
+        }
+        return {author: hits for author, hits in by_author.items() if hits}
 
     async def search_sparse(
         self,
@@ -186,8 +242,8 @@ class QdrantIndex:
         query = self._sparse(sparse)
         # IDF over the tenant's own contributions as of `before`: no other tenant, no future.
         corpus = Scope(before=scope.before).where(tenant)
-        nearest = Nearest(query, SPARSE, scope.where(tenant), _at_least_one(limit), corpus)
-        return _hits(await self.engine.query(nearest))
+        nearest = Nearest(query, SPARSE, scope.where(tenant), _at_least_one(limit), corpus, fields=self._hit_fields)
+        return await self._hits(await self.engine.query(nearest))
 
     async def author_counts(
         self,
@@ -250,8 +306,8 @@ class QdrantIndex:
             return []
         where = Scope(audiences, exclude_authors, (), before).where(tenant)
         where = where.also(any_of("thread_id", thread_ids), kinds_of([PostKind.ANSWER]))
-        records = await self.engine.scroll(where, True)
-        return sorted((to_hit(r.payload, 0.0) for r in records), key=lambda h: (h.thread_id, h.post_id))
+        records = await self.engine.scroll(where, self._hit_fields)
+        return sorted(await self._hits(records), key=lambda h: (h.thread_id, h.post_id))
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadInfo:
         """The thread's title and everyone who has posted in it."""

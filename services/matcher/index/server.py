@@ -60,9 +60,15 @@ def _params(nearest: Nearest) -> models.SearchParams | None:
     return models.SearchParams(idf=models.IdfCorpusParams(corpus=server_filter(nearest.idf_where)))
 
 
+def _fields(nearest: Nearest) -> bool | list[str]:
+    return nearest.fields if isinstance(nearest.fields, bool) else list(nearest.fields)
+
+
 def _record(point: Any, dense: bool = False) -> Record:
     vector = [float(x) for x in point.vector[DENSE]] if dense and isinstance(point.vector, dict) else None
-    return Record(payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector)
+    return Record(
+        payload=point.payload or {}, score=getattr(point, "score", 0.0) or 0.0, dense=vector, id=str(point.id)
+    )
 
 
 @contextmanager
@@ -157,6 +163,13 @@ class ServerEngine:
             return None
         return [float(x) for x in records[0].vector[DENSE]]
 
+    async def retrieve(self, point_ids: Sequence[str], fields: Sequence[str]) -> list[Record]:
+        with self._call() as client:
+            records = await client.retrieve(
+                self.collection, ids=list(point_ids), with_payload=list(fields), with_vectors=False
+            )
+        return [_record(r) for r in records]
+
     async def query(self, nearest: Nearest) -> list[Record]:
         with self._call() as client:
             response = await client.query_points(
@@ -166,7 +179,7 @@ class ServerEngine:
                 query_filter=server_filter(nearest.where),
                 search_params=_params(nearest),
                 limit=nearest.limit,
-                with_payload=True,
+                with_payload=_fields(nearest),
             )
         return [_record(p) for p in response.points]
 
@@ -174,7 +187,7 @@ class ServerEngine:
         requests = [
             models.QueryRequest(
                 query=_vector(q.vector), using=q.using, filter=server_filter(q.where),
-                params=_params(q), limit=q.limit, with_payload=True,
+                params=_params(q), limit=q.limit, with_payload=_fields(q),
             )
             for q in queries
         ]
