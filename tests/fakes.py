@@ -52,6 +52,9 @@ class FakeEmbedder:
         self.calls.append(list(texts))
         return [self.vector(text) for text in texts]
 
+    async def lengths(self, texts: Sequence[str]) -> list[int]:
+        return [len(_WORD.findall(text)) for text in texts]
+
     def vector(self, text: str) -> list[float]:
         vector = [0.0] * self.dimension
         for word in _WORD.findall(text.lower()):

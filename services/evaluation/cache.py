@@ -63,6 +63,9 @@ class CachedEmbedder:
         self.hits = 0
         self.misses = 0
 
+    async def lengths(self, texts: Sequence[str]) -> list[int]:
+        return await self._embedder.lengths(texts)
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         keys = [text_key(self.name, text) for text in texts]
         found = self._cache.get_many(list(dict.fromkeys(keys)))

@@ -33,6 +33,10 @@ class Embedder(Protocol):
         """One unit-length vector per text, in order."""
         ...
 
+    async def lengths(self, texts: Sequence[str]) -> list[int]:
+        """How long each text is to the model: texts of like length embed together with little padding."""
+        ...
+
 
 class ThreadedEmbedder:
     """A model loaded and run in one worker thread; subclasses say how to load it and how to encode."""
@@ -75,11 +79,20 @@ class ThreadedEmbedder:
         metrics.EMBED_BATCH.observe(len(texts))
         return vectors
 
+    async def lengths(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        await self.wait_loaded()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._lengths, list(texts))
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _load(self) -> None:
         raise NotImplementedError
+
+    def _lengths(self, texts: list[str]) -> list[int]:
+        return [len(text) for text in texts]  # characters, where the model does not say its tokens
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         raise NotImplementedError

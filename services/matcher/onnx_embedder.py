@@ -94,6 +94,10 @@ class OnnxEmbedder(ThreadedEmbedder):
         self._session_path = path
         return session
 
+    def _lengths(self, texts: list[str]) -> list[int]:
+        """Tokens, as cut to the model's length: what a batch is padded to."""
+        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch([text.strip() for text in texts])]
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         # Stripped as sentence-transformers strips each text before tokenizing it.
         tokens = [encoding.ids for encoding in self._tokenizer.encode_batch([text.strip() for text in texts])]

@@ -146,9 +146,10 @@ class MatcherService:
     async def _embed(self, texts: list[str], pause: Pause | None) -> list[list[float]]:
         if pause is None:
             return await self._embedder.embed(texts)
-        # By length, as the model orders the texts of one call: each call then pads its texts to
-        # about their own length, as one call over the whole batch would.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # By length as the model counts it (tokens, cut to its maximum): each call then pads its texts
+        # to about their own length, as one call over the whole batch would.
+        lengths = await self._embedder.lengths(texts)
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
         vectors: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self._embed_batch):
             if start:

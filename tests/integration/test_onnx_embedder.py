@@ -163,3 +163,13 @@ def test_the_model_built_at_install_is_read_and_never_exported_at_start(tmp_path
     assert again.stdout.splitlines()[0].endswith(": already built")
     assert "is unreadable" in again.stderr and " built in " in again.stdout.splitlines()[1]
     assert int8.stat().st_size > 1_000_000
+
+
+def test_a_texts_length_is_its_tokens_as_the_model_reads_them(model_dir):
+    embedder = loaded(model_dir, quantized=True)
+    try:
+        short, cut = asyncio.run(embedder.lengths(["  ok  ", TEXTS[3]]))
+    finally:
+        embedder.close()
+    assert short == 3, "[CLS] ok [SEP]"
+    assert cut == 256, "cut to the model's 256 tokens, as it embeds it"

@@ -121,12 +121,28 @@ async def test_with_a_pause_a_batch_is_embedded_in_calls_of_similar_length_each_
     await service.handle(batch(*HISTORY), pause=pause)
     sizes = [len(call) for call in embedder.calls]
     assert sizes == [2, 2, 1] and paused == [1, 2], "a pause between two calls, none before the first"
-    lengths = [len(text) for call in embedder.calls for text in call]
+    lengths = [n for call in embedder.calls for n in await embedder.lengths(call)]
     assert lengths == sorted(lengths)
     titles = {e.data.thread_id: e.data.title for e in HISTORY if e.data.title}
     for event in HISTORY:
         text = contribution_text(titles.get(event.data.thread_id), event.data.body)
         assert await index.vector("acme", event.data.id) == embedder.vector(text), "each post keeps its own vector"
+
+
+async def test_with_a_pause_texts_are_grouped_by_their_length_to_the_model_not_in_characters(
+    index, embedder, published
+):
+    service = MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW, embed_batch=1)
+
+    async def pause() -> None:
+        pass
+
+    many_short_words = answer("kim", "a b c d e f g h", thread="t1", backfill=True)
+    one_long_word = answer("pat", "incomprehensibilities", thread="t2", backfill=True)
+    await service.handle([many_short_words, one_long_word], pause=pause)
+
+    # The fake model counts words, as a tokenizer counts tokens: the one long word comes first.
+    assert [await embedder.lengths(call) for call in embedder.calls] == [[1], [8]]
 
 
 async def test_with_a_pause_looking_up_thread_titles_pauses_too(index, embedder, published):
