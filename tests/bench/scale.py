@@ -226,6 +226,14 @@ def _build(r: dict) -> str:
     return built if r["compacted"] is None else f"{built}; compacted in {r['compacted']:.0f} s"
 
 
+def _own(r: dict) -> str:
+    """RssAnon and RssFile: what the process allocated, and pages of the shard's files it maps (the
+    kernel takes those back under memory pressure); absent from results of an older serve."""
+    if "anon" not in r:
+        return "-"
+    return f"{r['anon'] / 2**30:.2f} own, {r['file'] / 2**30:.2f} mapped"
+
+
 def _rank(tenant: dict) -> str:
     return f"{_ms(tenant, 'rank')} ms ({tenant['rank_first']:.0f})"
 
@@ -239,7 +247,7 @@ def table(results: list[dict]) -> str:
     lines = [
         f"| contributions | build | rank step {LARGE} p50/p95/p99 (first) | rank step {SMALL} p50/p95/p99 (first) "
         f"| search API {LARGE} p50/p99 (model alone p50) | search API {SMALL} p50/p99 (model alone p50) "
-        f"| recall@300 vs exact | matcher RSS (peak) | index on disk | cores (load) |",
+        f"| recall@300 vs exact | matcher RSS (peak; its own memory, mapped files) | index on disk | cores (load) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -249,7 +257,7 @@ def table(results: list[dict]) -> str:
             f"| {_build(r)} "
             f"| {_rank(large)} | {_rank(small)} "
             f"| {_api(large)} | {_api(small)} | {min(large['recall'], small['recall']):.3f} "
-            f"| {r['rss'] / 2**30:.2f} GiB ({r['hwm'] / 2**30:.2f}) | {r['disk'] / 2**30:.2f} GiB "
+            f"| {r['rss'] / 2**30:.2f} GiB ({r['hwm'] / 2**30:.2f}; {_own(r)}) | {r['disk'] / 2**30:.2f} GiB "
             f"| {cores} ({r['load']:.1f}) |"
         )
     return "\n".join(lines)

@@ -43,7 +43,8 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def _memory() -> dict[str, int]:
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return {name: int(fields[key].split()[0]) * 1024 for name, key in (("rss", "VmRSS"), ("hwm", "VmHWM"))}
+    keys = (("rss", "VmRSS"), ("hwm", "VmHWM"), ("anon", "RssAnon"), ("file", "RssFile"))
+    return {name: int(fields[key].split()[0]) * 1024 for name, key in keys}
 
 
 async def rank_times(service, asked: list[dict]) -> tuple[float, list[float]]:
