@@ -1,6 +1,7 @@
 """The notifier as its users see it: the HTTP API, and matches from the broker becoming webhooks."""
 
 import json
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -32,6 +33,20 @@ def notifier_settings(common_settings, **overrides) -> NotifierSettings:
 async def public_dns(host: str, port: int) -> list[str]:
     """Every name resolves to a public address: no test depends on real DNS."""
     return ["93.184.215.14"] if host != "localhost" else ["127.0.0.1"]
+
+
+@asynccontextmanager
+async def running(settings: NotifierSettings, *, shutdown_timeout: float = 30):
+    """The notifier app started on the broker, a client of its API, and a producer of matches."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=shutdown_timeout) as manager:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier") as api:
+            producer = make_producer(settings)
+            await producer.start()
+            try:
+                yield app, api, producer
+            finally:
+                await producer.stop()
 
 
 @pytest.fixture
@@ -88,34 +103,23 @@ async def test_tenants_never_see_each_others_subscriptions(api):
 async def test_a_match_from_the_broker_invites_each_person_once_by_webhook(common_settings):
     settings = notifier_settings(common_settings)
     with Receiver() as receiver:
-        app = create_app(settings)
-        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
-            ) as api:
-                secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()[
-                    "secret"
-                ]
-                event = matched("asker", "ann", "bob", "cy", "dee", "eve", participants=("bob",), accepted=True)
-                producer = make_producer(settings)
-                await producer.start()
-                try:
-                    await publish(producer, settings.topic(MATCHES), [event, event])
-                    await publish(producer, settings.topic(MATCHES), [matched("zed", tenant="globex")])
-                finally:
-                    await producer.stop()
+        async with running(settings) as (app, api, producer):
+            secret = (await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)).json()["secret"]
+            event = matched("asker", "ann", "bob", "cy", "dee", "eve", participants=("bob",), accepted=True)
+            await publish(producer, settings.topic(MATCHES), [event, event])
+            await publish(producer, settings.topic(MATCHES), [matched("zed", tenant="globex")])
 
-                await until(lambda: _handled(app, 3), what="the three matches to be handled")
+            await until(lambda: _handled(app, 3), what="the three matches to be handled")
 
-                async def all_delivered():
-                    found = (await api.get("/v1/invitations?thread_id=t1", headers=ACME)).json()
-                    states = [d["state"] for inv in found for d in inv["deliveries"]]
-                    return found if states and all(s == "delivered" for s in states) else None
+            async def all_delivered():
+                found = (await api.get("/v1/invitations?thread_id=t1", headers=ACME)).json()
+                states = [d["state"] for inv in found for d in inv["deliveries"]]
+                return found if states and all(s == "delivered" for s in states) else None
 
-                invitations = await until(all_delivered, what="every invitation delivered")
-                ready = await api.get("/readyz")
-                acme_all = (await api.get("/v1/invitations", headers=ACME)).json()
-                globex_all = (await api.get("/v1/invitations", headers=GLOBEX)).json()
+            invitations = await until(all_delivered, what="every invitation delivered")
+            ready = await api.get("/readyz")
+            acme_all = (await api.get("/v1/invitations", headers=ACME)).json()
+            globex_all = (await api.get("/v1/invitations", headers=GLOBEX)).json()
 
     assert sorted(inv["person_id"] for inv in invitations) == ["ann", "cy", "dee"]
     assert all(len(inv["deliveries"]) == 1 and inv["deliveries"][0]["attempts"] == 1 for inv in invitations)
@@ -137,24 +141,15 @@ async def test_a_committed_invitation_is_sent_at_once_not_at_the_next_poll(commo
     # invitation was committed, not because a poll came round.
     settings = notifier_settings(common_settings, delivery_poll_interval=600, escalation_poll_interval=600)
     with Receiver() as receiver:
-        app = create_app(settings)
-        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://notifier"
-            ) as api:
-                await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)
-                producer = make_producer(settings)
-                await producer.start()
-                try:
-                    # The first is sent by whichever comes first, the worker's first round or the
-                    # wake; once it is in, the worker waits for the next poll or a wake.
-                    await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
-                    await receiver.wait_for(1, timeout=30)
-                    await until(lambda: _idle(app), what="the delivery worker to finish its round")
-                    await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2")])
-                    await receiver.wait_for(2, timeout=30)
-                finally:
-                    await producer.stop()
+        async with running(settings) as (app, api, producer):
+            await api.post("/v1/subscriptions", json={"url": receiver.url}, headers=ACME)
+            # The first is sent by whichever comes first, the worker's first round or the
+            # wake; once it is in, the worker waits for the next poll or a wake.
+            await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
+            await receiver.wait_for(1, timeout=30)
+            await until(lambda: _idle(app), what="the delivery worker to finish its round")
+            await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2")])
+            await receiver.wait_for(2, timeout=30)
 
     threads = [json.loads(r.body)["data"]["thread_id"] for r in receiver.received()]
     assert threads == ["t1", "t2"]
@@ -166,21 +161,14 @@ async def test_a_hung_endpoint_does_not_hold_up_the_next_match(common_settings):
     settings = notifier_settings(common_settings, total_timeout=15, delivery_poll_interval=600)
     with Receiver() as hung, Receiver() as quick:
         hung.hang(60)
-        app = create_app(settings)
-        async with LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://n") as api:
-                await api.post("/v1/subscriptions", json={"url": hung.url}, headers=ACME)
-                await api.post("/v1/subscriptions", json={"url": quick.url}, headers=GLOBEX)
-                producer = make_producer(settings)
-                await producer.start()
-                try:
-                    await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
-                    await hung.wait_for(1, timeout=30)
-                    await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2", tenant="globex")])
-                    await quick.wait_for(1, timeout=30)
-                    (first,) = (await api.get("/v1/invitations", headers=ACME)).json()
-                finally:
-                    await producer.stop()
+        async with running(settings, shutdown_timeout=60) as (app, api, producer):
+            await api.post("/v1/subscriptions", json={"url": hung.url}, headers=ACME)
+            await api.post("/v1/subscriptions", json={"url": quick.url}, headers=GLOBEX)
+            await publish(producer, settings.topic(MATCHES), [matched("ann", thread="t1")])
+            await hung.wait_for(1, timeout=30)
+            await publish(producer, settings.topic(MATCHES), [matched("bob", thread="t2", tenant="globex")])
+            await quick.wait_for(1, timeout=30)
+            (first,) = (await api.get("/v1/invitations", headers=ACME)).json()
 
     assert json.loads(quick.received()[0].body)["data"]["person_id"] == "bob"
     # ann's webhook was still unanswered (its attempt unrecorded) when bob's arrived.
