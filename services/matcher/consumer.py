@@ -3,8 +3,8 @@
 Two lanes, each its own consumer group: live posts (and responses) on `posts`, imports on
 `posts.backfill`. The backfill lane polls only while the live lane is idle, and one batch at a
 time is handled. A backfill batch lets a live batch that is waiting go first between two of its
-embedding calls, so a live question waits for at most one such call (`MATCHER_EMBED_BATCH_SIZE`
-texts), however large the backfill batch.
+embedding calls or index writes, so a live question waits for at most one such step
+(`MATCHER_EMBED_BATCH_SIZE` texts), however large the backfill batch.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from shared.topics import BACKFILL, POSTS, RESPONSES
 
 GROUP = "matcher"
 BACKFILL_GROUP = "matcher-backfill"
+# aiokafka's default is 1 MiB, about 400 of the dumps' posts as events: a batch would stop there.
+BACKFILL_FETCH_BYTES = 16 * 1024 * 1024
 
 
 class LaneHandler(Protocol):
@@ -127,6 +129,8 @@ async def posts_consumers(
         backfill = make_consumer(
             settings, settings.topic(BACKFILL), group_id=settings.topic(BACKFILL_GROUP),
             fetch_max_wait_ms=BACKGROUND_FETCH_MAX_WAIT_MS,
+            # A poll returns at most one fetch of a partition: room for a whole batch of long posts.
+            max_partition_fetch_bytes=BACKFILL_FETCH_BYTES,
         )
         common = dict(producer=producer, epoch_file=settings.kafka_epoch_file, transient=index_unavailable)
         # Loops first: each subscribes its consumer with its listener before the consumer starts.

@@ -21,8 +21,10 @@ class MatcherSettings(CommonSettings):
     collection: str = "contributions"
     batch_size: int = Field(default=64, ge=1, le=10_000)
     # Large, so that its texts are embedded in calls of similar length (little padding); a live
-    # question waits only for the embedding call in hand (consumer.py), not for the batch.
-    backfill_batch_size: int = Field(default=256, ge=1, le=10_000)
+    # question waits only for the embedding call or write in hand (consumer.py), not for the batch.
+    # Sorted by tokens in batches of 1,024, the se-quantumcomputing posts pad to 1.6% more tokens
+    # than their own, against 6.2% in batches of 256 (9% against 2% of attention's work).
+    backfill_batch_size: int = Field(default=1024, ge=1, le=10_000)
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     # The runtime of the embedding model: "onnx-int8" (int8 weights: ~1.8x torch's rate, the same
     # ranking quality on the four evaluation sites), "onnx" (float32) or "torch".

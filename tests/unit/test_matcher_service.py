@@ -120,7 +120,8 @@ async def test_with_a_pause_a_batch_is_embedded_in_calls_of_similar_length_each_
 
     await service.handle(batch(*HISTORY), pause=pause)
     sizes = [len(call) for call in embedder.calls]
-    assert sizes == [2, 2, 1] and paused == [1, 2], "a pause between two calls, none before the first"
+    # A pause between two calls, none before the first; then between two writes of the posts.
+    assert sizes == [2, 2, 1] and paused == [1, 2, 3, 3]
     lengths = [n for call in embedder.calls for n in await embedder.lengths(call)]
     assert lengths == sorted(lengths)
     titles = {e.data.thread_id: e.data.title for e in HISTORY if e.data.title}
@@ -154,8 +155,26 @@ async def test_with_a_pause_looking_up_thread_titles_pauses_too(index, embedder,
 
     replies = [answer("kim", f"reply {n}", thread=f"elsewhere{n}", backfill=True) for n in range(5)]
     await service.handle(replies, pause=pause)
-    # Five look-ups of titles in runs of two, then five texts in calls of two: two pauses each.
-    assert len(paused) == 4 and await index.count("acme") == 5
+    # Five look-ups of titles, five texts embedded, five posts written, each in runs of two: two pauses each.
+    assert len(paused) == 6 and await index.count("acme") == 5
+
+
+async def test_with_a_pause_posts_are_written_a_few_at_a_time_and_a_live_batch_may_go_between(
+    index, embedder, published
+):
+    service = MatcherService(index=index, embedder=embedder, publish=published, clock=lambda: NOW, embed_batch=2)
+    imported = [answer("kim", f"import {n}", thread=f"t{n}", backfill=True) for n in range(5)]
+    written_before_live = []
+
+    async def pause() -> None:
+        # The matcher's import lane lets a live batch in here: its question ranks on what is written so far.
+        if len(embedder.calls) == 3 and not written_before_live:
+            written_before_live.append(await index.count("acme"))
+            await service.handle([question("ana", "Live?", "a live question", thread="live")])
+
+    await service.handle(imported, pause=pause)
+    assert written_before_live == [2], "the live batch went in after the first write of two posts"
+    assert await index.count("acme") == 6 and len(published) == 1
 
 
 async def test_a_new_question_is_matched_with_the_expert_first(service, published):
