@@ -359,6 +359,33 @@ async def test_a_sqlite_file_keeps_a_write_ahead_log_synced_on_every_commit(tmp_
     assert (mode, synchronous) == ("wal", 2), "WAL, and FULL: a commit is on disk when it returns"
 
 
+async def test_on_sqlite_the_transactions_of_one_process_take_turns_instead_of_meeting_the_lock(tmp_path):
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'notifier.db'}")
+
+    def no_patience(connection, _record) -> None:
+        # A writer that meets another's lock now fails at once instead of sleeping in SQLite's busy handler.
+        connection.execute("PRAGMA busy_timeout=0")
+
+    sa.event.listen(db.engine.sync_engine, "connect", no_patience)
+    await db.migrate()
+    async with db.transaction() as session:
+        await session.execute(sa.text("CREATE TABLE writes (n INTEGER)"))
+
+    async def write(n: int) -> None:
+        async with db.transaction() as session:
+            await db.write_lock(session)
+            await asyncio.sleep(0)  # another transaction gets the loop while this one holds the lock
+            await session.execute(sa.text("INSERT INTO writes VALUES (:n)"), {"n": n})
+
+    try:
+        await asyncio.gather(*(write(n) for n in range(20)))
+        async with db.sessions() as session:
+            stored = (await session.execute(sa.text("SELECT count(*) FROM writes"))).scalar()
+    finally:
+        await db.close()
+    assert stored == 20, "every write committed, none refused with 'database is locked'"
+
+
 async def test_a_deadlock_postgresql_breaks_is_a_retry_of_the_batch_not_a_dead_letter(postgres_url):
     from services.notifier.consumer import _store
 

@@ -233,6 +233,8 @@ async def _record_skips(
     session: AsyncSession, *, state: ThreadState, skipped: Sequence[Skip], round_: int, now: datetime
 ) -> None:
     """One row per person and reason and thread: the first time the policy gave that reason."""
+    if not skipped:
+        return
     known = set(
         (
             await session.execute(
