@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.ingest
 	$(BIN)/python -m tests.bench.outbox
+	$(BIN)/python -m tests.bench.backfill $(BACKFILL_ARGS)
 
 # The index at 10k / 100k / 1M real contributions on Qdrant Edge: long (the 1M build and its serving
 # process take a quarter of an hour or more here); smaller with SCALE_ARGS='--sizes 10000,100000'.
