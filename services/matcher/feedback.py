@@ -1,16 +1,19 @@
-"""What responses to invitations near a question say of its candidates: for and against, and how many."""
+"""Responses to invitations: kept beside their question, and what those near a question say of its candidates."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from dataclasses import replace
 
 import numpy as np
 
 from services.matcher.features import FeatureTable
-from services.matcher.index.base import ExpertIndex, FeedbackHit
+from services.matcher.index.base import ExpertIndex, Feedback, FeedbackHit
 from services.matcher.query import QuestionQuery
-from shared.events import ResponseKind
+from shared.events import InvitationResponded, ResponseKind
+
+log = logging.getLogger(__name__)
 
 # Responses to invitations on the questions closest to this one. A response fades to nothing at
 # REACH (a cosine similarity): a "not my area" is about that topic, not about the person everywhere.
@@ -77,3 +80,29 @@ def _strongest(values: list[float]) -> float:
         return 0.0
     best = max(values)
     return min(1.0, best + 0.1 * (sum(values) - best))
+
+
+async def record_response(index: ExpertIndex, event: InvitationResponded) -> None:
+    """Keep a response beside its question's vector: the next questions close to it feel it."""
+    response = event.data
+    vector = await index.vector(event.tenant, response.question_post_id)
+    if vector is None:
+        # The question was deleted, or its asker erased: nothing to be close to.
+        log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
+        return
+    if not await index.author_counts(event.tenant, authors=[response.person_id], limit=1):
+        # Nothing of theirs is indexed, so they are nobody's candidate: erased since they
+        # responded (the erasure may overtake the response, on another topic), or never posted.
+        log.info("response %s: its person has no post indexed; dropped", event.id)
+        return
+    await index.record_feedback(
+        Feedback(
+            tenant=event.tenant,
+            question_post_id=response.question_post_id,
+            thread_id=response.thread_id,
+            person_id=response.person_id,
+            response=response.response,
+            at=response.responded_at,
+            vector=vector,
+        )
+    )

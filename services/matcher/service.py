@@ -12,12 +12,9 @@ from datetime import UTC, datetime
 from services.matcher.counts import DailyCounts
 from services.matcher.embedder import Embedder
 from services.matcher.features import CandidatePool, candidate_features
-from services.matcher.feedback import with_feedback
-from services.matcher.index.base import (
-    Contribution,
-    ExpertIndex,
-    Feedback,
-)
+from services.matcher.feedback import record_response, with_feedback
+from services.matcher.index.base import Contribution, ExpertIndex
+from services.matcher.posts import contribution_of, plain_body, question_of
 from services.matcher.query import QuestionQuery
 from services.matcher.ranking import EvidenceOrder, evidence_of, rank_candidates
 from services.matcher.texts import contribution_text, visible_to
@@ -34,10 +31,9 @@ from shared.events import (
     PostDeleted,
     PostKind,
     PostUpserted,
-    Question,
 )
 from shared.logs import log_context
-from shared.text import snippet, to_plain_text
+from shared.text import to_plain_text
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +112,11 @@ class MatcherService:
                 raise ValueError(f"post {event.data.id}: tenant {event.data.tenant!r} != envelope {event.tenant!r}")
         titles = await self._thread_titles([e.data for e in upserts], pause)
         tags = self._thread_tags([e.data for e in upserts])
-        texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), _plain(e.data)) for e in upserts]
+        texts = [contribution_text(titles.get((e.tenant, e.data.thread_id)), plain_body(e.data)) for e in upserts]
         with tracing.batch_span("embed", [e.id for e in upserts]):
             vectors = await self._embed(texts, pause)
         contributions = {
-            id(event): _contribution(
+            id(event): contribution_of(
                 event.data,
                 titles.get((event.tenant, event.data.thread_id)),
                 vector,
@@ -136,7 +132,7 @@ class MatcherService:
         self._unlearned.update(e.tenant for e in upserts if not self.trainer.scorer(e.tenant).examples)
         for event in events:
             if isinstance(event, InvitationResponded):
-                await self._record_response(event)
+                await record_response(self._index, event)
         matches = [await self._traced_match(event, contributions[id(event)]) for event in questions]
         if matches:
             with tracing.batch_span("publish matches", [e.id for e in questions]):
@@ -169,31 +165,6 @@ class MatcherService:
         tenants, self._unlearned = self._unlearned, set()
         for tenant in tenants:
             self.trainer.schedule(tenant)
-
-    async def _record_response(self, event: InvitationResponded) -> None:
-        """Keep a response beside its question's vector: the next questions close to it feel it."""
-        response = event.data
-        vector = await self._index.vector(event.tenant, response.question_post_id)
-        if vector is None:
-            # The question was deleted, or its asker erased: nothing to be close to.
-            log.info("response %s: question %s is not indexed; dropped", event.id, response.question_post_id)
-            return
-        if not await self._index.author_counts(event.tenant, authors=[response.person_id], limit=1):
-            # Nothing of theirs is indexed, so they are nobody's candidate: erased since they
-            # responded (the erasure may overtake the response, on another topic), or never posted.
-            log.info("response %s: its person has no post indexed; dropped", event.id)
-            return
-        await self._index.record_feedback(
-            Feedback(
-                tenant=event.tenant,
-                question_post_id=response.question_post_id,
-                thread_id=response.thread_id,
-                person_id=response.person_id,
-                response=response.response,
-                at=response.responded_at,
-                vector=vector,
-            )
-        )
 
     async def search(
         self,
@@ -311,7 +282,7 @@ class MatcherService:
         ranked = await self.rank_question(
             tenant=post.tenant,
             vector=contribution.vector,
-            text=contribution_text(post.title, _plain(post)),
+            text=contribution_text(post.title, plain_body(post)),
             tags=post.tags,
             asker=post.author_id,
             thread_id=post.thread_id,
@@ -325,7 +296,7 @@ class MatcherService:
             id=uuid.uuid5(_MATCH_NAMESPACE, f"{event.tenant}/{event.id}"),
             tenant=post.tenant,
             data=Match(
-                question=_question(post), candidates=tuple(ranked.candidates), participants=tuple(ranked.participants)
+                question=question_of(post), candidates=tuple(ranked.candidates), participants=tuple(ranked.participants)
             ),
         )
 
@@ -423,44 +394,4 @@ def _log_match(post: Post, ranked: RankedQuestion) -> None:
             "event": "match", "tenant": post.tenant, "thread_id": post.thread_id, "post_id": post.id,
             "pool": len(ranked.pool), "ranked": len(ranked.candidates), "candidates": best,
         },
-    )
-
-
-def _plain(post: Post) -> str:
-    return to_plain_text(post.body)
-
-
-def _contribution(
-    post: Post, thread_title: str | None, vector: Sequence[float], thread_tags: tuple[str, ...]
-) -> Contribution:
-    return Contribution(
-        tenant=post.tenant,
-        post_id=post.id,
-        thread_id=post.thread_id,
-        author_id=post.author_id,
-        kind=post.kind,
-        # Replies carry their thread's title, so their evidence says what it was about.
-        title=post.title or thread_title,
-        text=_plain(post),
-        created_at=post.created_at,
-        vector=list(vector),
-        # Replies carry their thread's tags, so a person's answers say which topics they cover.
-        tags=post.tags or thread_tags,
-        audience=post.audience,
-        accepted=post.accepted,
-        score=post.score,
-        url=post.url,
-    )
-
-
-def _question(post: Post) -> Question:
-    return Question(
-        post_id=post.id,
-        thread_id=post.thread_id,
-        author_id=post.author_id,
-        title=post.title,
-        excerpt=snippet(_plain(post)),
-        url=post.url,
-        tags=post.tags,
-        created_at=post.created_at,
     )
