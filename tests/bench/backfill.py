@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from services.embedded.broker import BrokerSupervisor
+from services.matcher.settings import MatcherSettings
 from shared.stackexchange import DumpPost
 from shared.topics import load_topic_specs
 from tests.bench.ingest import DATA, KEY, TENANT, _posts, request_bodies
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=500, help="posts per request, as `expertmatch import` sends")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch of the bare encode")
+    parser.add_argument(
+        "--batch-size", type=int, default=MatcherSettings().embed_batch_size, help="texts per batch of the bare encode"
+    )
     parser.add_argument("--progress", action="store_true", help="print how many posts are indexed, every second")
     args = parser.parse_args(argv)
     posts = posts_of(args.posts)

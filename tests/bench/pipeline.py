@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="se-quantumcomputing")
     parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
     parser.add_argument("--questions", type=int, default=60, help="questions timed end to end, one at a time")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=MatcherSettings().embed_batch_size)
     parser.add_argument("--rate", type=float, default=5.0, help="questions per second in the sustained phase")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase (0: skip it)")
     parser.add_argument(
