@@ -618,7 +618,7 @@ async def test_an_edge_shard_from_before_int8_copies_opens_and_compacts_with_the
         await reopened.close()
 
 
-async def test_compacting_builds_a_graph_within_each_large_tenant_only_and_keeps_the_answers(tmp_path):
+async def test_compacting_builds_a_graph_per_large_tenant_keeps_payloads_in_memory_and_the_answers(tmp_path):
     path = tmp_path / "index"
     rng = random.Random(11)
     # acme above full_scan_threshold (about 6,600 points of 384 dims), so it gets a graph; globex
@@ -640,6 +640,10 @@ async def test_compacting_builds_a_graph_within_each_large_tenant_only_and_keeps
         if json.loads(f.read_text())["indexed_vector_count"] > 0
     ]
     assert (graph["m"], graph["payload_m"]) == (0, 16)
+    # The payloads the searches read are kept in memory (Memory.Cached), not read from disk each time.
+    segments = [json.loads(f.read_text())["config"] for f in path.glob("segments/*/segment.json")]
+    storage = [segment["payload_storage_type"] for segment in segments]
+    assert {"type": "in_ram_mmap"} in storage
     reopened = await EdgeIndex.open(path)
     try:
         for position in (5, 1234, 6999):

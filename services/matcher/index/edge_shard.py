@@ -37,7 +37,8 @@ class ShardLocked(IndexUnavailable):
 def shard_config(dimensions: int) -> EdgeConfig:
     """The shard's config. Points land in an appendable segment (plain, in RAM) whatever it says;
     the rest applies to the segments `compact` writes: int8 copies of the dense vectors searched
-    first (rescored with the originals, which stay on disk), and an HNSW graph per tenant.
+    first (rescored with the originals, which stay on disk), an HNSW graph per tenant, and the
+    payloads kept in memory.
 
     The graph has no links across the whole shard (`m=0`), only within each value of the payload
     indexes built with HNSW links, which is the `tenant` index alone (`is_tenant`; the others are
@@ -52,8 +53,15 @@ def shard_config(dimensions: int) -> EdgeConfig:
     the graph the int8 search read every point of the tenant: recall 1.000, but 146 ms for the
     rank step's dense search at 1M against 56 ms with it (`python -m tests.bench.rank --index
     FOLDER` on the kept 1M index and on a copy compacted with the graph, payload reads included).
-    Loading an older shard with this config keeps its points; its segments get the graph at the
-    next `compact`.
+    Payloads are `Memory.Cached`: a search asks Edge for ids and reads the payloads of the hits it
+    has not cached (hit_cache.py), and on disk (`Memory.Cold`) a first read cost about 0.1 ms a
+    point here. At 1M, on the shard's thread (`python -m tests.bench.rank --index FOLDER
+    --questions 30`, two interleaved runs, load 1.7-3.4), large tenant p50: dense search 52-53 ->
+    23-24 ms, lexical 70-72 -> 47-50 ms, thread answers 37-38 -> 14-16 ms; the rank step 267-278
+    -> 171-182 ms. The price is memory: the payload files (0.83 GiB at 1M) stay resident, as
+    pages of a mapped file the kernel may take back.
+    Loading an older shard with this config keeps its points; its segments get the graph and the
+    payload placement at the next `compact`.
     """
     quantized = ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, memory=Memory.Cached)
     return EdgeConfig(
@@ -63,7 +71,7 @@ def shard_config(dimensions: int) -> EdgeConfig:
             )
         },
         sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf, memory=Memory.Cold)},
-        payload_memory=Memory.Cold,
+        payload_memory=Memory.Cached,
         hnsw_config=HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=16),
     )
 
