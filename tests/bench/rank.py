@@ -194,13 +194,24 @@ async def _write(path: Path, contributions: list[Contribution]) -> None:
         await index.close()
 
 
+def _scale_now():
+    from tests.bench import scale
+
+    return scale.NOW
+
+
 def prepare(args) -> tuple[Path, list[dict]]:
     """The index to rank on (built unless `--index` holds one) and the questions to ask it."""
     folder = args.index or Path(tempfile.mkdtemp(prefix="rank-bench-"))
     asked_file = folder / "questions.json"
     if asked_file.exists():
         print(f"reusing {folder}", file=sys.stderr, flush=True)
-        return folder, json.loads(asked_file.read_text())
+        asked = json.loads(asked_file.read_text())
+        # A folder `make bench-scale --keep` left: its questions are asked a minute after its newest post.
+        for q in asked:
+            q.setdefault("now", (_scale_now() + timedelta(minutes=1)).isoformat())
+        tenants = dict.fromkeys(q["tenant"] for q in asked)
+        return folder, [q for t in tenants for q in [q for q in asked if q["tenant"] == t][: args.questions]]
     folder.mkdir(parents=True, exist_ok=True)
     if args.size:
         from tests.bench import scale
@@ -209,7 +220,7 @@ def prepare(args) -> tuple[Path, list[dict]]:
         asyncio.run(scale.build(folder / "index", posts, vectors, args.size))
         asked = scale.questions(posts, vectors, args.size, args.questions)
         for q in asked:
-            q["now"] = (scale.NOW + timedelta(minutes=1)).isoformat()
+            q["now"] = (_scale_now() + timedelta(minutes=1)).isoformat()
     else:
         contributions, asked = dataset(args.dataset, args.posts, args.questions)
         asyncio.run(_write(folder / "index", contributions))
@@ -284,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="se-quantumcomputing")
     parser.add_argument("--posts", type=int, default=1000, help="history posts to index")
-    parser.add_argument("--questions", type=int, default=60, help="questions to rank (per tenant with --size)")
+    parser.add_argument("--questions", type=int, default=60,
+                        help="questions to rank (per tenant with --size; the first so many of a reused --index)")
     parser.add_argument("--size", type=int, default=0, help="the bench-scale layout at this many points instead")
     parser.add_argument("--index", type=Path, help="a folder to keep the index and questions in, and reuse")
     parser.add_argument("--repeat", type=int, default=1, help="rank every question this many times")

@@ -182,7 +182,7 @@ def disk_bytes(path: Path) -> int:
 
 
 def run_size(args, posts: list[BasePost], vectors: np.ndarray, size: int) -> dict:
-    folder = args.work / f"scale-{size}"
+    folder = args.folder or args.work / f"scale-{size}"
     built = folder / "build.json"
     if args.reuse and built.exists():
         seconds = json.loads(built.read_text())["seconds"]
@@ -274,8 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compact", action="store_true",
                         help="compact each index (int8 copies, vectors on disk) before serving it, as "
                         "`expertmatch compact-index` does")
+    parser.add_argument("--folder", type=Path,
+                        help="the folder of the one size in --sizes (default WORK/scale-SIZE): e.g. a copy "
+                        "of a kept index, to compact it another way without touching the original")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.folder is not None and len(sizes) != 1:
+        parser.error("--folder names the folder of one size: give --sizes a single size")
     posts, vectors = load_corpus(args.data, args.work / "embeddings.sqlite")
     results = []
     for size in sizes:

@@ -47,6 +47,26 @@ def _memory() -> dict[str, int]:
     return {name: int(fields[key].split()[0]) * 1024 for name, key in keys}
 
 
+def _mapped_by_part(folder: Path) -> dict[str, int]:
+    """Resident bytes of the shard's mapped files, by the segment part they belong to (payload_storage,
+    vector_storage-dense, ...); RssAnon is what the process allocated itself."""
+    parts: dict[str, int] = {}
+    current = None
+    root = str(folder.resolve())
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and "-" in fields[0] and not fields[0].endswith(":"):
+            path = fields[5]
+            current = None
+            if path.startswith(root):
+                relative = Path(path).relative_to(root).parts
+                # index/segments/<segment>/<part>/...: the part; else the file's folder under index/.
+                current = relative[3] if len(relative) > 3 and relative[1] == "segments" else "/".join(relative[1:2])
+        elif current is not None and fields and fields[0] == "Rss:":
+            parts[current] = parts.get(current, 0) + int(fields[1]) * 1024
+    return dict(sorted(parts.items(), key=lambda item: -item[1]))
+
+
 async def rank_times(service, asked: list[dict]) -> tuple[float, list[float]]:
     """The rank step of each question as the matcher runs it for a new post: (first, the others)."""
     seconds = []
@@ -128,7 +148,10 @@ async def serve(folder: Path, asked: list[dict]) -> dict:
                         "embed": _percentiles(embed),
                         "recall": await recall(matcher.index, mine),
                     }
-            figures.update(_memory(), load=os.getloadavg()[0])
+            figures.update(_memory(), load=os.getloadavg()[0], mapped_by_part=_mapped_by_part(folder))
+            _say("  mapped shard files resident, by part: " + ", ".join(
+                f"{part} {size / 2**20:.0f} MiB" for part, size in figures["mapped_by_part"].items() if size >= 2**20
+            ))
     return figures
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import socket
@@ -594,9 +595,15 @@ async def test_an_edge_shard_from_before_int8_copies_opens_and_compacts_with_the
     )
     EdgeShard.create(str(path), older).close()
     rng = random.Random(7)
-    # Enough points (about 10 MB of vectors) for the optimizer to rewrite the segment at all.
+    # Enough points (about 10 MB of vectors) for the optimizer to rewrite the segment at all, in two
+    # tenants each below the graph's full_scan_threshold: their searches stay exact, so the answers
+    # can be compared one for one (random vectors are HNSW's worst case).
     written = [
-        contribution(f"p{i}", [rng.gauss(0.0, 1.0) for _ in range(DIM)], author_id=f"u{i % 40}") for i in range(7_000)
+        contribution(
+            f"p{i}", [rng.gauss(0.0, 1.0) for _ in range(DIM)], author_id=f"u{i % 40}",
+            tenant="acme" if i % 2 else "globex",
+        )
+        for i in range(7_000)
     ]
     query = list(written[5].vector)
     index = await EdgeIndex.open(path)
@@ -611,8 +618,47 @@ async def test_an_edge_shard_from_before_int8_copies_opens_and_compacts_with_the
         # Rescored with the original vectors: the same posts, in the same order, with exact similarities.
         assert after == before
         assert after[0] == ("p5", 1.0)
-        assert await reopened.count("acme") == 7_000
+        assert await reopened.count("acme") == 3_500
         assert await reopened.engine.run(lambda s: s.info().indexed_vectors_count) >= 7_000
+    finally:
+        await reopened.close()
+
+
+async def test_compacting_builds_a_graph_per_large_tenant_keeps_payloads_in_memory_and_the_answers(tmp_path):
+    path = tmp_path / "index"
+    rng = random.Random(11)
+    # acme above full_scan_threshold (about 6,600 points of 384 dims), so it gets a graph; globex
+    # below it, searched exactly through the tenant's payload index.
+    written = [
+        contribution(f"p{i}", [rng.gauss(0.0, 1.0) for _ in range(DIM)], author_id=f"u{i % 40}") for i in range(7_000)
+    ]
+    written += [
+        contribution(f"g{i}", [rng.gauss(0.0, 1.0) for _ in range(DIM)], tenant="globex") for i in range(300)
+    ]
+    index = await EdgeIndex.open(path)
+    await index.upsert(written)
+    await index.close()
+
+    assert compact(path, DIM) is True
+    # Edge reports no index details; the segment's own record of the graph it built says it.
+    (graph,) = [
+        json.loads(f.read_text()) for f in path.glob("segments/*/vector_index-dense/hnsw_config.json")
+        if json.loads(f.read_text())["indexed_vector_count"] > 0
+    ]
+    assert (graph["m"], graph["payload_m"]) == (0, 16)
+    # The payloads the searches read are kept in memory (Memory.Cached), not read from disk each time.
+    segments = [json.loads(f.read_text())["config"] for f in path.glob("segments/*/segment.json")]
+    storage = [segment["payload_storage_type"] for segment in segments]
+    assert {"type": "in_ram_mmap"} in storage
+    reopened = await EdgeIndex.open(path)
+    try:
+        for position in (5, 1234, 6999):
+            query = list(written[position].vector)
+            hits = await reopened.search("acme", query, limit=5)
+            assert (hits[0].post_id, round(hits[0].similarity, 4)) == (f"p{position}", 1.0)
+            assert all(h.post_id.startswith("p") for h in hits)
+        small = await reopened.search("globex", list(written[7_000 + 17].vector), limit=300)
+        assert len(small) == 300 and small[0].post_id == "g17"
     finally:
         await reopened.close()
 

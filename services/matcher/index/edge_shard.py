@@ -37,12 +37,31 @@ class ShardLocked(IndexUnavailable):
 def shard_config(dimensions: int) -> EdgeConfig:
     """The shard's config. Points land in an appendable segment (plain, in RAM) whatever it says;
     the rest applies to the segments `compact` writes: int8 copies of the dense vectors searched
-    first (rescored with the originals, which stay on disk), no HNSW graph.
+    first (rescored with the originals, which stay on disk), an HNSW graph per tenant, and the
+    payloads kept in memory.
 
-    Measured by `make bench-scale` at 100k real contributions (a 40k tenant): the dense top 300
-    in 7.5 ms p50 against 15.5 ms exact, recall 0.9996. A per-tenant HNSW (payload_m=16) gave
-    2.0 ms but took 80 s to build at 100k, with the GIL held (DESIGN.md: not finished at 1M in
-    54 min), so none is built. Loading an older shard with this config keeps its points.
+    The graph has no links across the whole shard (`m=0`), only within each value of the payload
+    indexes built with HNSW links, which is the `tenant` index alone (`is_tenant`; the others are
+    `enable_hnsw=False`): every search filters by tenant, so a graph over all tenants would only
+    be walked through other tenants' points. A filter the payload index finds few points for (under
+    `full_scan_threshold` KB of vectors, about 6,600 points) is searched exactly instead.
+
+    Measured at 1M real contributions (the `make bench-scale` layout: a 400k tenant and 30 of 20k;
+    the shard's own query, ids only, the matcher's filter, 30 questions each, load 2.3): the dense
+    top 300 of the 400k tenant in 6.1 ms p50 (int8 rescored, through the graph) against 158 ms
+    exact, recall@300 0.990 against exact (min 0.963); a 20k tenant 3.8 ms, recall 0.992. Without
+    the graph the int8 search read every point of the tenant: recall 1.000, but 146 ms for the
+    rank step's dense search at 1M against 56 ms with it (`python -m tests.bench.rank --index
+    FOLDER` on the kept 1M index and on a copy compacted with the graph, payload reads included).
+    Payloads are `Memory.Cached`: a search asks Edge for ids and reads the payloads of the hits it
+    has not cached (hit_cache.py), and on disk (`Memory.Cold`) a first read cost about 0.1 ms a
+    point here. At 1M, on the shard's thread (`python -m tests.bench.rank --index FOLDER
+    --questions 30`, two interleaved runs, load 1.7-3.4), large tenant p50: dense search 52-53 ->
+    23-24 ms, lexical 70-72 -> 47-50 ms, thread answers 37-38 -> 14-16 ms; the rank step 267-278
+    -> 171-182 ms. The price is memory: the payload files (0.83 GiB at 1M) stay resident, as
+    pages of a mapped file the kernel may take back.
+    Loading an older shard with this config keeps its points; its segments get the graph and the
+    payload placement at the next `compact`.
     """
     quantized = ScalarQuantizationConfig(ScalarType.Int8, quantile=0.99, memory=Memory.Cached)
     return EdgeConfig(
@@ -52,8 +71,8 @@ def shard_config(dimensions: int) -> EdgeConfig:
             )
         },
         sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf, memory=Memory.Cold)},
-        payload_memory=Memory.Cold,
-        hnsw_config=HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=0),
+        payload_memory=Memory.Cached,
+        hnsw_config=HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000, payload_m=16),
     )
 
 
@@ -91,11 +110,14 @@ def open_shard(path: Path, dimensions: int) -> EdgeShard:
 
 
 def compact(path: Path, dimensions: int) -> bool:
-    """Rewrite the shard's segments as `shard_config` says (int8 copies, originals on disk); True if any changed.
+    """Rewrite the shard's segments as `shard_config` says (int8 copies, originals on disk, a graph
+    per tenant); True if any changed.
 
-    Offline only, with the matcher stopped: Edge's optimize holds the GIL for the whole build
-    (38-64 s per 100k contributions here), which would freeze a serving event loop. The shard's
-    lock makes it fail with ShardLocked while a matcher holds the shard.
+    Offline only, with the matcher stopped: Edge's optimize holds the GIL for the whole build,
+    which would freeze a serving event loop. At 1M contributions (bench-scale layout) adding the
+    per-tenant graphs to an int8-compacted shard took 568 s (one core busy, load about 5) and
+    peaked at 11.4 GiB RSS; the int8 compaction alone had taken 842 s. At 100k both took 32-37 s.
+    The shard's lock makes it fail with ShardLocked while a matcher holds the shard.
     """
     shard = open_shard(path, dimensions)
     try:
